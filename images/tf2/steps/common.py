@@ -1,0 +1,83 @@
+"""Helpers shared by the TF2 stack's step scripts (run inside the container, never on the host)."""
+
+import json
+import os
+import platform
+import sys
+
+EX_DATAERR = 65  # the host reports this exit status as bad input (exit 2), with our last stderr line
+
+
+def reject(message):
+    """Stop: the input is unusable. One line, no traceback."""
+    print(f"ERROR: {message}", file=sys.stderr, flush=True)
+    sys.exit(EX_DATAERR)
+
+
+def first_line(exc):
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
+
+
+def versions():
+    import numpy
+
+    found = {"python": platform.python_version(), "numpy": numpy.__version__}
+    if "tensorflow" in sys.modules:
+        import tensorflow as tf
+
+        found["tensorflow"] = tf.__version__
+        try:
+            found["keras"] = tf.keras.__version__
+        except AttributeError:
+            pass
+    return found
+
+
+def write_json(path, data):
+    with open(path, "w") as fh:
+        json.dump(data, fh, indent=2, sort_keys=True, default=_jsonable)
+        fh.write("\n")
+
+
+def _jsonable(value):
+    import numpy as np
+
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, (set, tuple)):
+        return list(value)
+    return str(value)
+
+
+def step_done(out, artifacts, **info):
+    write_json(os.path.join(out, "step.json"), {"artifacts": artifacts, "versions": versions(), "info": info})
+
+
+def csv(value):
+    return [v.strip() for v in value.split(",") if v.strip()] if value else []
+
+
+def shapes(value):
+    """'1,224,224,3:1,10' -> [[1,224,224,3],[1,10]]"""
+    if not value:
+        return []
+    try:
+        return [[int(d) for d in part.split(",") if d.strip()] for part in value.split(":")]
+    except ValueError:
+        reject(f"--input_shapes '{value}' is not a list of comma-separated integers (several inputs: use ':')")
+
+
+def load_array_file(path):
+    """A .npy -> [array]; a .npz -> {name: array} (in file order); anything else is bad input."""
+    import numpy as np
+
+    try:
+        if path.endswith(".npz"):
+            with np.load(path, allow_pickle=False) as data:
+                return {k: data[k] for k in data.files}
+        return [np.load(path, allow_pickle=False)]
+    except Exception as exc:  # numpy raises several types for bad files
+        reject(f"{path}: not a readable numpy file ({first_line(exc)})")

@@ -1,0 +1,105 @@
+"""Write a small random-weight model (and matching calibration data) for tests and demos.
+
+    make_model.py --kind cnn|mlp|multi --format keras|keras_saved_model|tf_saved_model|tf_frozen_model
+                  --out DIR [--seed N]
+Writes DIR/<artifact> and DIR/calibration.npy (or .npz for several inputs); nothing is downloaded.
+"""
+
+import argparse
+import os
+
+import numpy as np
+
+from common import step_done
+
+ARTIFACT = {"keras": "model.h5", "keras_saved_model": "keras_saved_model", "tf_saved_model": "saved_model",
+            "tf_frozen_model": "frozen_model.pb"}
+
+
+def build(kind):
+    import tensorflow as tf
+
+    L = tf.keras.layers
+    if kind == "cnn":
+        x = L.Input((32, 32, 3), name="image")
+        y = L.Conv2D(8, 3, padding="same", activation="relu")(x)
+        y = L.BatchNormalization()(y)
+        y = L.MaxPooling2D()(y)
+        y = L.DepthwiseConv2D(3, padding="same", activation="relu6")(y)
+        y = L.Conv2D(16, 1, activation="relu")(y)
+        y = L.GlobalAveragePooling2D()(y)
+        y = L.Dense(5, activation="softmax", name="probs")(y)
+        return tf.keras.Model(x, y, name="small_cnn")
+    if kind == "mlp":
+        x = L.Input((10,), name="features")
+        y = L.Dense(16, activation="tanh")(x)
+        y = L.Dense(3, name="logits")(y)
+        return tf.keras.Model(x, y, name="small_mlp")
+    if kind == "multi":
+        a = L.Input((8,), name="a")
+        b = L.Input((4,), name="b")
+        y = L.Concatenate()([L.Dense(6, activation="relu")(a), b])
+        return tf.keras.Model([a, b], [L.Dense(2, name="out_x")(y), L.Dense(3, activation="sigmoid", name="out_y")(y)],
+                              name="two_in_two_out")
+    raise SystemExit(f"unknown kind {kind}")
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--kind", default="cnn")
+    p.add_argument("--format", default="keras", choices=sorted(ARTIFACT))
+    p.add_argument("--out", required=True)
+    p.add_argument("--seed", type=int, default=1)
+    args = p.parse_args()
+    import tensorflow as tf
+
+    tf.keras.utils.set_random_seed(args.seed)
+    model = build(args.kind)
+    # give BatchNormalization non-trivial statistics so conversions have something to fold
+    for layer in model.layers:
+        if isinstance(layer, tf.keras.layers.BatchNormalization):
+            n = layer.moving_mean.shape[0]
+            rng = np.random.default_rng(args.seed)
+            layer.set_weights([rng.uniform(0.5, 1.5, n), rng.uniform(-0.2, 0.2, n),
+                               rng.uniform(-0.1, 0.1, n), rng.uniform(0.5, 1.5, n)])
+    target = os.path.join(args.out, ARTIFACT[args.format])
+    info = {"kind": args.kind, "inputs": model.input_names, "outputs": model.output_names}
+    if args.format == "keras":
+        model.save(target, save_format="h5")
+    elif args.format == "keras_saved_model":
+        model.save(target, save_format="tf")
+    elif args.format == "tf_saved_model":
+        specs = [tf.TensorSpec([None, *t.shape[1:]], t.dtype, name=n) for n, t in zip(model.input_names, model.inputs)]
+
+        @tf.function(input_signature=specs)
+        def serve(*xs):
+            outs = model(list(xs) if len(xs) > 1 else xs[0], training=False)
+            outs = outs if isinstance(outs, (list, tuple)) else [outs]
+            return {n: o for n, o in zip(model.output_names, outs)}
+
+        module = tf.Module()
+        module.model = model
+        tf.saved_model.save(module, target, signatures={"serving_default": serve})
+    else:
+        from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+        specs = [tf.TensorSpec([1, *t.shape[1:]], t.dtype, name=n) for n, t in zip(model.input_names, model.inputs)]
+        fn = tf.function(lambda *xs: model(list(xs) if len(xs) > 1 else xs[0], training=False))
+        frozen = convert_variables_to_constants_v2(fn.get_concrete_function(*specs))
+        gd = frozen.graph.as_graph_def()
+        with open(target, "wb") as fh:
+            fh.write(gd.SerializeToString())
+        info["input_arrays"] = [t.name.split(":")[0] for t in frozen.inputs]
+        info["output_arrays"] = [t.name.split(":")[0] for t in frozen.outputs]
+        info["input_shapes"] = ":".join(",".join(str(d) for d in s.shape) for s in specs)
+    rng = np.random.default_rng(args.seed + 100)
+    calib = {n: rng.uniform(-1, 1, (32, *t.shape[1:])).astype("float32") for n, t in zip(model.input_names, model.inputs)}
+    if len(calib) == 1:
+        np.save(os.path.join(args.out, "calibration.npy"), next(iter(calib.values())))
+    else:
+        np.savez(os.path.join(args.out, "calibration.npz"), **calib)
+    step_done(args.out, [ARTIFACT[args.format]], **info)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,189 @@
+"""Load a model of a given format and run it on named inputs (TF2 stack). Used by run_model.py."""
+
+import os
+
+import numpy as np
+
+from common import csv, first_line, reject, shapes
+
+
+class Spec:
+    def __init__(self, name, shape, dtype):
+        self.name = name
+        self.shape = [int(d) if d is not None and d >= 0 else None for d in shape]
+        self.dtype = np.dtype(dtype)
+
+    def to_json(self):
+        return {"name": self.name, "shape": self.shape, "dtype": self.dtype.name}
+
+
+def _tf():
+    import tensorflow as tf
+
+    return tf
+
+
+def load_keras(path):
+    tf = _tf()
+    try:
+        return tf.keras.models.load_model(path, compile=False)
+    except Exception as exc:  # h5py, keras and TF raise many types for unusable files
+        reject(f"{path}: cannot load as a Keras model ({first_line(exc)})")
+
+
+class KerasModel:
+    def __init__(self, path, args):
+        self.model = load_keras(path)
+        self.inputs = [Spec(name, t.shape, t.dtype.as_numpy_dtype)
+                       for name, t in zip(self.model.input_names, self.model.inputs)]
+        self.output_names = list(self.model.output_names)
+
+    def run(self, feeds):
+        outs = self.model([feeds[s.name] for s in self.inputs] if len(self.inputs) > 1 else feeds[self.inputs[0].name],
+                          training=False)
+        outs = outs if isinstance(outs, (list, tuple)) else [outs]
+        return [(n, np.asarray(o)) for n, o in zip(self.output_names, outs)]
+
+
+class SavedModel:
+    def __init__(self, path, args):
+        tf = _tf()
+        tags = csv(args.saved_model_tags) or ["serve"]
+        try:
+            loaded = tf.saved_model.load(path, tags=tags)
+        except Exception as exc:
+            reject(f"{path}: cannot load SavedModel with tags {','.join(tags)} ({first_line(exc)})")
+        sig = args.signature_name or "serving_default"
+        if sig not in loaded.signatures:
+            reject(f"{path}: no signature '{sig}'; signatures: {', '.join(loaded.signatures) or 'none'}")
+        self.loaded, self.fn = loaded, loaded.signatures[sig]
+        specs = self.fn.structured_input_signature[1]
+        self.inputs = [Spec(name, specs[name].shape, specs[name].dtype.as_numpy_dtype) for name in sorted(specs)]
+        self.output_names = sorted(self.fn.structured_outputs)
+
+    def run(self, feeds):
+        tf = _tf()
+        result = self.fn(**{s.name: tf.constant(feeds[s.name]) for s in self.inputs})
+        return [(n, result[n].numpy()) for n in self.output_names]
+
+
+class FrozenGraph:
+    def __init__(self, path, args):
+        tf = _tf()
+        graph_def = tf.compat.v1.GraphDef()
+        try:
+            with open(path, "rb") as fh:
+                graph_def.ParseFromString(fh.read())
+        except Exception as exc:
+            reject(f"{path}: not a frozen GraphDef ({first_line(exc)})")
+        in_names, out_names = csv(args.input_arrays), csv(args.output_arrays)
+        if not in_names or not out_names:
+            reject(f"{path}: a frozen graph needs --input_arrays and --output_arrays")
+        self.graph = tf.Graph()
+        with self.graph.as_default():
+            tf.compat.v1.import_graph_def(graph_def, name="")
+        given = shapes(args.input_shapes)
+        self.inputs = []
+        for i, name in enumerate(in_names):
+            try:
+                t = self.graph.get_tensor_by_name(name if ":" in name else name + ":0")
+            except (KeyError, ValueError):
+                reject(f"{path}: no tensor '{name}' in the graph")
+            shape = given[i] if i < len(given) else (t.shape.as_list() if t.shape.rank is not None else None)
+            if shape is None:
+                reject(f"{path}: input '{name}' has unknown rank; give --input_shapes")
+            self.inputs.append(Spec(name, shape, t.dtype.as_numpy_dtype))
+        self.output_names = out_names
+        for name in out_names:
+            try:
+                self.graph.get_tensor_by_name(name if ":" in name else name + ":0")
+            except (KeyError, ValueError):
+                reject(f"{path}: no tensor '{name}' in the graph")
+        self.session = tf.compat.v1.Session(graph=self.graph)
+
+    def run(self, feeds):
+        fetch = [n if ":" in n else n + ":0" for n in self.output_names]
+        feed = {(s.name if ":" in s.name else s.name + ":0"): feeds[s.name] for s in self.inputs}
+        return list(zip(self.output_names, self.session.run(fetch, feed)))
+
+
+class TFLiteModel:
+    """The TFLite interpreter; quantized inputs and outputs are (de)quantized so comparisons are in float."""
+
+    def __init__(self, path, args):
+        tf = _tf()
+        try:
+            self.interp = tf.lite.Interpreter(model_path=path, num_threads=os.cpu_count())
+        except Exception as exc:
+            reject(f"{path}: cannot load TFLite model ({first_line(exc)})")
+        sigs = self.interp.get_signature_list()
+        self.runner = self.interp.get_signature_runner(next(iter(sigs))) if len(sigs) == 1 else None
+        if self.runner is not None:
+            self.in_details = self.runner.get_input_details()
+            self.out_details = self.runner.get_output_details()
+            self.output_names = list(sigs[next(iter(sigs))]["outputs"])
+        else:
+            self.interp.allocate_tensors()
+            self.in_details = {d["name"]: d for d in self.interp.get_input_details()}
+            self.out_details = {d["name"]: d for d in self.interp.get_output_details()}
+            self.output_names = list(self.out_details)
+        self.inputs = [Spec(n, d.get("shape_signature", d["shape"]), np.float32 if _quantized(d) else d["dtype"])
+                       for n, d in self.in_details.items()]
+
+    def details(self):
+        def pack(d):
+            scale, zero = d["quantization"]
+            return {"shape": d["shape"], "dtype": np.dtype(d["dtype"]).name, "scale": scale, "zero_point": zero}
+        return {"inputs": {n: pack(d) for n, d in self.in_details.items()},
+                "outputs": {n: pack(d) for n, d in self.out_details.items()}}
+
+    def run(self, feeds):
+        q = {n: _quantize(feeds[n], self.in_details[n]) for n in self.in_details}
+        if self.runner is not None:
+            result = self.runner(**q)
+            raw = [(n, result[n]) for n in self.output_names]
+        else:
+            for n, d in self.in_details.items():
+                if list(d["shape"]) != list(q[n].shape):
+                    self.interp.resize_tensor_input(d["index"], q[n].shape)
+            self.interp.allocate_tensors()
+            for n, d in self.in_details.items():
+                self.interp.set_tensor(d["index"], q[n])
+            self.interp.invoke()
+            raw = [(n, self.interp.get_tensor(self.out_details[n]["index"])) for n in self.output_names]
+        return [(n, _dequantize(v, self.out_details[n])) for n, v in raw]
+
+
+def _quantized(d):
+    return np.dtype(d["dtype"]) in (np.int8, np.uint8, np.int16) and d["quantization"][0] != 0
+
+
+def _quantize(x, d):
+    dtype = np.dtype(d["dtype"])
+    if not _quantized(d):
+        return np.asarray(x).astype(dtype)
+    scale, zero = d["quantization"]
+    info = np.iinfo(dtype)
+    return np.clip(np.round(np.asarray(x, np.float64) / scale + zero), info.min, info.max).astype(dtype)
+
+
+def _dequantize(v, d):
+    if not _quantized(d):
+        return np.asarray(v)
+    scale, zero = d["quantization"]
+    return ((np.asarray(v, np.float64) - zero) * scale).astype(np.float32)
+
+
+LOADERS = {
+    "keras": KerasModel,
+    "keras_saved_model": KerasModel,
+    "tf_saved_model": SavedModel,
+    "tf_frozen_model": FrozenGraph,
+    "tflite": TFLiteModel,
+}
+
+
+def load(fmt, path, args):
+    if fmt not in LOADERS:
+        reject(f"this stack cannot run format '{fmt}'")
+    return LOADERS[fmt](path, args)

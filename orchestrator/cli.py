@@ -1,0 +1,184 @@
+"""The `orchestrator` command: a thin python-fire layer over plain functions.
+
+Each method returns a value (fire prints it); the work lives in images.py, planner.py, pipeline.py.
+Errors from the library become one line on stderr and a documented exit code (see errors.py);
+`--debug` shows the traceback instead.
+"""
+
+import sys
+
+from orchestrator.errors import OrchestratorError, UsageError
+
+
+def _log(line):
+    print(line, file=sys.stderr, flush=True)
+
+
+def _engine():
+    from orchestrator.engine import Engine
+
+    return Engine()
+
+
+def _table(rows, columns):
+    if not rows:
+        return "(none)"
+    widths = {c: max(len(c), *(len(str(r.get(c, ""))) for r in rows)) for c in columns}
+    lines = ["  ".join(c.upper().ljust(widths[c]) for c in columns)]
+    lines += ["  ".join(str(r.get(c, "")).ljust(widths[c]) for c in columns) for r in rows]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+class Images:
+    """Build, list, save and load the stack images."""
+
+    def base(self, suite="bookworm", mirror=None, from_registry=False, force=False):
+        """Build the Debian base image for SUITE (bookworm, bullseye) with debootstrap from MIRROR
+        (default: this machine's apt sources) and `docker import` it. --from-registry uses debian:SUITE-slim."""
+        from orchestrator import images
+
+        image_id = images.build_base(_engine(), suite, mirror=mirror, from_registry=from_registry, force=force,
+                                     log=_log)
+        return f"{images.base_ref(suite)} {image_id}"
+
+    def build(self, *stacks, ca_bundle=None, index_url=None, extra_index_url=None, wheelhouse=None,
+              no_cache=False, force=False, mirror=None, from_registry=False):
+        """Build stack images (all when none named), tagged by the content hash of images/<stack>/.
+
+        --ca-bundle FILE    extra CA bundle for the build (default: SSL_CERT_FILE, REQUESTS_CA_BUNDLE or PIP_CERT)
+        --index-url URL     package index (default: PIP_INDEX_URL or pip config)
+        --wheelhouse DIR    local wheels offered to pip (hash-checked against the lock like any other)
+        """
+        from orchestrator import images
+
+        engine = _engine()
+        names = list(stacks) or list(images.discover_stacks())
+        extra = None if extra_index_url is None else [u for u in str(extra_index_url).split() if u]
+        opts = images.BuildOptions(ca_bundle=ca_bundle, index_url=index_url, extra_index_urls=extra,
+                                   wheelhouse=wheelhouse, no_cache=no_cache, mirror=mirror,
+                                   from_registry=from_registry)
+        built = []
+        for name in names:
+            tag, image_id = images.build_stack(engine, images.get_stack(name), opts, force=force, log=_log)
+            built.append(f"{tag} {image_id}")
+        return "\n".join(built)
+
+    def list(self):
+        """Show every stack: tag, image id, size, built or not."""
+        from orchestrator import images
+
+        rows = images.list_images(_engine())
+        for r in rows:
+            r["size_mb"] = "-" if r["size_mb"] is None else f"{r['size_mb']} MB"
+            r["built"] = "yes" if r["built"] else "no"
+        return _table(rows, ["stack", "tag", "id", "size_mb", "built"])
+
+    def save(self, file, *stacks):
+        """Save the stack images (all, or those named) into one tar FILE for an air-gapped host."""
+        from orchestrator import images
+
+        refs = images.save_images(_engine(), file, stacks)
+        return f"saved {', '.join(refs)} to {file}"
+
+    def load(self, file):
+        """Load images saved by `images save`."""
+        from orchestrator import images
+
+        return "loaded " + ", ".join(images.load_images(_engine(), file))
+
+
+class Orchestrator:
+    """Convert ML models between formats; every stack runs in its own pinned Docker image."""
+
+    def __init__(self):
+        self.images = Images()
+
+    def routes(self):
+        """One line per supported FROM -> TO pair, with the stacks it uses."""
+        from orchestrator import planner
+
+        return planner.describe_routes()
+
+    def formats(self):
+        """The format names this tool knows."""
+        from orchestrator import formats
+
+        return [f"{f.name:18} {f.description}" for f in formats.FORMATS.values()]
+
+    def plan(self, source, to="tflite"):
+        """Print the chain of steps from SOURCE format to TO without running it."""
+        from orchestrator import planner
+
+        return planner.describe_plan(planner.plan(source, to))
+
+    def convert(self, source, input, output_dir, to="tflite", verify=True, force=False, build=True,
+                memory="8g", timeout=3600, quiet=False, **options):
+        """Convert INPUT (a model in format SOURCE) into OUTPUT_DIR (format TO, default tflite).
+
+        Writes the artifacts and manifest.json atomically. Route flags (see `orchestrator plan SOURCE --to TO`)
+        follow the converters' own names, e.g. --quantize none|float16|dynamic|int8, --calibration FILE.
+        --no-verify skips the parity check; --force replaces a non-empty OUTPUT_DIR; --no-build refuses to build
+        missing images.
+        """
+        from orchestrator import pipeline
+
+        result = pipeline.convert(
+            _engine(), source, input, output_dir, to=to, options=options, verify=verify, force=force,
+            build_missing=build, memory=str(memory), timeout=float(timeout), log=None if quiet else _log,
+        )
+        return pipeline.summary(result)
+
+    def sample(self, format, output_dir, kind="cnn", seed=1, force=False):
+        """Write a small random-weight model of FORMAT (keras, keras_saved_model, tf_saved_model, tf_frozen_model)
+        with calibration data into OUTPUT_DIR; KIND is cnn, mlp or multi (two inputs, two outputs)."""
+        from orchestrator import samples
+
+        info = samples.make_sample(_engine(), format, output_dir, kind=kind, seed=int(seed), force=force, log=_log)
+        return f"{format} sample ({kind}) in {output_dir}: " + ", ".join(f"{k}={v}" for k, v in info.items())
+
+    def engine(self):
+        """Check that a Docker engine answers."""
+        info = _engine().info()
+        return f"Docker engine {info['server']} (API {info['api']}, {info['os']}/{info['arch']})"
+
+    def version(self):
+        from orchestrator import __version__
+
+        return __version__
+
+
+def _normalize_argv(argv):
+    """`--no-flag` -> `--flag=False` (fire's own spelling is `--noflag`); `--a-b` is kept (fire maps it)."""
+    out = []
+    for arg in argv:
+        if arg.startswith("--no-") and "=" not in arg and len(arg) > 5:
+            out.append(f"--{arg[5:]}=False")
+        else:
+            out.append(arg)
+    return out
+
+
+def main(argv=None):
+    import fire
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]
+    if not argv:
+        argv = ["--help"]
+    try:
+        fire.Fire(Orchestrator(), command=_normalize_argv(argv), name="orchestrator")
+    except OrchestratorError as exc:
+        if debug:
+            raise
+        print(f"orchestrator: error: {exc}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        print("orchestrator: interrupted", file=sys.stderr)
+        sys.exit(130)
+    except fire.core.FireExit as exc:
+        sys.exit(exc.code)
+
+
+if __name__ == "__main__":
+    main()

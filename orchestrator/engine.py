@@ -1,0 +1,197 @@
+"""The only module that talks to Docker (through the official Docker SDK for Python).
+
+Everything else hands it plain data (`ContainerSpec`, build arguments) and gets plain data back,
+so orchestration logic can be tested against a fake engine without a Docker daemon.
+"""
+
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+
+from orchestrator.errors import BuildFailed, EnvironmentProblem
+
+NO_ENGINE_FIX = "start one with `make engine` (installs Debian's docker.io and starts dockerd), or set DOCKER_HOST"
+
+
+@dataclass(frozen=True)
+class Mount:
+    source: str  # host path
+    target: str  # container path
+    read_only: bool = True
+
+
+@dataclass
+class ContainerSpec:
+    """Everything needed to run one step's container; built by the runner, consumed by an engine."""
+
+    image: str
+    command: list
+    mounts: list = field(default_factory=list)
+    environment: dict = field(default_factory=dict)
+    user: str = ""
+    network: str = "none"
+    memory: str = "8g"
+    timeout: float = 3600.0
+    read_only_root: bool = True
+    tmpfs: dict = field(default_factory=lambda: {"/tmp": "rw,exec,size=4g"})
+    cap_drop: tuple = ("ALL",)
+    security_opt: tuple = ("no-new-privileges",)
+    working_dir: str = "/tmp"
+    name_hint: str = "step"
+
+
+@dataclass
+class RunResult:
+    exit_code: int
+    stdout: str
+    stderr: str
+    seconds: float
+    timed_out: bool = False
+
+
+class Engine:
+    """A connection to a Docker engine."""
+
+    def __init__(self, client=None):
+        self._client = client
+
+    # -- connection ---------------------------------------------------------------------------
+    @property
+    def client(self):
+        if self._client is None:
+            import docker  # imported here so that `orchestrator --help` works with no engine at all
+            from docker.errors import DockerException
+
+            try:
+                client = docker.from_env(timeout=600)
+                client.ping()
+            except DockerException as exc:
+                where = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+                raise EnvironmentProblem(f"no Docker engine answers at {where}; {NO_ENGINE_FIX}") from exc
+            self._client = client
+        return self._client
+
+    def info(self):
+        v = self.client.version()
+        return {"server": v.get("Version"), "api": v.get("ApiVersion"), "os": v.get("Os"), "arch": v.get("Arch")}
+
+    # -- images -------------------------------------------------------------------------------
+    def image(self, ref):
+        """Return {'id', 'tags', 'size', 'labels', 'created'} or None when the image is not present."""
+        from docker.errors import ImageNotFound
+
+        try:
+            img = self.client.images.get(ref)
+        except ImageNotFound:
+            return None
+        attrs = img.attrs
+        return {
+            "id": img.id,
+            "tags": list(img.tags),
+            "size": attrs.get("Size", 0),
+            "labels": (attrs.get("Config") or {}).get("Labels") or {},
+            "created": attrs.get("Created", ""),
+        }
+
+    def build(self, context_dir, tag, buildargs=None, labels=None, nocache=False, log=None):
+        """Build `context_dir/Dockerfile` as `tag`; stream the build log to `log`; return the image id."""
+        from docker.errors import APIError
+
+        tail = []
+        image_id = None
+        try:
+            stream = self.client.api.build(
+                path=str(context_dir), tag=tag, buildargs=buildargs or {}, labels=labels or {},
+                nocache=nocache, rm=True, forcerm=True, decode=True, pull=False,
+            )
+            for chunk in stream:
+                if "error" in chunk:
+                    tail.append(chunk["error"])
+                    raise BuildFailed(tag, "\n".join(tail[-30:]))
+                text = chunk.get("stream") or ""
+                if text:
+                    tail.extend(text.splitlines())
+                    del tail[:-60]
+                    if log:
+                        log(text.rstrip("\n"))
+                aux = chunk.get("aux") or {}
+                if "ID" in aux:
+                    image_id = aux["ID"]
+        except APIError as exc:
+            raise BuildFailed(tag, f"{exc.explanation or exc}") from exc
+        if image_id is None:
+            info = self.image(tag)
+            image_id = info["id"] if info else None
+        if image_id is None:
+            raise BuildFailed(tag, "\n".join(tail[-30:]) or "the engine reported no image")
+        return image_id
+
+    def import_rootfs(self, tarball, repository, tag, changes=()):
+        """`docker import` a root-filesystem tarball; `changes` are Dockerfile lines (LABEL, ENV, CMD)."""
+        self.client.api.import_image(src=str(tarball), repository=repository, tag=tag, changes=list(changes))
+        info = self.image(f"{repository}:{tag}")
+        if info is None:
+            raise EnvironmentProblem(f"docker import of {tarball} produced no image {repository}:{tag}")
+        return info["id"]
+
+    def save(self, refs, path):
+        with open(path, "wb") as fh:
+            for chunk in self.client.api.get_image(list(refs)) if len(refs) > 1 else self.client.api.get_image(refs[0]):
+                fh.write(chunk)
+
+    def load(self, path):
+        with open(path, "rb") as fh:
+            images = self.client.images.load(fh)
+        return [t for img in images for t in img.tags]
+
+    def remove_image(self, ref):
+        self.client.images.remove(ref, force=True)
+
+    # -- containers ---------------------------------------------------------------------------
+    def run(self, spec, log=None):
+        """Run one container to completion; stream its output to `log`; always remove it."""
+        import docker
+        from requests.exceptions import ConnectionError as ReqConnectionError
+        from requests.exceptions import ReadTimeout
+
+        mounts = [docker.types.Mount(m.target, m.source, type="bind", read_only=m.read_only) for m in spec.mounts]
+        container = self.client.containers.create(
+            spec.image, spec.command, mounts=mounts, environment=spec.environment, user=spec.user or None,
+            network_mode=spec.network, mem_limit=spec.memory, memswap_limit=spec.memory,
+            read_only=spec.read_only_root, tmpfs=spec.tmpfs, cap_drop=list(spec.cap_drop),
+            security_opt=list(spec.security_opt), working_dir=spec.working_dir, detach=True,
+            labels={"org.orchestrator.step": spec.name_hint},
+        )
+        start = time.monotonic()
+        timed_out = False
+        try:
+            container.start()
+            pump = None
+            if log:
+                def _pump():
+                    try:
+                        for chunk in container.logs(stream=True, follow=True):
+                            for line in chunk.decode("utf-8", "replace").splitlines():
+                                log(line)
+                    except Exception:  # the container may vanish under us on Ctrl-C
+                        pass
+                pump = threading.Thread(target=_pump, daemon=True)
+                pump.start()
+            try:
+                status = container.wait(timeout=spec.timeout)
+                exit_code = int(status.get("StatusCode", -1))
+            except (ReadTimeout, ReqConnectionError):
+                timed_out = True
+                container.kill()
+                exit_code = -1
+            if pump:
+                pump.join(timeout=5)
+            out = container.logs(stdout=True, stderr=False).decode("utf-8", "replace")
+            err = container.logs(stdout=False, stderr=True).decode("utf-8", "replace")
+            return RunResult(exit_code, out, err, time.monotonic() - start, timed_out)
+        finally:
+            try:
+                container.remove(force=True)
+            except Exception:
+                pass

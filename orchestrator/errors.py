@@ -1,0 +1,83 @@
+"""Every error the orchestrator raises on purpose, with the exit code the CLI maps it to.
+
+Exit codes (documented in README):
+  0 success, 2 bad usage or bad input, 3 a step failed, 4 verification failed,
+  5 environment problem (no engine, image missing and cannot be built).
+"""
+
+
+class OrchestratorError(Exception):
+    """Base class: `str(err)` is the one line shown to the user."""
+
+    exit_code = 1
+
+
+class UsageError(OrchestratorError):
+    """Bad command-line usage: unknown format, unknown option, impossible route."""
+
+    exit_code = 2
+
+
+class InputError(OrchestratorError):
+    """A model, calibration or sample file that is missing or unusable.
+
+    The message names the file and the cause.
+    """
+
+    exit_code = 2
+
+    def __init__(self, path, cause):
+        self.path = str(path)
+        self.cause = cause
+        super().__init__(f"{self.path}: {cause}")
+
+
+class StepFailed(OrchestratorError):
+    """A container step exited non-zero. Carries what is needed to reproduce and diagnose it."""
+
+    exit_code = 3
+
+    def __init__(self, step, image, exit_status, stderr_tail, command=None, reason=None):
+        self.step = step
+        self.image = image
+        self.exit_status = exit_status
+        self.stderr_tail = stderr_tail
+        self.command = command
+        self.reason = reason
+        super().__init__(self._line())
+
+    def last_line(self):
+        lines = [ln.strip() for ln in (self.stderr_tail or "").splitlines() if ln.strip()]
+        return lines[-1] if lines else ""
+
+    def _line(self):
+        what = self.reason or f"exit status {self.exit_status}"
+        tail = self.last_line()
+        return f"step '{self.step}' failed in {self.image} ({what})" + (f": {tail}" if tail else "")
+
+
+class StepRejectedInput(StepFailed):
+    """A step found its input unusable (exit status 65, EX_DATAERR): reported as bad input."""
+
+    exit_code = 2
+
+    def _line(self):
+        return self.last_line().removeprefix("ERROR: ") or f"step '{self.step}' rejected its input"
+
+
+class VerificationFailed(OrchestratorError):
+    exit_code = 4
+
+
+class EnvironmentProblem(OrchestratorError):
+    """No engine, no image and no way to build it, a missing host tool."""
+
+    exit_code = 5
+
+
+class BuildFailed(EnvironmentProblem):
+    def __init__(self, image, log_tail):
+        self.image = image
+        self.log_tail = log_tail
+        last = [ln for ln in log_tail.splitlines() if ln.strip()]
+        super().__init__(f"building {image} failed" + (f": {last[-1].strip()}" if last else ""))

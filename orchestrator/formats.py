@@ -1,0 +1,134 @@
+"""Model formats: names (tensorflowjs_converter's where they exist), what an input looks like on disk,
+and cheap host-side checks that reject bad input before any container starts (no ML library needed)."""
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from orchestrator.errors import InputError, UsageError
+
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+ZIP_SIGNATURE = b"PK\x03\x04"
+
+
+@dataclass(frozen=True)
+class Format:
+    name: str
+    description: str
+    kind: str  # "file" or "dir" (what INPUT must be)
+    artifact: str  # name of the artifact a step writes for this format, inside its output folder
+
+
+FORMATS = {f.name: f for f in (
+    Format("keras", "Keras model in one HDF5 file (.h5), or a Keras v3 .keras archive", "file", "model.h5"),
+    Format("keras_saved_model", "Keras model saved as a SavedModel folder (model.save(dir))", "dir", "keras_saved_model"),
+    Format("tf_saved_model", "TensorFlow SavedModel folder", "dir", "saved_model"),
+    Format("tf_frozen_model", "frozen TensorFlow GraphDef (.pb)", "file", "frozen_model.pb"),
+    Format("tf_hub", "TensorFlow Hub module folder", "dir", "tf_hub"),
+    Format("tfjs_layers_model", "TensorFlow.js layers model (model.json + weight shards)", "file", "model.json"),
+    Format("tfjs_graph_model", "TensorFlow.js graph model (model.json + weight shards)", "file", "model.json"),
+    Format("tflite", "TensorFlow Lite flatbuffer (.tflite)", "file", "model.tflite"),
+    Format("onnx", "ONNX model (.onnx)", "file", "model.onnx"),
+    Format("pytorch", "PyTorch TorchScript, ExportedProgram (.pt2) or state_dict", "file", "model.pt"),
+    Format("darknet", "Darknet .cfg (weights with --weights)", "file", "model.cfg"),
+    Format("ssd", "TF1 Object Detection API SSD checkpoint folder or .tar.gz", "dir", "ssd"),
+)}
+
+
+def get(name):
+    name = str(name)
+    if name not in FORMATS:
+        raise UsageError(f"unknown format '{name}'; formats: {', '.join(FORMATS)}")
+    return FORMATS[name]
+
+
+def _head(path, n=1100):
+    with open(path, "rb") as fh:
+        return fh.read(n)
+
+
+def _is_hdf5(head):
+    # the HDF5 superblock sits at offset 0, 512, 1024, ... (a user block may precede it)
+    return any(head[off:off + 8] == HDF5_SIGNATURE for off in (0, 512, 1024))
+
+
+def check_input(fmt_name, path):
+    """Reject an input that cannot be a model of this format; return its resolved Path."""
+    fmt = get(fmt_name)
+    path = Path(path)
+    if not path.exists():
+        raise InputError(path, "no such file or folder")
+    if fmt.kind == "file" and fmt_name != "ssd" and path.is_dir():
+        raise InputError(path, f"is a folder; format '{fmt_name}' expects a file ({fmt.description})")
+    if fmt.kind == "dir" and fmt_name != "ssd" and not path.is_dir():
+        raise InputError(path, f"is a file; format '{fmt_name}' expects a folder ({fmt.description})")
+    checker = _CHECKS.get(fmt_name)
+    if checker:
+        checker(path)
+    return path.resolve()
+
+
+def _check_nonempty(path):
+    if path.stat().st_size == 0:
+        raise InputError(path, "is empty")
+
+
+def _check_keras(path):
+    _check_nonempty(path)
+    head = _head(path)
+    if _is_hdf5(head) or head.startswith(ZIP_SIGNATURE):
+        return
+    if head.startswith(b"TFL3", 4):
+        raise InputError(path, "is a TFLite model, not a Keras HDF5 file (FROM should be tflite)")
+    raise InputError(path, "is not a Keras model: no HDF5 signature (corrupt or not an .h5 file)")
+
+
+def _check_saved_model(path):
+    if not ((path / "saved_model.pb").is_file() or (path / "saved_model.pbtxt").is_file()):
+        raise InputError(path, "is not a SavedModel folder: no saved_model.pb")
+
+
+def _check_keras_saved_model(path):
+    _check_saved_model(path)
+    if not (path / "keras_metadata.pb").is_file():
+        raise InputError(path, "is a SavedModel without Keras metadata (keras_metadata.pb); use FROM tf_saved_model")
+
+
+def _check_frozen(path):
+    _check_nonempty(path)
+    head = _head(path)
+    if _is_hdf5(head):
+        raise InputError(path, "is an HDF5 (Keras) file, not a frozen GraphDef (FROM should be keras)")
+    if head.startswith(b"TFL3", 4):
+        raise InputError(path, "is a TFLite model, not a frozen GraphDef")
+
+
+def _check_tflite(path):
+    _check_nonempty(path)
+    if _head(path, 8)[4:8] != b"TFL3":
+        raise InputError(path, "is not a TFLite flatbuffer (no TFL3 identifier)")
+
+
+def _check_tfjs(expected):
+    def check(path):
+        try:
+            doc = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            raise InputError(path, f"is not valid JSON ({exc})") from exc
+        if not isinstance(doc, dict) or "modelTopology" not in doc:
+            raise InputError(path, "is not a TensorFlow.js model.json (no modelTopology)")
+        found = doc.get("format")
+        if found and found != expected:
+            raise InputError(path, f"is a TensorFlow.js {found}, not a {expected}")
+    return check
+
+
+_CHECKS = {
+    "keras": _check_keras,
+    "keras_saved_model": _check_keras_saved_model,
+    "tf_saved_model": _check_saved_model,
+    "tf_frozen_model": _check_frozen,
+    "tflite": _check_tflite,
+    "tfjs_layers_model": _check_tfjs("layers-model"),
+    "tfjs_graph_model": _check_tfjs("graph-model"),
+}

@@ -1,0 +1,306 @@
+"""Stacks (images/<stack>/) and their images: base images without a registry, content-hash tags,
+builds behind proxies and private indexes, listing, and moving the set to an air-gapped host."""
+
+import datetime
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import tarfile
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from orchestrator import machine
+from orchestrator.errors import EnvironmentProblem, InputError, UsageError
+
+REPO = "orchestrator"
+BASE_REPO = f"{REPO}/debian"
+SUITES = ("bookworm", "bullseye")
+REGISTRY_BASES = {"bookworm": "debian:bookworm-slim", "bullseye": "debian:bullseye-slim"}
+LABEL = "org.orchestrator"
+HASH_IGNORE = {"__pycache__", "_build", ".pytest_cache"}
+
+
+def images_dir():
+    env = os.environ.get("ORCHESTRATOR_IMAGES_DIR")
+    return Path(env) if env else Path(__file__).resolve().parent.parent / "images"
+
+
+@dataclass(frozen=True)
+class Stack:
+    name: str
+    path: Path
+    description: str
+    base: str  # Debian suite of the base image
+    runs_formats: tuple
+
+    @property
+    def repository(self):
+        return f"{REPO}/{self.name}"
+
+    def content_hash(self):
+        return content_hash(self.path)
+
+    def tag(self):
+        return f"{self.repository}:{self.content_hash()[:12]}"
+
+
+def _hashed_files(folder):
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames[:] = sorted(d for d in dirnames if d not in HASH_IGNORE)
+        for name in sorted(filenames):
+            if not name.endswith(".pyc"):
+                yield Path(dirpath) / name
+
+
+def content_hash(folder):
+    """sha256 over the relative paths and bytes of every file in the folder (build leftovers ignored)."""
+    folder = Path(folder)
+    h = hashlib.sha256()
+    for f in sorted(_hashed_files(folder), key=lambda p: p.relative_to(folder).as_posix()):
+        h.update(f.relative_to(folder).as_posix().encode() + b"\0")
+        h.update(hashlib.sha256(f.read_bytes()).digest())
+    return h.hexdigest()
+
+
+def load_stack(path):
+    path = Path(path)
+    meta_file = path / "stack.json"
+    try:
+        meta = json.loads(meta_file.read_text())
+    except (OSError, ValueError) as exc:
+        raise EnvironmentProblem(f"{meta_file}: cannot read stack description ({exc})") from exc
+    for required in ("description", "base"):
+        if required not in meta:
+            raise EnvironmentProblem(f"{meta_file}: missing key '{required}'")
+    if meta["base"] not in SUITES:
+        raise EnvironmentProblem(f"{meta_file}: base '{meta['base']}' is not one of {', '.join(SUITES)}")
+    for required in ("Dockerfile", "requirements.lock"):
+        if not (path / required).is_file():
+            raise EnvironmentProblem(f"{path / required}: missing (every stack needs it)")
+    return Stack(path.name, path, meta["description"], meta["base"], tuple(meta.get("runs_formats", ())))
+
+
+def discover_stacks(root=None):
+    root = Path(root) if root else images_dir()
+    return {p.name: load_stack(p) for p in sorted(root.iterdir()) if (p / "stack.json").is_file()}
+
+
+def get_stack(name, root=None):
+    stacks = discover_stacks(root)
+    if name not in stacks:
+        raise UsageError(f"unknown stack '{name}'; stacks: {', '.join(stacks) or 'none'}")
+    return stacks[name]
+
+
+# -- base images ------------------------------------------------------------------------------
+def base_ref(suite):
+    return f"{BASE_REPO}:{suite}"
+
+
+def build_base(engine, suite="bookworm", mirror=None, from_registry=False, force=False, log=print):
+    """Create the base image for `suite`: debootstrap from a Debian mirror and `docker import` it
+    (no registry needed), or with `from_registry`, tag a registry image (`debian:<suite>-slim`)."""
+    if suite not in SUITES:
+        raise UsageError(f"unknown suite '{suite}'; choose one of {', '.join(SUITES)}")
+    ref = base_ref(suite)
+    existing = engine.image(ref)
+    if existing and not force:
+        log(f"{ref} exists ({existing['id'][:19]}); --force rebuilds it")
+        return existing["id"]
+    if from_registry:
+        return _base_from_registry(engine, suite, ref, log)
+    mirror = mirror or machine.debian_mirror()
+    if not mirror:
+        raise EnvironmentProblem("no Debian mirror in this machine's apt sources; pass --mirror URL")
+    if not shutil.which("debootstrap"):
+        raise EnvironmentProblem("debootstrap is not installed; `apt-get install debootstrap` (or `make engine`),"
+                                 " or use --from-registry")
+    if os.geteuid() != 0:
+        raise EnvironmentProblem("debootstrap needs root; run `orchestrator images base` as root")
+    date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    with tempfile.TemporaryDirectory(prefix="orchestrator-base-") as tmp:
+        rootfs = Path(tmp) / "rootfs"
+        log(f"debootstrap --variant=minbase {suite} from {mirror}")
+        proc = subprocess.run(["debootstrap", "--variant=minbase", suite, str(rootfs), mirror],
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            tail = (proc.stdout + proc.stderr).strip().splitlines()[-3:]
+            raise EnvironmentProblem(f"debootstrap {suite} from {mirror} failed: {' | '.join(tail)}")
+        # keep the image small and free of host traces
+        for sub in ("var/cache/apt/archives", "var/lib/apt/lists"):
+            for p in (rootfs / sub).glob("*"):
+                if p.is_file():
+                    p.unlink()
+        (rootfs / "etc/apt/sources.list").write_text(f"deb {mirror} {suite} main\n")
+        tarball = Path(tmp) / "rootfs.tar"
+        with tarfile.open(tarball, "w") as tar:
+            tar.add(rootfs, arcname=".")
+        labels = {f"{LABEL}.base.suite": suite, f"{LABEL}.base.mirror": mirror, f"{LABEL}.base.date": date,
+                  f"{LABEL}.base.method": "debootstrap --variant=minbase"}
+        changes = [f'LABEL {k}="{v}"' for k, v in labels.items()]
+        changes += ['ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', 'CMD ["/bin/bash"]']
+        log(f"docker import -> {ref}")
+        image_id = engine.import_rootfs(tarball, BASE_REPO, suite, changes)
+    log(f"{ref} built ({image_id[:19]}; mirror {mirror}, {date})")
+    return image_id
+
+
+def _base_from_registry(engine, suite, ref, log):
+    source = REGISTRY_BASES[suite]
+    with tempfile.TemporaryDirectory(prefix="orchestrator-base-") as tmp:
+        (Path(tmp) / "Dockerfile").write_text(f"FROM {source}\n")
+        date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        labels = {f"{LABEL}.base.suite": suite, f"{LABEL}.base.method": f"registry {source}",
+                  f"{LABEL}.base.date": date}
+        client_build = engine.build(tmp, ref, labels=labels, log=log)
+    return client_build
+
+
+# -- stack images -----------------------------------------------------------------------------
+@dataclass
+class BuildOptions:
+    ca_bundle: str = None  # extra CA bundle file; default: SSL_CERT_FILE / REQUESTS_CA_BUNDLE / PIP_CERT
+    index_url: str = None  # default: PIP_INDEX_URL or pip config
+    extra_index_urls: tuple = None
+    wheelhouse: str = None  # folder of local wheels (e.g. a CPU-only torch)
+    no_cache: bool = False
+    build_base: bool = True  # build the base image first when it is missing
+    mirror: str = None
+    from_registry: bool = False
+
+
+def _prepare_context(stack, opts, tmp):
+    ctx = Path(tmp) / "context"
+    shutil.copytree(stack.path, ctx, ignore=shutil.ignore_patterns(*HASH_IGNORE, "*.pyc"))
+    build = ctx / "_build"
+    (build / "wheelhouse").mkdir(parents=True)
+    ca = Path(opts.ca_bundle) if opts.ca_bundle else machine.ca_bundle_from_env()
+    if ca is not None:
+        if not ca.is_file():
+            raise InputError(ca, "CA bundle not found")
+        shutil.copyfile(ca, build / "ca.crt")
+    else:
+        (build / "ca.crt").write_text("")
+    if opts.wheelhouse:
+        wh = Path(opts.wheelhouse)
+        if not wh.is_dir():
+            raise InputError(wh, "wheelhouse is not a folder")
+        for whl in wh.glob("*.whl"):
+            dest = build / "wheelhouse" / whl.name
+            try:
+                os.link(whl, dest)
+            except OSError:
+                shutil.copyfile(whl, dest)
+    return ctx
+
+
+def build_args(opts):
+    index, extra = machine.pip_index_urls()
+    index = opts.index_url or index
+    extra = list(opts.extra_index_urls) if opts.extra_index_urls is not None else extra
+    args = {}
+    if index:
+        args["PIP_INDEX_URL"] = index
+    if extra:
+        args["PIP_EXTRA_INDEX_URL"] = " ".join(extra)
+    return args
+
+
+def stack_labels(stack, base_id):
+    lock = (stack.path / "requirements.lock").read_bytes()
+    return {
+        f"{LABEL}.stack": stack.name,
+        f"{LABEL}.content-hash": stack.content_hash(),
+        f"{LABEL}.lock-sha256": hashlib.sha256(lock).hexdigest(),
+        f"{LABEL}.base-image": base_id,
+        f"{LABEL}.built": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+
+
+def build_stack(engine, stack, opts=None, force=False, log=print):
+    """Build images/<stack> as orchestrator/<stack>:<content hash>; return (tag, image id).
+
+    An unchanged stack folder is not rebuilt (unless `force`)."""
+    opts = opts or BuildOptions()
+    tag = stack.tag()
+    existing = engine.image(tag)
+    if existing and not force:
+        log(f"{tag} is up to date ({existing['id'][:19]})")
+        return tag, existing["id"]
+    base = base_ref(stack.base)
+    base_info = engine.image(base)
+    if base_info is None:
+        if not opts.build_base:
+            raise EnvironmentProblem(f"base image {base} is missing; run `orchestrator images base --suite {stack.base}`")
+        build_base(engine, stack.base, mirror=opts.mirror, from_registry=opts.from_registry, log=log)
+        base_info = engine.image(base)
+    args = dict(build_args(opts), BASE_IMAGE=base)
+    log(f"building {tag} from {stack.path} (base {base})")
+    with tempfile.TemporaryDirectory(prefix=f"orchestrator-build-{stack.name}-") as tmp:
+        ctx = _prepare_context(stack, opts, tmp)
+        image_id = engine.build(ctx, tag, buildargs=args, labels=stack_labels(stack, base_info["id"]),
+                                nocache=opts.no_cache, log=log)
+    log(f"{tag} built ({image_id[:19]})")
+    return tag, image_id
+
+
+def ensure_image(engine, stack, build_if_missing=True, opts=None, log=print):
+    """The (tag, id) of the stack's current image, building it when missing and allowed."""
+    tag = stack.tag()
+    info = engine.image(tag)
+    if info:
+        return tag, info["id"]
+    if not build_if_missing:
+        raise EnvironmentProblem(f"image {tag} for stack '{stack.name}' is missing; run `orchestrator images build"
+                                 f" {stack.name}` or `orchestrator images load FILE`")
+    try:
+        return build_stack(engine, stack, opts, log=log)
+    except EnvironmentProblem as exc:
+        raise EnvironmentProblem(f"image {tag} for stack '{stack.name}' is missing and cannot be built: {exc}") from exc
+
+
+def list_images(engine, root=None):
+    rows = []
+    for name, stack in discover_stacks(root).items():
+        tag = stack.tag()
+        info = engine.image(tag)
+        rows.append({"stack": name, "tag": tag, "id": info["id"][7:19] if info else "-",
+                     "size_mb": round(info["size"] / 1e6) if info else None, "built": bool(info)})
+    for suite in SUITES:
+        info = engine.image(base_ref(suite))
+        if info:
+            rows.append({"stack": f"(base {suite})", "tag": base_ref(suite), "id": info["id"][7:19],
+                         "size_mb": round(info["size"] / 1e6), "built": True})
+    return rows
+
+
+def save_images(engine, path, stack_names=(), root=None):
+    stacks = discover_stacks(root)
+    names = list(stack_names) or list(stacks)
+    refs = []
+    for name in names:
+        if name not in stacks:
+            raise UsageError(f"unknown stack '{name}'; stacks: {', '.join(stacks)}")
+        tag = stacks[name].tag()
+        if engine.image(tag) is None:
+            raise EnvironmentProblem(f"image {tag} is not built; run `orchestrator images build {name}` first")
+        refs.append(tag)
+    path = Path(path)
+    partial = path.with_name(path.name + ".partial")
+    try:
+        engine.save(refs, partial)
+        partial.replace(path)
+    finally:
+        if partial.exists():
+            partial.unlink()
+    return refs
+
+
+def load_images(engine, path):
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "no such file")
+    return engine.load(path)

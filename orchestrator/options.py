@@ -1,0 +1,101 @@
+"""Validate and normalize route options given on the command line (fire parses values as Python literals:
+`--input_shapes 1,224,224,3` arrives as a tuple) into the strings the step scripts receive."""
+
+import re
+from pathlib import Path
+
+from orchestrator import routes
+from orchestrator.errors import InputError, UsageError
+
+SHAPES_RE = re.compile(r"^-?\d+(,-?\d+)*(:-?\d+(,-?\d+)*)*$")
+
+
+def _join(value):
+    if isinstance(value, (list, tuple)):
+        return ",".join(str(v) for v in value)
+    return str(value)
+
+
+def coerce(option, value):
+    name = f"--{option.name}"
+    if option.kind == "choice":
+        value = str(value)
+        if value not in option.choices:
+            raise UsageError(f"{name} must be one of {', '.join(option.choices)} (got '{value}')")
+        return value
+    if option.kind == "csv":
+        value = _join(value)
+        if not value.strip(","):
+            raise UsageError(f"{name} needs a comma-separated list")
+        return value
+    if option.kind == "shapes":
+        value = _join(value).replace(" ", "")
+        if not SHAPES_RE.match(value):
+            raise UsageError(f"{name} must look like 1,224,224,3 (several inputs: 1,224,224,3:1,10); got '{value}'")
+        return value
+    if option.kind == "int":
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            raise UsageError(f"{name} needs an integer (got '{value}')") from None
+    if option.kind == "float":
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise UsageError(f"{name} needs a number (got '{value}')") from None
+    if option.kind == "bool":
+        if isinstance(value, bool):
+            return value
+        if str(value).lower() in ("true", "1", "yes"):
+            return True
+        if str(value).lower() in ("false", "0", "no"):
+            return False
+        raise UsageError(f"{name} needs true or false (got '{value}')")
+    if option.kind == "path":
+        path = Path(str(value))
+        if not path.exists():
+            raise InputError(path, f"no such file or folder (given to {name})")
+        return path.resolve()
+    return str(value)
+
+
+def validate(chain, given):
+    """Check option names against the chain (and verification), coerce values, apply cross-option rules.
+
+    Returns {name: value} holding only what was given (defaults stay with the step scripts)."""
+    allowed = []
+    for step in chain:
+        allowed += [o for o in step.options if o not in allowed]
+    allowed += [o for o in routes.VERIFY_OPTIONS if o not in allowed]
+    route = f"{chain[0].source} -> {chain[-1].target}"
+    result = {}
+    for raw_name, value in given.items():
+        name = raw_name.replace("-", "_")
+        if name not in allowed:
+            raise UsageError(f"unknown option --{raw_name} for {route}; options: "
+                             + " ".join(f"--{o}" for o in allowed))
+        result[name] = coerce(routes.OPTIONS[name], value)
+    for (opt, val), needed in routes.REQUIRES.items():
+        if result.get(opt) == val and needed not in result:
+            raise UsageError(f"--{opt} {val} needs --{needed}")
+    for step in chain:
+        for needed in routes.STEP_REQUIRED.get(step.name, ()):
+            if needed not in result:
+                raise UsageError(f"{step.source} -> {step.target} needs --{needed}")
+    return result
+
+
+def as_args(names, values, mounted):
+    """Command-line arguments for a step script: `--name value` for each given option the step accepts.
+    Path options are replaced by their container path (`mounted`)."""
+    args = []
+    for name in names:
+        if name not in values:
+            continue
+        value = values[name]
+        if isinstance(value, Path):
+            value = mounted[name]
+        elif isinstance(value, bool):
+            value = "true" if value else "false"
+        args += [f"--{name}", str(value)]
+    return args

@@ -1,0 +1,90 @@
+"""Shared verification: the source model and the converted model run on the same inputs, each in its own
+stack, and a compare step measures the difference against a tolerance chosen by quantization mode."""
+
+import json
+import shutil
+from pathlib import Path
+
+from orchestrator import options as opts_mod
+from orchestrator import routes
+from orchestrator.errors import VerificationFailed
+from orchestrator.runner import StepRun
+
+
+def available(source, target):
+    return source in routes.RUNNERS and target in routes.RUNNERS
+
+
+def stacks_needed(source, target):
+    if not available(source, target):
+        return []
+    return [routes.RUNNERS[source].stack, routes.RUNNERS[target].stack, routes.COMPARE.stack]
+
+
+def mode_of(values):
+    return str(values.get("quantize", "none"))
+
+
+def plan_runs(source, src_path, target, artifact, values, images, work):
+    """The three StepRuns of a verification (as data; the pipeline executes them in order)."""
+    src_runner, dst_runner = routes.RUNNERS[source], routes.RUNNERS[target]
+    src_path, artifact, work = Path(src_path), Path(artifact), Path(work)
+    ref_dir, got_dir, cmp_dir = work / "verify-source", work / "verify-result", work / "verify-compare"
+    src_in = f"/in/model/{src_path.name}"
+    inputs = {str(src_path): src_in}
+    mounted = {}
+    if "sample_input" in values:
+        sample = Path(values["sample_input"])
+        mounted["sample_input"] = f"/in/sample/{sample.name}"
+        inputs[str(sample)] = mounted["sample_input"]
+    ref_args = ["--format", source, "--input", src_in, "--make-inputs", "--seed", str(values.get("seed", 0))]
+    ref_args += opts_mod.as_args(src_runner.options + ("sample_input",), values, mounted)
+    ref = StepRun("verify_source", src_runner.stack, *images[src_runner.stack], src_runner.script, ref_args,
+                  inputs, ref_dir)
+    art_in = f"/in/model/{artifact.name}"
+    got_args = ["--format", target, "--input", art_in, "--inputs", "/in/ref/inputs.npz"]
+    got_args += opts_mod.as_args(dst_runner.options, values, {})
+    got = StepRun("verify_result", dst_runner.stack, *images[dst_runner.stack], dst_runner.script, got_args,
+                  {str(artifact): art_in, str(ref_dir / "inputs.npz"): "/in/ref/inputs.npz"}, got_dir)
+    cmp_args = ["--ref", "/in/ref", "--got", "/in/got", "--mode", mode_of(values)]
+    if "tolerance" in values:
+        cmp_args += ["--tolerance", str(values["tolerance"])]
+    cmp = StepRun("compare", routes.COMPARE.stack, *images[routes.COMPARE.stack], routes.COMPARE.script, cmp_args,
+                  {str(ref_dir): "/in/ref", str(got_dir): "/in/got"}, cmp_dir)
+    return [ref, got, cmp]
+
+
+def collect(runs, keep_dir):
+    """Read the compare result; keep the verification inputs next to the artifacts; return the record."""
+    ref, got, cmp = runs
+    record = json.loads((Path(cmp.out_dir) / "verification.json").read_text())
+    ref_info = json.loads((Path(ref.out_dir) / "run.json").read_text())
+    got_info = json.loads((Path(got.out_dir) / "run.json").read_text())
+    record["inputs"] = {"origin": ref_info.get("origin"), "tensors": ref_info.get("inputs"),
+                        "file": "verification/inputs.npz"}
+    record["source_outputs"] = ref_info.get("outputs")
+    record["result_outputs"] = got_info.get("outputs")
+    if "tensors" in got_info:
+        record["result_tensors"] = got_info["tensors"]
+    keep_dir = Path(keep_dir)
+    keep_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(Path(ref.out_dir) / "inputs.npz", keep_dir / "inputs.npz")
+    shutil.copyfile(Path(ref.out_dir) / "outputs.npz", keep_dir / "source_outputs.npz")
+    shutil.copyfile(Path(got.out_dir) / "outputs.npz", keep_dir / "result_outputs.npz")
+    return record
+
+
+def check(record):
+    """Raise VerificationFailed with the worst output named, when parity failed."""
+    if record.get("passed"):
+        return
+    if not record.get("outputs"):
+        raise VerificationFailed(f"verification failed: {record.get('reason', 'no outputs to compare')}")
+    bad = [o for o in record["outputs"] if not o.get("passed")]
+    worst = max(bad, key=lambda o: o.get("max_rel_err", float("inf")))
+    if "reason" in worst:
+        detail = f"output '{worst['name']}': {worst['reason']} ({worst['shape']} vs {worst['result_shape']})"
+    else:
+        detail = (f"output '{worst['name']}' differs by {worst['max_rel_err']:.3g} of its scale "
+                  f"(max abs {worst['max_abs_err']:.3g}), tolerance {record['tolerance']:g} for mode {record['mode']}")
+    raise VerificationFailed(f"verification failed: {detail}; --tolerance loosens it, --no-verify skips it")
