@@ -48,6 +48,14 @@ def container_spec(run, memory="8g", timeout=3600.0, user=None):
     )
 
 
+def host_paths(text, run):
+    """Show the user their own paths, not the container's."""
+    pairs = [(dst, src) for src, dst in run.inputs.items()] + [("/out", str(run.out_dir))]
+    for dst, src in sorted(pairs, key=lambda p: -len(p[0])):
+        text = text.replace(dst, src)
+    return text
+
+
 def execute(engine, run, memory="8g", timeout=3600.0, log=None):
     """Run the step; return (step.json contents, RunResult). Raise StepFailed / StepRejectedInput."""
     run.out_dir = Path(run.out_dir)
@@ -55,7 +63,7 @@ def execute(engine, run, memory="8g", timeout=3600.0, log=None):
     spec = container_spec(run, memory=memory, timeout=timeout)
     prefix = f"[{run.name}] "
     result = engine.run(spec, log=(lambda line: log(prefix + line)) if log else None)
-    tail = "\n".join(result.stderr.splitlines()[-STDERR_TAIL_LINES:])
+    tail = host_paths("\n".join(result.stderr.splitlines()[-STDERR_TAIL_LINES:]), run)
     if result.timed_out:
         raise StepFailed(run.name, run.image, result.exit_code, tail, spec.command,
                          reason=f"timed out after {timeout:g} s")

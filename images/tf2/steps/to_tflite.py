@@ -110,6 +110,8 @@ def main():
             reject("--quantize int8 needs --calibration (representative inputs)")
         samples = calibration_samples(args.calibration, specs)
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        if args.source == "tf_saved_model":  # signature inputs are matched by name
+            samples = [{s.name: a for s, a in zip(specs, sample)} for sample in samples]
         converter.representative_dataset = lambda: iter(samples)
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         types = {"int8": tf.int8, "uint8": tf.uint8, "float32": tf.float32}

@@ -1,0 +1,28 @@
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from fakes import FakeEngine  # noqa: E402
+
+from orchestrator import images  # noqa: E402
+
+H5 = b"\x89HDF\r\n\x1a\n" + b"\x00" * 64
+
+
+@pytest.fixture
+def keras_file(tmp_path):
+    p = tmp_path / "model.h5"
+    p.write_bytes(H5)
+    return p
+
+
+@pytest.fixture
+def built_engine():
+    """A fake engine that already holds every stack's current image."""
+    infos = {}
+    for stack in images.discover_stacks().values():
+        infos[stack.tag()] = {"id": f"sha256:{stack.name}", "tags": [stack.tag()], "size": 1, "labels": {}}
+    return FakeEngine(images=infos)

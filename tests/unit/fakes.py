@@ -1,0 +1,73 @@
+"""A fake engine for orchestration tests: records container specs and plays scripted step behaviour."""
+
+import json
+from pathlib import Path
+
+from orchestrator.engine import RunResult
+
+
+class FakeEngine:
+    def __init__(self, images=None, behaviours=None):
+        self.images = dict(images or {})  # ref -> info
+        self.behaviours = behaviours or {}  # script name -> callable(spec, out_dir) -> RunResult or None
+        self.specs = []
+        self.builds = []
+
+    def image(self, ref):
+        return self.images.get(ref)
+
+    def build(self, context_dir, tag, buildargs=None, labels=None, nocache=False, log=None):
+        ctx = Path(context_dir)
+        self.builds.append({"tag": tag, "buildargs": dict(buildargs or {}), "labels": dict(labels or {}),
+                            "files": sorted(p.relative_to(ctx).as_posix() for p in ctx.rglob("*") if p.is_file()),
+                            "ca": (ctx / "_build" / "ca.crt").read_text() if (ctx / "_build" / "ca.crt").exists() else None})
+        self.images[tag] = {"id": f"sha256:{len(self.builds):064d}", "tags": [tag], "size": 1, "labels": labels or {}}
+        return self.images[tag]["id"]
+
+    def run(self, spec, log=None):
+        self.specs.append(spec)
+        out = Path(next(m.source for m in spec.mounts if m.target == "/out"))
+        script = Path(spec.command[1]).name
+        behaviour = self.behaviours.get(script, ok_step)
+        result = behaviour(spec, out)
+        return result if result is not None else RunResult(0, "", "", 0.1)
+
+
+def arg(spec, name):
+    cmd = spec.command
+    return cmd[cmd.index(name) + 1] if name in cmd else None
+
+
+def ok_step(spec, out):
+    """Default behaviour: write the artifacts each real script would write."""
+    script = Path(spec.command[1]).name
+    files = []
+    if script == "to_tflite.py":
+        (out / "model.tflite").write_bytes(b"\x00\x00\x00\x00TFL3fake")
+        files = ["model.tflite"]
+    elif script == "run_model.py":
+        (out / "outputs.npz").write_bytes(b"fake")
+        if "--make-inputs" in spec.command:
+            (out / "inputs.npz").write_bytes(b"fake")
+        (out / "run.json").write_text(json.dumps({"inputs": [], "outputs": [], "origin": {"kind": "random"}}))
+    elif script == "compare.py":
+        (out / "verification.json").write_text(json.dumps(
+            {"passed": True, "mode": arg(spec, "--mode"), "tolerance": 1e-4, "pairing": "name",
+             "outputs": [{"name": "y", "max_rel_err": 0.0, "max_abs_err": 0.0, "passed": True, "shape": [1]}]}))
+    (out / "step.json").write_text(json.dumps({"artifacts": files, "versions": {"tensorflow": "fake"}, "info": {}}))
+    return RunResult(0, "", "", 0.1)
+
+
+def failing_compare(spec, out):
+    (out / "verification.json").write_text(json.dumps(
+        {"passed": False, "mode": "none", "tolerance": 1e-4, "pairing": "name",
+         "outputs": [{"name": "y", "max_rel_err": 0.5, "max_abs_err": 0.5, "passed": False, "shape": [1]}]}))
+    (out / "step.json").write_text("{}")
+    return RunResult(0, "", "", 0.1)
+
+
+def exit_with(code, stderr="", timed_out=False):
+    def behaviour(spec, out):
+        (out / "half-written.tflite").write_bytes(b"partial")
+        return RunResult(code, "", stderr, 0.1, timed_out)
+    return behaviour

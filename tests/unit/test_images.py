@@ -1,0 +1,141 @@
+import json
+import shutil
+
+import pytest
+
+from fakes import FakeEngine
+from orchestrator import images, machine
+from orchestrator.errors import EnvironmentProblem, UsageError
+
+
+@pytest.fixture
+def stack_root(tmp_path):
+    src = images.images_dir() / "tf2"
+    root = tmp_path / "images"
+    shutil.copytree(src, root / "tf2", ignore=shutil.ignore_patterns("__pycache__", "_build"))
+    return root
+
+
+def test_content_hash_ignores_build_leftovers(stack_root):
+    stack = images.discover_stacks(stack_root)["tf2"]
+    before = stack.tag()
+    (stack.path / "_build").mkdir()
+    (stack.path / "_build" / "ca.crt").write_text("secret-ish")
+    (stack.path / "steps" / "__pycache__").mkdir()
+    (stack.path / "steps" / "__pycache__" / "x.pyc").write_bytes(b"1")
+    assert stack.tag() == before
+
+
+def test_changed_lock_changes_tag(stack_root):
+    stack = images.discover_stacks(stack_root)["tf2"]
+    before = stack.tag()
+    with open(stack.path / "requirements.lock", "a") as fh:
+        fh.write("\n# changed\n")
+    assert stack.tag() != before and stack.tag().startswith("orchestrator/tf2:")
+
+
+def test_renamed_file_changes_tag(stack_root):
+    stack = images.discover_stacks(stack_root)["tf2"]
+    before = stack.tag()
+    (stack.path / "steps" / "compare.py").rename(stack.path / "steps" / "compare2.py")
+    assert stack.tag() != before
+
+
+def test_unchanged_stack_is_not_rebuilt(stack_root):
+    stack = images.discover_stacks(stack_root)["tf2"]
+    engine = FakeEngine(images={stack.tag(): {"id": "sha256:abc", "size": 1}, images.base_ref("bookworm"): {"id": "b"}})
+    assert images.build_stack(engine, stack, log=lambda _: None) == (stack.tag(), "sha256:abc")
+    assert engine.builds == []
+
+
+def test_build_gets_ca_bundle_index_and_wheelhouse_but_labels_hold_no_secret(stack_root, tmp_path, monkeypatch):
+    monkeypatch.setattr(machine, "pip_index_urls", lambda: (None, []))
+    stack = images.discover_stacks(stack_root)["tf2"]
+    ca = tmp_path / "corp.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\nCORP\n-----END CERTIFICATE-----\n")
+    wh = tmp_path / "wheels"
+    wh.mkdir()
+    (wh / "torch-2.13.0+cpu-cp311-cp311-linux_x86_64.whl").write_bytes(b"w")
+    engine = FakeEngine(images={images.base_ref("bookworm"): {"id": "sha256:base"}})
+    opts = images.BuildOptions(ca_bundle=str(ca), index_url="https://user:pw@index.example/simple", wheelhouse=str(wh))
+    tag, _ = images.build_stack(engine, stack, opts, log=lambda _: None)
+    build = engine.builds[0]
+    assert build["tag"] == tag == stack.tag()
+    assert "CORP" in build["ca"]
+    assert "_build/wheelhouse/torch-2.13.0+cpu-cp311-cp311-linux_x86_64.whl" in build["files"]
+    assert build["buildargs"]["PIP_INDEX_URL"] == "https://user:pw@index.example/simple"
+    assert build["buildargs"]["BASE_IMAGE"] == images.base_ref("bookworm")
+    assert build["labels"]["org.orchestrator.content-hash"] == stack.content_hash()
+    assert "pw@" not in json.dumps(build["labels"]) and "CORP" not in json.dumps(build["labels"])
+    # the stack folder itself stays clean
+    assert not (stack.path / "_build").exists()
+
+
+def test_ca_bundle_defaults_to_environment(stack_root, tmp_path, monkeypatch):
+    monkeypatch.setattr(machine, "pip_index_urls", lambda: (None, []))
+    ca = tmp_path / "env.pem"
+    ca.write_text("ENVCA")
+    for var in machine.CA_ENV_VARS:
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(ca))
+    engine = FakeEngine(images={images.base_ref("bookworm"): {"id": "b"}})
+    images.build_stack(engine, images.discover_stacks(stack_root)["tf2"], log=lambda _: None)
+    assert engine.builds[0]["ca"] == "ENVCA"
+
+
+def test_missing_base_without_permission_to_build_is_environment_problem(stack_root):
+    engine = FakeEngine()
+    opts = images.BuildOptions(build_base=False)
+    with pytest.raises(EnvironmentProblem, match="base image orchestrator/debian:bookworm is missing"):
+        images.build_stack(engine, images.discover_stacks(stack_root)["tf2"], opts, log=lambda _: None)
+
+
+def test_ensure_image_refuses_to_build_when_told(stack_root):
+    with pytest.raises(EnvironmentProblem, match="is missing; run `orchestrator images build tf2`"):
+        images.ensure_image(FakeEngine(), images.discover_stacks(stack_root)["tf2"], build_if_missing=False)
+
+
+def test_list_images_marks_built_and_missing(stack_root):
+    stack = images.discover_stacks(stack_root)["tf2"]
+    rows = images.list_images(FakeEngine(), stack_root)
+    assert rows == [{"stack": "tf2", "tag": stack.tag(), "id": "-", "size_mb": None, "built": False}]
+    engine = FakeEngine(images={stack.tag(): {"id": "sha256:" + "1" * 64, "size": 2_000_000}})
+    assert images.list_images(engine, stack_root)[0]["built"] is True
+
+
+def test_stack_description_is_validated(tmp_path):
+    bad = tmp_path / "images" / "odd"
+    bad.mkdir(parents=True)
+    (bad / "stack.json").write_text(json.dumps({"description": "x", "base": "buster"}))
+    with pytest.raises(EnvironmentProblem, match="base 'buster' is not one of"):
+        images.discover_stacks(tmp_path / "images")
+
+
+def test_unknown_stack():
+    with pytest.raises(UsageError, match="unknown stack 'nope'"):
+        images.get_stack("nope")
+
+
+def test_unknown_suite():
+    with pytest.raises(UsageError, match="unknown suite"):
+        images.build_base(FakeEngine(), "buster")
+
+
+def test_apt_sources_deb822_and_one_line(tmp_path):
+    apt = tmp_path / "apt"
+    (apt / "sources.list.d").mkdir(parents=True)
+    (apt / "sources.list.d" / "debian.sources").write_text(
+        "Types: deb\nURIs: http://mirror.test/debian\nSuites: bookworm bookworm-updates\nComponents: main\n\n"
+        "Types: deb\nURIs: http://mirror.test/debian-security\nSuites: bookworm-security\nComponents: main\n")
+    assert machine.debian_mirror(apt) == "http://mirror.test/debian"
+    (apt / "sources.list.d" / "debian.sources").unlink()
+    (apt / "sources.list").write_text("# c\ndeb [arch=amd64] http://other.test/debian/ bullseye main contrib\n")
+    assert machine.debian_mirror(apt) == "http://other.test/debian"
+
+
+def test_pip_index_urls_skip_local_indexes(monkeypatch):
+    monkeypatch.delenv("PIP_INDEX_URL", raising=False)
+    monkeypatch.delenv("PIP_EXTRA_INDEX_URL", raising=False)
+    monkeypatch.setattr(machine, "pip_config", lambda: {
+        "global.index-url": "https://idx.test/simple", "global.extra-index-url": "file:///opt/local https://x.test/s"})
+    assert machine.pip_index_urls() == ("https://idx.test/simple", ["https://x.test/s"])

@@ -1,0 +1,137 @@
+import json
+import os
+
+import pytest
+
+from fakes import FakeEngine, exit_with, failing_compare
+from orchestrator import pipeline, runner
+from orchestrator.errors import StepFailed, StepRejectedInput, UsageError, VerificationFailed
+
+
+def _run(tmp_path, **kw):
+    return runner.StepRun("keras_to_tflite", "tf2", "orchestrator/tf2:abc", "sha256:x", "to_tflite.py",
+                          ["--input", "/in/model/m.h5"], {str(tmp_path / "m.h5"): "/in/model/m.h5"},
+                          tmp_path / "out", **kw)
+
+
+def test_container_spec_is_isolated(tmp_path):
+    spec = runner.container_spec(_run(tmp_path), memory="2g", timeout=60)
+    assert spec.network == "none"
+    assert spec.user == f"{os.getuid()}:{os.getgid()}"
+    assert spec.memory == "2g" and spec.timeout == 60
+    assert spec.read_only_root and "ALL" in spec.cap_drop and "no-new-privileges" in spec.security_opt
+    mounts = {m.target: m for m in spec.mounts}
+    assert mounts["/in/model/m.h5"].read_only is True
+    assert mounts["/in/model/m.h5"].source == str((tmp_path / "m.h5").resolve())
+    assert mounts["/out"].read_only is False
+    assert spec.command[:2] == ["python", "/opt/steps/to_tflite.py"] and spec.command[-2:] == ["--out", "/out"]
+
+
+def test_each_step_gets_a_fresh_output_folder(tmp_path):
+    (tmp_path / "out").mkdir()
+    with pytest.raises(FileExistsError):
+        runner.execute(FakeEngine(), _run(tmp_path))
+
+
+def test_failed_step_carries_step_image_status_and_stderr_tail(tmp_path):
+    engine = FakeEngine(behaviours={"to_tflite.py": exit_with(1, "noise\nTraceback...\nValueError: boom\n")})
+    with pytest.raises(StepFailed) as err:
+        runner.execute(engine, _run(tmp_path))
+    e = err.value
+    assert (e.step, e.image, e.exit_status, e.exit_code) == ("keras_to_tflite", "orchestrator/tf2:abc", 1, 3)
+    assert "ValueError: boom" in e.stderr_tail and str(e).endswith("ValueError: boom")
+    assert e.command[1] == "/opt/steps/to_tflite.py"
+
+
+def test_rejected_input_maps_to_exit_2_with_host_path(tmp_path):
+    engine = FakeEngine(behaviours={"to_tflite.py": exit_with(65, "ERROR: /in/model/m.h5: cannot load\n")})
+    with pytest.raises(StepRejectedInput) as err:
+        runner.execute(engine, _run(tmp_path))
+    assert err.value.exit_code == 2
+    assert str(err.value) == f"{tmp_path / 'm.h5'}: cannot load"
+
+
+def test_timeout_and_memory_kill_are_explained(tmp_path):
+    with pytest.raises(StepFailed, match="timed out after 5 s"):
+        runner.execute(FakeEngine(behaviours={"to_tflite.py": exit_with(-1, timed_out=True)}), _run(tmp_path),
+                       timeout=5)
+    with pytest.raises(StepFailed, match="memory limit of 64m"):
+        runner.execute(FakeEngine(behaviours={"to_tflite.py": exit_with(137)}), _run(tmp_path / "b"),
+                       memory="64m")
+
+
+# -- pipeline ---------------------------------------------------------------------------------
+def test_convert_writes_artifact_manifest_and_verification(built_engine, keras_file, tmp_path):
+    out = tmp_path / "out"
+    manifest = pipeline.convert(built_engine, "keras", keras_file, out, options={"quantize": "float16"})
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "model.tflite", "verification"]
+    on_disk = json.loads((out / "manifest.json").read_text())
+    assert on_disk["route"] == {"from": "keras", "to": "tflite", "steps": ["keras_to_tflite"]}
+    assert on_disk["input"]["sha256"]["model.h5"] == pipeline.sha256_file(keras_file)
+    assert on_disk["artifacts"]["model.tflite"] == pipeline.sha256_file(out / "model.tflite")
+    assert on_disk["options"] == {"quantize": "float16"}
+    step = on_disk["steps"][0]
+    assert step["stack"] == "tf2" and step["image"].startswith("orchestrator/tf2:") and step["image_id"]
+    assert step["versions"] == {"tensorflow": "fake"}
+    assert on_disk["verification"]["passed"] is True
+    assert manifest["output_dir"] == str(out.absolute())
+    scripts = [os.path.basename(s.command[1]) for s in built_engine.specs]
+    assert scripts == ["to_tflite.py", "run_model.py", "run_model.py", "compare.py"]
+    assert "--quantize" in built_engine.specs[0].command and "float16" in built_engine.specs[3].command
+    # nothing left beside the output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.h5", "out"]
+
+
+def test_failed_step_leaves_nothing_half_written(built_engine, keras_file, tmp_path):
+    built_engine.behaviours["to_tflite.py"] = exit_with(1, "boom")
+    with pytest.raises(StepFailed):
+        pipeline.convert(built_engine, "keras", keras_file, tmp_path / "out")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.h5"]
+
+
+def test_failed_verification_exits_4_and_writes_nothing(built_engine, keras_file, tmp_path):
+    built_engine.behaviours["compare.py"] = failing_compare
+    with pytest.raises(VerificationFailed, match=r"output 'y' differs by 0.5 of its scale") as err:
+        pipeline.convert(built_engine, "keras", keras_file, tmp_path / "out")
+    assert err.value.exit_code == 4
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.h5"]
+
+
+def test_no_verify_skips_the_runs_and_says_so(built_engine, keras_file, tmp_path):
+    built_engine.behaviours["compare.py"] = failing_compare
+    m = pipeline.convert(built_engine, "keras", keras_file, tmp_path / "out", verify=False)
+    assert m["verification"] == {"skipped": True, "reason": "--no-verify"}
+    assert len(built_engine.specs) == 1
+
+
+def test_existing_output_needs_force_and_is_replaced_only_on_success(built_engine, keras_file, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "old.txt").write_text("keep me until success")
+    with pytest.raises(UsageError, match="exists and is not empty"):
+        pipeline.convert(built_engine, "keras", keras_file, out)
+    built_engine.behaviours["to_tflite.py"] = exit_with(1, "boom")
+    with pytest.raises(StepFailed):
+        pipeline.convert(built_engine, "keras", keras_file, out, force=True)
+    assert (out / "old.txt").exists()
+    del built_engine.behaviours["to_tflite.py"]
+    pipeline.convert(built_engine, "keras", keras_file, out, force=True)
+    assert not (out / "old.txt").exists() and (out / "model.tflite").exists()
+
+
+def test_calibration_is_mounted_read_only(built_engine, keras_file, tmp_path):
+    cal = tmp_path / "cal.npy"
+    cal.write_bytes(b"x")
+    pipeline.convert(built_engine, "keras", keras_file, tmp_path / "out",
+                     options={"quantize": "int8", "calibration": str(cal)}, verify=False)
+    spec = built_engine.specs[0]
+    mount = next(m for m in spec.mounts if m.source == str(cal.resolve()))
+    assert mount.read_only and mount.target in spec.command
+
+
+def test_bad_input_fails_before_any_container(built_engine, tmp_path):
+    bad = tmp_path / "bad.h5"
+    bad.write_bytes(b"garbage" * 20)
+    with pytest.raises(Exception, match="bad.h5: is not a Keras model"):
+        pipeline.convert(built_engine, "keras", bad, tmp_path / "out")
+    assert built_engine.specs == [] and not (tmp_path / "out").exists()
