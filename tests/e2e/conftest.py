@@ -1,0 +1,65 @@
+"""End-to-end tests: the real CLI, a real Docker engine, real stack images and converters.
+
+Under CI=true a missing engine is a failure, never a skip."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+REPO = Path(__file__).resolve().parents[2]
+
+
+def cli(*args, timeout=1800, **kw):
+    """Run the orchestrator CLI as a user would; return the CompletedProcess (text)."""
+    return subprocess.run([sys.executable, "-m", "orchestrator", *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, cwd=kw.pop("cwd", None), **kw)
+
+
+def last_line(proc):
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    return lines[-1] if lines else ""
+
+
+def manifest(out):
+    return json.loads((Path(out) / "manifest.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def engine():
+    from orchestrator.engine import Engine
+    from orchestrator.errors import EnvironmentProblem
+
+    eng = Engine()
+    try:
+        eng.info()
+    except EnvironmentProblem as exc:
+        if CI:
+            pytest.fail(f"CI=true but {exc}")
+        pytest.skip(str(exc))
+    return eng
+
+
+@pytest.fixture(scope="session")
+def stack_images(engine):
+    """Build (or find up to date) every stack image through the CLI."""
+    proc = cli("images", "build", timeout=3600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+@pytest.fixture(scope="session")
+def samples(stack_images, tmp_path_factory):
+    root = tmp_path_factory.mktemp("samples")
+    made = {}
+    for fmt, kind in [("keras", "cnn"), ("keras", "multi"), ("keras_saved_model", "cnn"),
+                      ("tf_saved_model", "multi"), ("tf_frozen_model", "multi")]:
+        out = root / f"{fmt}-{kind}"
+        proc = cli("sample", fmt, out, "--kind", kind)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        made[(fmt, kind)] = out
+    return made

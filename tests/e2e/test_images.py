@@ -1,0 +1,47 @@
+import tarfile
+
+import pytest
+
+from conftest import cli
+from orchestrator import images
+
+pytestmark = pytest.mark.e2e
+
+
+def test_base_image_records_mirror_suite_and_date(engine, stack_images):
+    info = engine.image(images.base_ref("bookworm"))
+    labels = info["labels"]
+    assert labels["org.orchestrator.base.suite"] == "bookworm"
+    assert labels["org.orchestrator.base.date"]
+    assert labels.get("org.orchestrator.base.mirror") or "registry" in labels["org.orchestrator.base.method"]
+
+
+def test_unchanged_stack_is_not_rebuilt_and_is_listed(engine, stack_images):
+    stack = images.get_stack("tf2")
+    proc = cli("images", "build", "tf2")
+    assert proc.returncode == 0 and "is up to date" in proc.stderr
+    info = engine.image(stack.tag())
+    assert info["labels"]["org.orchestrator.content-hash"] == stack.content_hash()
+    listing = cli("images", "list").stdout
+    row = next(line for line in listing.splitlines() if line.startswith("tf2 "))
+    assert stack.tag() in row and row.rstrip().endswith("yes") and info["id"][7:19] in row
+
+
+def test_no_extra_ca_or_index_is_left_in_the_image(engine, stack_images):
+    from orchestrator.engine import ContainerSpec
+
+    spec = ContainerSpec(image=images.get_stack("tf2").tag(), command=[
+        "sh", "-c", "ls /usr/local/share/ca-certificates /tmp/build 2>&1; env | grep -c PIP_INDEX || true"])
+    out = engine.run(spec).stdout
+    assert "build-extra.crt" not in out and "ca.crt" not in out
+    assert out.strip().endswith("0")
+
+
+def test_save_and_load_round_trip(engine, stack_images, tmp_path):
+    target = tmp_path / "stacks.tar"
+    proc = cli("images", "save", target, "tf2")
+    assert proc.returncode == 0, proc.stderr
+    with tarfile.open(target) as tar:
+        assert "manifest.json" in tar.getnames()
+    proc = cli("images", "load", target)
+    assert proc.returncode == 0 and images.get_stack("tf2").tag() in proc.stdout
