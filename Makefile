@@ -1,0 +1,50 @@
+# Two commands matter:  `make demo` (set up a fresh Debian host and convert a generated model) and
+# `make test` (set up, then run the unit and end-to-end tests; this is what .ci/run calls).
+PYTHON ?= python3
+ORCH   := $(PYTHON) -m orchestrator
+STACK  ?= tf2
+DEMO   ?= demo-out
+
+.PHONY: help install engine base images demo test unit e2e lock clean
+
+help:
+	@echo "make demo   - install, start a Docker engine, build images, convert a generated Keras model"
+	@echo "make test   - install, start a Docker engine, run tests/unit and tests/e2e (builds images)"
+	@echo "make unit   - unit tests only (no Docker)"
+	@echo "make lock STACK=tf2 - re-resolve images/STACK/requirements.lock with hashes"
+
+install:
+	$(PYTHON) -m pip install -q --root-user-action=ignore -e '.[test]'
+
+engine:
+	sh scripts/engine-up.sh
+
+base: engine install
+	$(ORCH) images base
+
+images: engine install
+	$(ORCH) images build
+
+demo: images
+	rm -rf $(DEMO)
+	$(ORCH) sample keras $(DEMO)/model --kind cnn
+	$(ORCH) convert keras $(DEMO)/model/model.h5 $(DEMO)/float
+	$(ORCH) convert keras $(DEMO)/model/model.h5 $(DEMO)/int8 --quantize int8 --calibration $(DEMO)/model/calibration.npy
+	@$(PYTHON) -c "import json; v=json.load(open('$(DEMO)/int8/manifest.json'))['verification']; \
+	  [print(o['name'], o['shape'], 'max abs err %.3g' % o['max_abs_err'], 'rel %.3g' % o['max_rel_err'], \
+	  'passed' if o['passed'] else 'FAILED') for o in v['outputs']]"
+
+test: engine install
+	$(PYTHON) -m pytest -v -rA tests/unit tests/e2e
+
+unit: install
+	$(PYTHON) -m pytest -q tests/unit
+
+e2e: engine install
+	$(PYTHON) -m pytest -v tests/e2e
+
+lock:
+	sh scripts/lock.sh $(STACK)
+
+clean:
+	rm -rf $(DEMO) .pytest_cache *.egg-info

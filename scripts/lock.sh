@@ -1,0 +1,16 @@
+#!/bin/sh
+# Re-resolve images/<stack>/requirements.lock from requirements.in, with sha256 hashes for every artifact.
+# Resolution runs against the package index of the environment (PIP_INDEX_URL, or pip's default) for the
+# stack's interpreter; run it on linux x86_64 with the stack's Python (3.11 for tf2). No index URL or
+# find-links location is written into the lock file.
+set -eu
+STACK=${1:?usage: lock.sh STACK}
+DIR="$(cd "$(dirname "$0")/.." && pwd)/images/$STACK"
+[ -f "$DIR/requirements.in" ] || { echo "lock: $DIR/requirements.in not found" >&2; exit 2; }
+VENV=${LOCK_VENV:-/tmp/orchestrator-lock-venv}
+[ -x "$VENV/bin/pip-compile" ] || { python3 -m venv "$VENV" && "$VENV/bin/pip" install -q pip-tools; }
+cd "$DIR"
+# the machine's own find-links / local indexes may hold files the image build cannot see: leave them out
+env -u PIP_FIND_LINKS PIP_CONFIG_FILE=/dev/null "$VENV/bin/pip-compile" -q --generate-hashes --allow-unsafe \
+    --no-emit-index-url --no-emit-find-links --strip-extras -o requirements.lock requirements.in
+echo "lock: wrote $DIR/requirements.lock"
