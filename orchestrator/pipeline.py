@@ -109,11 +109,16 @@ def convert(engine, source, input_path, output_dir, to="tflite", options=None, v
             {"skipped": True, "reason": f"no runner for {source} or {to} yet"}
         if do_verify:
             runs = verification_mod.plan_runs(source, src, to, current, values, tagged, work)
+            verify_steps = []
             for run in runs:
                 if log:
                     log(f"verify: {run.name} in {run.image}")
                 meta, result = execute(engine, run, memory=memory, timeout=timeout, log=log)
+                verify_steps.append({"name": run.name, "stack": run.stack, "image": run.image,
+                                     "image_id": run.image_id, "seconds": round(result.seconds, 2),
+                                     "versions": meta.get("versions", {})})
             verification = verification_mod.collect(runs, staging / "verification")
+            verification["steps"] = verify_steps
             verification["seconds"] = round(time.monotonic() - converted_at, 2)
             verification_mod.check(verification)
 

@@ -28,8 +28,10 @@ def versions():
 
         found["tensorflow"] = tf.__version__
         try:
-            found["keras"] = tf.keras.__version__
-        except AttributeError:
+            import keras
+
+            found["keras"] = keras.__version__
+        except ImportError:
             pass
     return found
 

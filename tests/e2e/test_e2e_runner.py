@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from conftest import cli, last_line
+from clihelp import cli, last_line
 from orchestrator import images
 from orchestrator.engine import ContainerSpec
 

@@ -5,7 +5,7 @@ import os
 import numpy as np
 import pytest
 
-from conftest import cli, last_line, manifest
+from clihelp import cli, last_line, manifest
 
 pytestmark = pytest.mark.e2e
 

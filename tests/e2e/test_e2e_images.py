@@ -2,7 +2,7 @@ import tarfile
 
 import pytest
 
-from conftest import cli
+from clihelp import cli
 from orchestrator import images
 
 pytestmark = pytest.mark.e2e

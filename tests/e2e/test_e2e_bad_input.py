@@ -4,7 +4,7 @@ import os
 import numpy as np
 import pytest
 
-from conftest import cli, last_line
+from clihelp import cli, last_line
 
 pytestmark = pytest.mark.e2e
 
