@@ -103,13 +103,15 @@ class Orchestrator:
         """The format names this tool knows."""
         from orchestrator import formats
 
-        return [f"{f.name:18} {f.description}" for f in formats.FORMATS.values()]
+        return [f"{f.name:18} {f.description}" for f in formats.FORMATS.values() if not f.internal]
 
     def plan(self, source, to="tflite"):
         """Print the chain of steps from SOURCE format to TO without running it."""
         from orchestrator import planner
 
         return planner.describe_plan(planner.plan(source, to))
+
+    # (plan takes no route flags; a chain chosen by a flag is listed by `routes`)
 
     def convert(self, source, input, output_dir, to="tflite", verify=True, force=False, build=True,
                 memory="8g", timeout=3600, quiet=False, **options):
@@ -128,9 +130,12 @@ class Orchestrator:
         )
         return pipeline.summary(result)
 
-    def sample(self, format, output_dir, kind="cnn", seed=1, force=False):
-        """Write a small random-weight model of FORMAT (keras, keras_saved_model, tf_saved_model, tf_frozen_model)
-        with calibration data into OUTPUT_DIR; KIND is cnn, mlp or multi (two inputs, two outputs)."""
+    def sample(self, format, output_dir, kind=None, seed=1, force=False):
+        """Write a small random-weight model of FORMAT into OUTPUT_DIR, for trying routes.
+
+        keras, keras_saved_model, tf_saved_model, tf_frozen_model: KIND cnn (default), mlp or multi (two inputs,
+        two outputs), with calibration data. ssd: KIND float (default) or quant (quantization-aware), as a
+        model-zoo folder ssd_model/ and ssd_model.tar.gz."""
         from orchestrator import samples
 
         info = samples.make_sample(_engine(), format, output_dir, kind=kind, seed=int(seed), force=force, log=_log)

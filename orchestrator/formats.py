@@ -17,6 +17,7 @@ class Format:
     description: str
     kind: str  # "file" or "dir" (what INPUT must be)
     artifact: str  # name of the artifact a step writes for this format, inside its output folder
+    internal: bool = False  # an intermediate format of a route, not offered as FROM or TO
 
 
 FORMATS = {f.name: f for f in (
@@ -31,14 +32,18 @@ FORMATS = {f.name: f for f in (
     Format("onnx", "ONNX model (.onnx)", "file", "model.onnx"),
     Format("pytorch", "PyTorch TorchScript, ExportedProgram (.pt2) or state_dict", "file", "model.pt"),
     Format("darknet", "Darknet .cfg (weights with --weights)", "file", "model.cfg"),
-    Format("ssd", "TF1 Object Detection API SSD checkpoint folder or .tar.gz", "dir", "ssd"),
+    Format("ssd", "TF1 Object Detection API SSD: model-zoo folder (pipeline.config + checkpoint) or its .tar.gz",
+           "dir", "ssd"),
+    Format("ssd_graph", "SSD graph exported for TFLite (tflite_graph.pb + ssd.json)", "file", "tflite_graph.pb",
+           internal=True),
 )}
 
 
 def get(name):
     name = str(name)
     if name not in FORMATS:
-        raise UsageError(f"unknown format '{name}'; formats: {', '.join(FORMATS)}")
+        public = [n for n, f in FORMATS.items() if not f.internal]
+        raise UsageError(f"unknown format '{name}'; formats: {', '.join(public)}")
     return FORMATS[name]
 
 
@@ -58,7 +63,7 @@ def check_input(fmt_name, path):
     path = Path(path)
     if not path.exists():
         raise InputError(path, "no such file or folder")
-    if fmt.kind == "file" and fmt_name != "ssd" and path.is_dir():
+    if fmt.kind == "file" and path.is_dir():
         raise InputError(path, f"is a folder; format '{fmt_name}' expects a file ({fmt.description})")
     if fmt.kind == "dir" and fmt_name != "ssd" and not path.is_dir():
         raise InputError(path, f"is a file; format '{fmt_name}' expects a folder ({fmt.description})")
@@ -66,6 +71,11 @@ def check_input(fmt_name, path):
     if checker:
         checker(path)
     return path.resolve()
+
+
+def _check_ssd(path):
+    if path.is_file() and not path.name.lower().endswith((".tar.gz", ".tgz", ".tar")):
+        raise InputError(path, "is a file; an SSD model is a model-zoo folder or its .tar.gz")
 
 
 def _check_nonempty(path):
@@ -124,6 +134,7 @@ def _check_tfjs(expected):
 
 
 _CHECKS = {
+    "ssd": _check_ssd,
     "keras": _check_keras,
     "keras_saved_model": _check_keras_saved_model,
     "tf_saved_model": _check_saved_model,

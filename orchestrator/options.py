@@ -56,6 +56,11 @@ def coerce(option, value):
         if not path.exists():
             raise InputError(path, f"no such file or folder (given to {name})")
         return path.resolve()
+    if option.kind == "prefix":  # a checkpoint prefix: PREFIX.index must exist
+        path = Path(str(value))
+        if not Path(str(path) + ".index").is_file():
+            raise InputError(path, f"checkpoint prefix does not exist: no {path.name}.index (given to {name})")
+        return path.absolute()
     return str(value)
 
 
@@ -75,6 +80,13 @@ def validate(chain, given):
             raise UsageError(f"unknown option --{raw_name} for {route}; options: "
                              + " ".join(f"--{o}" for o in allowed))
         result[name] = coerce(routes.OPTIONS[name], value)
+    for step in chain:
+        for name, allowed in step.choices:
+            if name in result and result[name] not in allowed:
+                shown = ", ".join(str(a).lower() if isinstance(a, bool) else str(a) for a in allowed)
+                raise UsageError(f"--{name} {str(result[name]).lower() if isinstance(result[name], bool) else result[name]}"
+                                 f" is not available in step {step.name} ({step.source} -> {step.target}); "
+                                 f"choose: {shown}")
     for (opt, val), needed in routes.REQUIRES.items():
         if result.get(opt) == val and needed not in result:
             raise UsageError(f"--{opt} {val} needs --{needed}")
@@ -90,10 +102,10 @@ def as_args(names, values, mounted):
     Path options are replaced by their container path (`mounted`)."""
     args = []
     for name in names:
-        if name not in values:
+        if name not in values or name in routes.PLAN_OPTIONS:
             continue
         value = values[name]
-        if isinstance(value, Path):
+        if name in mounted:
             value = mounted[name]
         elif isinstance(value, bool):
             value = "true" if value else "false"

@@ -9,7 +9,7 @@ import time
 import uuid
 from pathlib import Path
 
-from orchestrator import __version__, formats, images, planner
+from orchestrator import __version__, formats, images, planner, routes, ssd
 from orchestrator import verify as verification_mod
 from orchestrator import options as opts_mod
 from orchestrator.errors import UsageError
@@ -60,55 +60,80 @@ def _place(src, dst):
     shutil.move(str(src), str(dst))
 
 
+def _first_step_inputs(source, src, values, scratch):
+    """(mounts, container path of the input, extra args, facts) for the first step of a route."""
+    if source == "ssd":
+        return ssd.prepare(src, values, scratch)
+    container = f"/in/model/{src.name}"
+    return {str(src): container}, container, [], {}
+
+
+def _step_run(i, step, current, values, tagged, work, first):
+    """The StepRun of step i. `current` is the previous step's (out folder, artifact) or `first`."""
+    if current is None:
+        inputs, model_in, extra, _facts = first
+        inputs = dict(inputs)
+    else:
+        prev_dir, artifact = current
+        inputs, model_in, extra = {str(prev_dir): "/in/model"}, f"/in/model/{artifact}", []
+    mounted = {}
+    for name in step.options:
+        value = values.get(name)
+        if isinstance(value, Path) and routes.OPTIONS[name].kind == "path" and str(value) not in inputs:
+            mounted[name] = f"/in/opt/{name}/{value.name}"
+            inputs[str(value)] = mounted[name]
+        elif isinstance(value, Path):
+            mounted[name] = None  # consumed by the first step's preparation (e.g. SSD config and checkpoint)
+    args = list(step.args) + ["--input", model_in] + extra
+    args += opts_mod.as_args([o for o in step.options if mounted.get(o, "") is not None], values, mounted)
+    return StepRun(step.name, step.stack, *tagged[step.stack], step.script, args, inputs, work / f"{i}-{step.name}")
+
+
 def convert(engine, source, input_path, output_dir, to="tflite", options=None, verify=True, force=False,
             build_missing=True, memory="8g", timeout=3600.0, log=None, build_options=None):
     """Convert and return the manifest (a dict). Raises OrchestratorError subclasses."""
     started = time.monotonic()
-    chain = planner.plan(source, to)
+    if formats.get(source).internal or formats.get(to).internal:
+        raise UsageError(f"'{source if formats.get(source).internal else to}' is an intermediate format of a route")
+    chain = planner.plan(source, to, given=options)
     values = opts_mod.validate(chain, options or {})
     src = formats.check_input(source, input_path)
-    do_verify = verify and verify_available(source, to)
+    check = verification_mod.check_for(source, to) if verify else None
 
     stacks = {name: images.get_stack(name) for name in planner.stacks_of(chain)}
-    if do_verify:
-        stacks.update({n: images.get_stack(n) for n in verification_mod.stacks_needed(source, to)})
+    if check:
+        stacks.update({n: images.get_stack(n) for n in verification_mod.stacks_needed(check)})
     out, staging = _prepare_output(output_dir, force)
     try:
+        work = staging / ".work"
+        first = _first_step_inputs(source, src, values, work / "input")
         tagged = {n: images.ensure_image(engine, s, build_if_missing=build_missing, opts=build_options,
                                          log=log or (lambda _line: None)) for n, s in stacks.items()}
-        work = staging / ".work"
-        manifest_steps = []
-        current, current_fmt = src, source
-        artifacts = []
+        manifest_steps, produced = [], {}
+        current = None
         for i, step in enumerate(chain, 1):
-            mounted = {}
-            inputs = {str(current): f"/in/model/{current.name}"}
-            for name in step.options:
-                if isinstance(values.get(name), Path):
-                    mounted[name] = f"/in/opt/{name}/{values[name].name}"
-                    inputs[str(values[name])] = mounted[name]
-            args = list(step.args) + ["--input", f"/in/model/{current.name}"]
-            args += opts_mod.as_args(step.options, values, mounted)
-            run = StepRun(step.name, step.stack, *tagged[step.stack], step.script, args, inputs,
-                          work / f"{i}-{step.name}")
+            run = _step_run(i, step, current, values, tagged, work, first)
             if log:
                 log(f"step {i}/{len(chain)}: {step.name} ({step.source} -> {step.target}) in {run.image}")
             meta, result = execute(engine, run, memory=memory, timeout=timeout, log=log)
             manifest_steps.append({
                 "name": step.name, "from": step.source, "to": step.target, "stack": step.stack,
-                "image": run.image, "image_id": run.image_id, "command": ["python", f"/opt/steps/{step.script}", *args],
+                "image": run.image, "image_id": run.image_id, "command": ["python", f"/opt/steps/{step.script}",
+                                                                          *run.args],
                 "seconds": round(result.seconds, 2), "versions": meta.get("versions", {}), "info": meta.get("info", {}),
             })
-            produced = run.out_dir / formats.get(step.target).artifact
-            if not produced.exists():
-                raise UsageError(f"step {step.name} did not produce {produced.name}")  # a bug in the step table
-            current, current_fmt = produced, step.target
+            artifact = formats.get(step.target).artifact
+            if not (run.out_dir / artifact).exists():
+                raise UsageError(f"step {step.name} did not produce {artifact}")  # a bug in the step table
+            produced[step.target] = (run.out_dir, artifact, meta.get("artifacts") or [artifact])
+            current = (run.out_dir, artifact)
         converted_at = time.monotonic()
 
-        verification = {"skipped": True, "reason": "--no-verify"} if not verify else \
-            {"skipped": True, "reason": f"no runner for {source} or {to} yet"}
-        if do_verify:
-            runs = verification_mod.plan_runs(source, src, to, current, values, tagged, work)
+        if check:
+            ref_dir, ref_artifact, _ = produced.get(check.reference_format, (None, None, None))
+            ref_model = (ref_dir / ref_artifact) if ref_dir else src
+            runs = verification_mod.plan_runs(check, ref_model, ref_dir is not None, current[0] / current[1], values,
+                                              tagged, work)
             verify_steps = []
             for run in runs:
                 if log:
@@ -121,16 +146,20 @@ def convert(engine, source, input_path, output_dir, to="tflite", options=None, v
             verification["steps"] = verify_steps
             verification["seconds"] = round(time.monotonic() - converted_at, 2)
             verification_mod.check(verification)
+        elif not verify:
+            verification = {"skipped": True, "reason": "--no-verify"}
+        else:
+            verification = {"skipped": True, "reason": f"no verification for {source} -> {to} yet"}
 
-        # final artifact at the top; intermediate artifacts under intermediate/
-        final = staging / current.name
-        _place(current, final)
-        artifacts.append(final)
-        for i, step in enumerate(chain[:-1], 1):
-            inter = work / f"{i}-{step.name}" / formats.get(step.target).artifact
-            if inter.exists():
-                dest = staging / "intermediate" / inter.name
-                _place(inter, dest)
+        # every step's artifacts land at the top of OUTPUT_DIR (the final one listed first)
+        artifacts = []
+        for fmt in [step.target for step in reversed(chain)]:
+            folder, _, names = produced[fmt]
+            for name in names:
+                dest = staging / name
+                if dest.exists() or not (folder / name).exists():
+                    continue
+                _place(folder / name, dest)
                 artifacts.append(dest)
         shutil.rmtree(work, ignore_errors=True)
 
@@ -141,12 +170,14 @@ def convert(engine, source, input_path, output_dir, to="tflite", options=None, v
             "input": {"path": str(src), "sha256": file_hashes(src)},
             "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in values.items()},
             "steps": manifest_steps,
-            "artifacts": {p.relative_to(staging).as_posix() if p.is_file() else p.relative_to(staging).as_posix() + "/":
+            "artifacts": {p.relative_to(staging).as_posix() + ("/" if p.is_dir() else ""):
                           file_hashes(p) if p.is_dir() else sha256_file(p) for p in artifacts},
             "verification": verification,
             "timings": {"convert_seconds": round(converted_at - started, 2),
                         "total_seconds": round(time.monotonic() - started, 2)},
         }
+        if source == "ssd":
+            manifest["input"]["model"] = {k: v for k, v in first[3].items()}
         (staging / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n")
         _commit(staging, out)
         manifest["output_dir"] = str(out)
@@ -156,10 +187,6 @@ def convert(engine, source, input_path, output_dir, to="tflite", options=None, v
             shutil.rmtree(staging, ignore_errors=True)
 
 
-def verify_available(source, to):
-    return verification_mod.available(source, to)
-
-
 def summary(manifest):
     v = manifest["verification"]
     if v.get("skipped"):
@@ -167,5 +194,5 @@ def summary(manifest):
     else:
         worst = max((o.get("max_rel_err", 0.0) for o in v["outputs"]), default=0.0)
         check = f"verified: max error {worst:.2g} of output scale (tolerance {v['tolerance']:g}, mode {v['mode']})"
-    arts = ", ".join(a for a in manifest["artifacts"] if not a.startswith("intermediate/"))
+    arts = ", ".join(manifest["artifacts"])
     return f"{manifest['route']['from']} -> {manifest['route']['to']}: {manifest['output_dir']}/{{{arts}, manifest.json}}; {check}"

@@ -13,6 +13,19 @@ def _edges(steps):
     return graph
 
 
+def applicable(steps, given=None):
+    """Steps whose `when` condition holds for the given options (an absent option has its default)."""
+    given = {k.replace("-", "_"): v for k, v in (given or {}).items()}
+    keep = []
+    for step in steps:
+        if step.when:
+            name, value = step.when
+            if str(given.get(name, routes.OPTIONS[name].default)) != str(value):
+                continue
+        keep.append(step)
+    return tuple(keep)
+
+
 def reachable(source, steps=routes.STEPS):
     """Every format reachable from `source`, with the shortest chain to it: {target: [Step, ...]}."""
     graph = _edges(steps)
@@ -28,10 +41,12 @@ def reachable(source, steps=routes.STEPS):
     return chains
 
 
-def plan(source, to="tflite", steps=routes.STEPS):
-    """The shortest chain of steps converting `source` into `to` (ties: declaration order)."""
+def plan(source, to="tflite", steps=routes.STEPS, given=None):
+    """The shortest chain of steps converting `source` into `to` (ties: declaration order).
+    `given` options choose between alternative steps (e.g. --converter)."""
     formats.get(source)
     formats.get(to)
+    steps = applicable(steps, given)
     if source == to and not any(s.source == s.target == source for s in steps):
         raise UsageError(f"nothing to convert: FROM and TO are both '{source}'")
     direct = [s for s in steps if s.source == source and s.target == to]
@@ -54,10 +69,11 @@ def stacks_of(chain):
 
 
 def all_pairs(steps=routes.STEPS):
+    steps = applicable(steps)
     pairs = []
     sources = []
     for s in steps:
-        if s.source not in sources:
+        if s.source not in sources and not formats.get(s.source).internal:
             sources.append(s.source)
     for src in sources:
         for target, chain in reachable(src, steps).items():
@@ -66,8 +82,29 @@ def all_pairs(steps=routes.STEPS):
 
 
 def describe_routes(steps=routes.STEPS):
-    return [f"{src} -> {dst}  [{', '.join(stacks_of(chain))}]  via {' > '.join(s.name for s in chain)}"
-            for src, dst, chain in all_pairs(steps)]
+    lines = []
+    for src, dst, chain in all_pairs(steps):
+        if formats.get(dst).internal:
+            continue
+        lines.append(f"{src} -> {dst}  [{', '.join(stacks_of(chain))}]  via {' > '.join(s.name for s in chain)}")
+        for alt in alternatives(chain, steps):
+            lines.append(f"{src} -> {dst}  [{', '.join(stacks_of(alt[1]))}]  with --{alt[0]}")
+    return lines
+
+
+def alternatives(chain, steps=routes.STEPS):
+    """Chains chosen by a non-default value of a step-choosing option: [("option value", chain)]."""
+    found = []
+    for step in steps:
+        if step.when and step not in chain:
+            name, value = step.when
+            try:
+                alt = plan(chain[0].source, chain[-1].target, steps, {name: value})
+            except UsageError:
+                continue
+            if alt != chain and step in alt:
+                found.append((f"{name} {value}", alt))
+    return found
 
 
 def options_of(chain):
@@ -84,11 +121,12 @@ def describe_plan(chain):
     for i, step in enumerate(chain, 1):
         lines.append(f"  {i}. {step.name}: {step.source} -> {step.target} in stack {step.stack}"
                      f" (images/{step.stack}/steps/{step.script} {' '.join(step.args)})".rstrip())
-    runner_src = routes.RUNNERS.get(chain[0].source)
-    runner_dst = routes.RUNNERS.get(chain[-1].target)
-    if runner_src and runner_dst:
-        lines.append(f"  verify: {chain[0].source} in {runner_src.stack} vs {chain[-1].target} in {runner_dst.stack},"
-                     f" compared in {routes.COMPARE.stack}")
+    from orchestrator import verify
+
+    check = verify.check_for(chain[0].source, chain[-1].target)
+    if check:
+        lines.append(f"  verify: {check.reference_format} in {check.reference.stack} vs {chain[-1].target} in "
+                     f"{check.result.stack}, compared in {routes.COMPARE.stack}")
     else:
         lines.append("  verify: not available for this pair")
     opts = options_of(chain) + list(routes.VERIFY_OPTIONS)

@@ -27,6 +27,17 @@ class Step:
     script: str
     args: tuple = ()
     options: tuple = ()  # names of Options this step accepts
+    choices: tuple = ()  # (option, allowed values) pairs narrowing an option's choices for this step
+    when: tuple = ()  # (option, value): the step is chosen only when the option has that value
+
+
+@dataclass(frozen=True)
+class Check:
+    """How a route's result is verified when the default (source runner vs target runner) does not fit."""
+
+    reference: "Runner"
+    reference_format: str  # the format in the chain whose artifact the reference runs on
+    result: "Runner"
 
 
 @dataclass(frozen=True)
@@ -40,7 +51,8 @@ class Runner:
 
 
 OPTIONS = {o.name: o for o in (
-    Option("quantize", "choice", "post-training quantization", ("none", "float16", "dynamic", "int8"), "none"),
+    Option("quantize", "choice", "post-training quantization (SSD routes: none or uint8)",
+           ("none", "float16", "dynamic", "int8", "uint8"), "none"),
     Option("calibration", "path", "representative inputs for int8: a .npy (samples on axis 0), an .npz "
            "(one array per input) or a folder of .npy files"),
     Option("inference_input_type", "choice", "input type of an int8 model", ("int8", "uint8", "float32"), "int8"),
@@ -51,6 +63,20 @@ OPTIONS = {o.name: o for o in (
     Option("output_arrays", "csv", "output tensor names of a frozen graph, comma-separated"),
     Option("input_shapes", "shapes", "input shapes of a frozen graph, e.g. 1,224,224,3:1,10"),
     Option("allow_custom_ops", "bool", "let the TFLite converter keep ops it does not know", default=False),
+    # TF1 Object Detection API SSD
+    Option("pipeline_config", "path", "pipeline.config to use instead of the one found in the model folder"),
+    Option("checkpoint", "prefix", "checkpoint prefix (e.g. DIR/model.ckpt) instead of the one found"),
+    Option("add_postprocessing_op", "bool", "add the TFLite_Detection_PostProcess op", default=True),
+    Option("max_detections", "int", "detections kept by the post-processing op", default=10),
+    Option("max_classes_per_detection", "int", "classes per detection in the post-processing op", default=1),
+    Option("use_regular_nms", "bool", "regular (per-class) NMS instead of the fast variant", default=False),
+    Option("converter", "choice", "TFLite converter for SSD graphs: TOCO (TF1) or the MLIR converter (TF2)",
+           ("toco", "mlir"), "toco"),
+    Option("mean_values", "float", "uint8 input: real = (q - mean) / std", default=128.0),
+    Option("std_dev_values", "float", "uint8 input: real = (q - mean) / std", default=127.0),
+    Option("default_ranges_min", "float", "range for tensors without one, for uint8 of a float-trained graph"),
+    Option("default_ranges_max", "float", "range for tensors without one, for uint8 of a float-trained graph"),
+    Option("graphviz", "bool", "also write the GRAPHVIZ_DOT output and an SVG rendering of it", default=False),
     # verification
     Option("sample_input", "path", "verify on this .npy/.npz instead of seeded random inputs"),
     Option("seed", "int", "seed of the random verification inputs", default=0),
@@ -59,16 +85,32 @@ OPTIONS = {o.name: o for o in (
 
 VERIFY_OPTIONS = ("sample_input", "seed", "tolerance")
 
+# options that only choose steps; they are not passed to step scripts
+PLAN_OPTIONS = ("converter",)
+
+SSD_EXPORT_OPTIONS = ("pipeline_config", "checkpoint", "add_postprocessing_op", "max_detections",
+                      "max_classes_per_detection", "use_regular_nms")
+SSD_CONVERT_OPTIONS = ("converter", "quantize", "mean_values", "std_dev_values", "default_ranges_min",
+                       "default_ranges_max", "graphviz")
+
+TFLITE_CHOICES = (("quantize", ("none", "float16", "dynamic", "int8")),)
 TFLITE_OPTIONS = ("quantize", "calibration", "inference_input_type", "inference_output_type", "allow_custom_ops")
 
 STEPS = (
-    Step("keras_to_tflite", "keras", "tflite", "tf2", "to_tflite.py", ("--from", "keras"), TFLITE_OPTIONS),
+    Step("keras_to_tflite", "keras", "tflite", "tf2", "to_tflite.py", ("--from", "keras"), TFLITE_OPTIONS,
+         choices=TFLITE_CHOICES),
     Step("keras_saved_model_to_tflite", "keras_saved_model", "tflite", "tf2", "to_tflite.py",
-         ("--from", "keras_saved_model"), TFLITE_OPTIONS),
+         ("--from", "keras_saved_model"), TFLITE_OPTIONS, choices=TFLITE_CHOICES),
     Step("tf_saved_model_to_tflite", "tf_saved_model", "tflite", "tf2", "to_tflite.py", ("--from", "tf_saved_model"),
-         TFLITE_OPTIONS + ("signature_name", "saved_model_tags")),
+         TFLITE_OPTIONS + ("signature_name", "saved_model_tags"), choices=TFLITE_CHOICES),
     Step("tf_frozen_model_to_tflite", "tf_frozen_model", "tflite", "tf2", "to_tflite.py",
-         ("--from", "tf_frozen_model"), TFLITE_OPTIONS + ("input_arrays", "output_arrays", "input_shapes")),
+         ("--from", "tf_frozen_model"), TFLITE_OPTIONS + ("input_arrays", "output_arrays", "input_shapes"),
+         choices=TFLITE_CHOICES),
+    Step("ssd_export", "ssd", "ssd_graph", "tf1", "ssd_export.py", (), SSD_EXPORT_OPTIONS),
+    Step("ssd_toco", "ssd_graph", "tflite", "tf1", "ssd_toco.py", (), SSD_CONVERT_OPTIONS,
+         choices=(("quantize", ("none", "uint8")),), when=("converter", "toco")),
+    Step("ssd_mlir", "ssd_graph", "tflite", "tf2", "ssd_mlir.py", (), SSD_CONVERT_OPTIONS,
+         choices=(("quantize", ("none", "uint8")), ("graphviz", (False,))), when=("converter", "mlir")),
 )
 
 RUNNERS = {r.format: r for r in (
@@ -78,6 +120,12 @@ RUNNERS = {r.format: r for r in (
     Runner("tf_frozen_model", "tf2", options=("input_arrays", "output_arrays", "input_shapes")),
     Runner("tflite", "tf2"),
 )}
+
+CHECKS = {
+    # SSD: the exported frozen graph in TF1 against the .tflite, on the raw box encodings and class predictions
+    ("ssd", "tflite"): Check(Runner("ssd_graph", "tf1", "run_ssd_graph.py"), "ssd_graph",
+                             Runner("tflite_ssd", "tf2", options=("max_detections",))),
+}
 
 # the stack that compares reference and result outputs
 COMPARE = Runner("compare", "tf2", script="compare.py")

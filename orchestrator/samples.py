@@ -9,28 +9,37 @@ from orchestrator.errors import UsageError
 from orchestrator.pipeline import _commit, _prepare_output
 from orchestrator.runner import StepRun, execute
 
+KERAS_KINDS = ("cnn", "mlp", "multi")
 SAMPLES = {
-    # format -> (stack, script)
-    "keras": ("tf2", "make_model.py"),
-    "keras_saved_model": ("tf2", "make_model.py"),
-    "tf_saved_model": ("tf2", "make_model.py"),
-    "tf_frozen_model": ("tf2", "make_model.py"),
+    # format -> (stack, script, kinds); the first kind is the default
+    "keras": ("tf2", "make_model.py", KERAS_KINDS),
+    "keras_saved_model": ("tf2", "make_model.py", KERAS_KINDS),
+    "tf_saved_model": ("tf2", "make_model.py", KERAS_KINDS),
+    "tf_frozen_model": ("tf2", "make_model.py", KERAS_KINDS),
+    # a model-zoo style SSD folder and its .tar.gz; "quant" adds the quantization graph_rewriter
+    "ssd": ("tf1", "make_ssd.py", ("float", "quant")),
 }
-KINDS = ("cnn", "mlp", "multi")
 
 
-def make_sample(engine, fmt, output_dir, kind="cnn", seed=1, force=False, log=None):
+def _args(fmt, kind, seed):
+    if fmt == "ssd":
+        return ["--seed", str(seed)] + (["--quantized"] if kind == "quant" else [])
+    return ["--kind", kind, "--format", fmt, "--seed", str(seed)]
+
+
+def make_sample(engine, fmt, output_dir, kind=None, seed=1, force=False, log=None):
     """Write a sample model of format `fmt` (and calibration data) into output_dir; return its step.json."""
     if fmt not in SAMPLES:
         raise UsageError(f"no sample for format '{fmt}'; samples: {', '.join(SAMPLES)}")
-    if kind not in KINDS:
-        raise UsageError(f"unknown sample kind '{kind}'; kinds: {', '.join(KINDS)}")
-    stack_name, script = SAMPLES[fmt]
+    stack_name, script, kinds = SAMPLES[fmt]
+    kind = kind or kinds[0]
+    if kind not in kinds:
+        raise UsageError(f"unknown {fmt} sample kind '{kind}'; kinds: {', '.join(kinds)}")
     tag, image_id = images.ensure_image(engine, images.get_stack(stack_name), log=log or (lambda _l: None))
     out, staging = _prepare_output(output_dir, force)
     try:
-        run = StepRun("make_sample", stack_name, tag, image_id, script,
-                      ["--kind", kind, "--format", fmt, "--seed", str(seed)], {}, staging / "model")
+        run = StepRun("make_sample", stack_name, tag, image_id, script, _args(fmt, kind, seed), {},
+                      staging / "model")
         meta, _ = execute(engine, run, log=log)
         (run.out_dir / "step.json").unlink()
         (run.out_dir / "sample.json").write_text(json.dumps(meta["info"], indent=2) + "\n")

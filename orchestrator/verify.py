@@ -11,27 +11,34 @@ from orchestrator.errors import VerificationFailed
 from orchestrator.runner import StepRun
 
 
-def available(source, target):
-    return source in routes.RUNNERS and target in routes.RUNNERS
+def check_for(source, target):
+    """The Check for a route: declared in routes.CHECKS, else the source's and target's runners; or None."""
+    if (source, target) in routes.CHECKS:
+        return routes.CHECKS[(source, target)]
+    if source in routes.RUNNERS and target in routes.RUNNERS:
+        return routes.Check(routes.RUNNERS[source], source, routes.RUNNERS[target])
+    return None
 
 
-def stacks_needed(source, target):
-    if not available(source, target):
-        return []
-    return [routes.RUNNERS[source].stack, routes.RUNNERS[target].stack, routes.COMPARE.stack]
+def stacks_needed(check):
+    return [check.reference.stack, check.result.stack, routes.COMPARE.stack]
 
 
 def mode_of(values):
     return str(values.get("quantize", "none"))
 
 
-def plan_runs(source, src_path, target, artifact, values, images, work):
-    """The three StepRuns of a verification (as data; the pipeline executes them in order)."""
-    src_runner, dst_runner = routes.RUNNERS[source], routes.RUNNERS[target]
+def plan_runs(check, src_path, from_step, artifact, values, images, work):
+    """The three StepRuns of a verification (as data; the pipeline executes them in order).
+
+    `from_step`: the reference model is an artifact of a step of the route, not the user's input."""
+    src_runner, dst_runner = check.reference, check.result
+    source = src_runner.format
     src_path, artifact, work = Path(src_path), Path(artifact), Path(work)
     ref_dir, got_dir, cmp_dir = work / "verify-source", work / "verify-result", work / "verify-compare"
     src_in = f"/in/model/{src_path.name}"
-    inputs = {str(src_path): src_in}
+    # a step's artifact comes with its folder (files beside it, e.g. ssd.json); a user's input alone
+    inputs = {str(src_path.parent): "/in/model"} if from_step else {str(src_path): src_in}
     mounted = {}
     if "sample_input" in values:
         sample = Path(values["sample_input"])
@@ -42,7 +49,7 @@ def plan_runs(source, src_path, target, artifact, values, images, work):
     ref = StepRun("verify_source", src_runner.stack, *images[src_runner.stack], src_runner.script, ref_args,
                   inputs, ref_dir)
     art_in = f"/in/model/{artifact.name}"
-    got_args = ["--format", target, "--input", art_in, "--inputs", "/in/ref/inputs.npz"]
+    got_args = ["--format", dst_runner.format, "--input", art_in, "--inputs", "/in/ref/inputs.npz"]
     got_args += opts_mod.as_args(dst_runner.options, values, {})
     got = StepRun("verify_result", dst_runner.stack, *images[dst_runner.stack], dst_runner.script, got_args,
                   {str(artifact): art_in, str(ref_dir / "inputs.npz"): "/in/ref/inputs.npz"}, got_dir)
@@ -66,6 +73,9 @@ def collect(runs, keep_dir):
     record["result_outputs"] = got_info.get("outputs")
     if "tensors" in got_info:
         record["result_tensors"] = got_info["tensors"]
+    if got_info.get("checks"):
+        record["checks"] = got_info["checks"]
+        record["passed"] = bool(record.get("passed")) and all(c["passed"] for c in got_info["checks"])
     keep_dir = Path(keep_dir)
     keep_dir.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(Path(ref.out_dir) / "inputs.npz", keep_dir / "inputs.npz")
@@ -78,6 +88,10 @@ def check(record):
     """Raise VerificationFailed with the worst output named, when parity failed."""
     if record.get("passed"):
         return
+    failed_checks = [c for c in record.get("checks", []) if not c["passed"]]
+    if failed_checks:
+        c = failed_checks[0]
+        raise VerificationFailed(f"verification failed: {c['name']}: {c['detail']}")
     if not record.get("outputs"):
         raise VerificationFailed(f"verification failed: {record.get('reason', 'no outputs to compare')}")
     bad = [o for o in record["outputs"] if not o.get("passed")]
@@ -85,6 +99,11 @@ def check(record):
     if "reason" in worst:
         detail = f"output '{worst['name']}': {worst['reason']} ({worst['shape']} vs {worst['result_shape']})"
     else:
-        detail = (f"output '{worst['name']}' differs by {worst['max_rel_err']:.3g} of its scale "
-                  f"(max abs {worst['max_abs_err']:.3g}), tolerance {record['tolerance']:g} for mode {record['mode']}")
+        if "max_err_steps" in worst:
+            detail = (f"output '{worst['name']}' differs by {worst['max_err_steps']:.3g} quantization steps "
+                      f"(max abs {worst['max_abs_err']:.3g}), tolerance {record['tolerance']:g} steps")
+        else:
+            detail = (f"output '{worst['name']}' differs by {worst['max_rel_err']:.3g} of its scale "
+                      f"(max abs {worst['max_abs_err']:.3g}), tolerance {record['tolerance']:g} for mode "
+                      f"{record['mode']}")
     raise VerificationFailed(f"verification failed: {detail}; --tolerance loosens it, --no-verify skips it")

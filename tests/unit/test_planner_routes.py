@@ -33,7 +33,21 @@ def test_multi_step_chain_is_found_through_intermediate_formats():
 def test_routes_lists_every_step_pair_with_its_stacks():
     lines = planner.describe_routes()
     for step in routes.STEPS:
+        if formats.get(step.source).internal or formats.get(step.target).internal:
+            continue
         assert any(line.startswith(f"{step.source} -> {step.target}") and step.stack in line for line in lines)
+
+
+def test_ssd_route_and_its_converter_alternative():
+    lines = [ln for ln in planner.describe_routes() if ln.startswith("ssd -> tflite")]
+    assert lines[0].startswith("ssd -> tflite  [tf1]  via ssd_export > ssd_toco")
+    assert lines[1] == "ssd -> tflite  [tf1, tf2]  with --converter mlir"
+    assert not any(ln.startswith("ssd_graph") for ln in planner.describe_routes())
+
+
+def test_converter_option_chooses_the_step():
+    assert [s.name for s in planner.plan("ssd", "tflite")] == ["ssd_export", "ssd_toco"]
+    assert [s.name for s in planner.plan("ssd", "tflite", given={"converter": "mlir"})] == ["ssd_export", "ssd_mlir"]
 
 
 def test_plan_description_names_steps_and_options():

@@ -6,6 +6,7 @@ Writes DIR/verification.json; exits 0 whatever the verdict (the host decides wha
 """
 
 import argparse
+import json
 import os
 
 import numpy as np
@@ -14,6 +15,8 @@ from common import load_array_file, step_done, write_json
 
 # max |error| relative to the output's scale, by quantization mode
 TOLERANCES = {"none": 1e-4, "float16": 1e-2, "dynamic": 5e-2, "int8": 1.5e-1, "uint8": 1.5e-1}
+# where the converted model reports its outputs' quantization step: max |error| in steps
+STEP_TOLERANCES = {"uint8": 3.0, "int8": 3.0}
 
 
 def pair(ref, got):
@@ -33,7 +36,7 @@ def pair(ref, got):
     return by_order, "order"
 
 
-def compare_one(name, got_name, r, g, tol):
+def compare_one(name, got_name, r, g, tol, step=None):
     entry = {"name": name, "result_name": got_name, "shape": list(r.shape), "result_shape": list(g.shape)}
     if r.shape != g.shape:
         return dict(entry, passed=False, reason="shape mismatch")
@@ -43,8 +46,12 @@ def compare_one(name, got_name, r, g, tol):
     scale = float(np.max(np.abs(r64))) if r64.size else 0.0
     err = float(np.max(np.abs(r64 - g64))) if r64.size else 0.0
     rel = err / scale if scale > 0 else (0.0 if err == 0 else float("inf"))
-    return dict(entry, max_abs_err=err, max_rel_err=rel, scale=scale, mean_abs_err=float(np.mean(np.abs(r64 - g64)))
-                if r64.size else 0.0, passed=bool(rel <= tol))
+    entry.update(max_abs_err=err, max_rel_err=rel, scale=scale,
+                 mean_abs_err=float(np.mean(np.abs(r64 - g64))) if r64.size else 0.0)
+    if step:  # quantized output: the tolerance is in quantization steps
+        entry.update(quant_step=step, max_err_steps=err / step, passed=bool(err / step <= tol))
+        return entry
+    return dict(entry, passed=bool(rel <= tol))
 
 
 def main():
@@ -55,15 +62,23 @@ def main():
     p.add_argument("--mode", default="none")
     p.add_argument("--tolerance", type=float)
     args = p.parse_args()
-    tol = args.tolerance if args.tolerance is not None else TOLERANCES.get(args.mode, TOLERANCES["none"])
     ref = load_array_file(os.path.join(args.ref, "outputs.npz"))
     got = load_array_file(os.path.join(args.got, "outputs.npz"))
+    with open(os.path.join(args.got, "run.json")) as fh:
+        steps = ((json.load(fh).get("tensors") or {}).get("quant_scales") or {})
+    in_steps = args.mode in STEP_TOLERANCES and bool(steps)
+    if in_steps:
+        tol = args.tolerance if args.tolerance is not None else STEP_TOLERANCES[args.mode]
+        metric = "max|ref-got| in quantization steps of the converted output"
+    else:
+        tol = args.tolerance if args.tolerance is not None else TOLERANCES.get(args.mode, TOLERANCES["none"])
+        metric = "max|ref-got| / max|ref| per output"
     pairs, method = pair(ref, got)
-    result = {"mode": args.mode, "tolerance": tol, "metric": "max|ref-got| / max|ref| per output", "pairing": method}
+    result = {"mode": args.mode, "tolerance": tol, "metric": metric, "pairing": method}
     if pairs is None:
         result.update(passed=False, outputs=[], reason=method)
     else:
-        outs = [compare_one(a, b, ref[a], got[b], tol) for a, b in pairs]
+        outs = [compare_one(a, b, ref[a], got[b], tol, steps.get(b) if in_steps else None) for a, b in pairs]
         result.update(passed=all(o["passed"] for o in outs), outputs=outs)
     write_json(os.path.join(args.out, "verification.json"), result)
     step_done(args.out, ["verification.json"], passed=result["passed"])

@@ -154,6 +154,68 @@ class TFLiteModel:
         return [(n, _dequantize(v, self.out_details[n])) for n, v in raw]
 
 
+class TFLiteSSD:
+    """An SSD .tflite: returns the raw box encodings and class predictions (the post-processing op's inputs,
+    read with all tensors preserved) and checks the op's four outputs."""
+
+    POSTPROCESS = "TFLite_Detection_PostProcess"
+
+    def __init__(self, path, args):
+        tf = _tf()
+        try:
+            self.interp = tf.lite.Interpreter(model_path=path, experimental_preserve_all_tensors=True)
+        except Exception as exc:
+            reject(f"{path}: cannot load TFLite model ({first_line(exc)})")
+        self.interp.allocate_tensors()
+        self.max_detections = int(args.max_detections or 10)
+        self.in_detail = self.interp.get_input_details()[0]
+        self.inputs = [Spec("normalized_input_image_tensor", self.in_detail["shape"], np.float32)]
+        ops = [op for op in self.interp._get_ops_details() if op["op_name"] == self.POSTPROCESS]
+        self.postprocess = ops[0] if ops else None
+        tensors = {d["index"]: d for d in self.interp.get_tensor_details()}
+        if self.postprocess is not None:
+            box, cls = self.postprocess["inputs"][0], self.postprocess["inputs"][1]
+        else:  # no op: the model's outputs are the raw outputs (box encodings end in 4)
+            outs = self.interp.get_output_details()
+            box = next(d["index"] for d in outs if d["shape"][-1] == 4)
+            cls = next(d["index"] for d in outs if d["index"] != box)
+        self.raw = {"box_encodings": tensors[box], "class_predictions": tensors[cls]}
+        self.checks = []
+
+    def details(self):
+        scale, zero = self.in_detail["quantization"]
+        info = {"inputs": {"normalized_input_image_tensor": {
+            "shape": self.in_detail["shape"], "dtype": np.dtype(self.in_detail["dtype"]).name, "scale": scale,
+            "zero_point": zero}},
+            "outputs": {d["name"]: {"shape": d["shape"], "dtype": np.dtype(d["dtype"]).name}
+                        for d in self.interp.get_output_details()},
+            "postprocess_op": self.postprocess is not None}
+        info["quant_scales"] = {n: d["quantization"][0] for n, d in self.raw.items() if d["quantization"][0]}
+        return info
+
+    def run(self, feeds):
+        x = feeds["normalized_input_image_tensor"]
+        self.interp.set_tensor(self.in_detail["index"], _quantize(x, self.in_detail))
+        self.interp.invoke()
+        out = [(n, _dequantize(self.interp.get_tensor(d["index"]), d)) for n, d in self.raw.items()]
+        if self.postprocess is not None:
+            self.checks = self._check_detections()
+        return out
+
+    def _check_detections(self):
+        tensors = {d["index"]: d for d in self.interp.get_tensor_details()}
+        outs = [self.interp.get_tensor(i) for i in self.postprocess["outputs"]]
+        shapes = [list(tensors[i]["shape"]) for i in self.postprocess["outputs"]]
+        n = self.max_detections
+        want = [[1, n, 4], [1, n], [1, n], [1]]
+        num = float(outs[3].reshape(-1)[0])
+        return [
+            {"name": "postprocess output shapes", "passed": shapes == want, "detail": f"{shapes}, expected {want}"},
+            {"name": "num_detections <= max_detections", "passed": 0 <= num <= n,
+             "detail": f"num_detections {num:g}, max_detections {n}"},
+        ]
+
+
 def _quantized(d):
     return np.dtype(d["dtype"]) in (np.int8, np.uint8, np.int16) and d["quantization"][0] != 0
 
@@ -180,6 +242,7 @@ LOADERS = {
     "tf_saved_model": SavedModel,
     "tf_frozen_model": FrozenGraph,
     "tflite": TFLiteModel,
+    "tflite_ssd": TFLiteSSD,
 }
 
 

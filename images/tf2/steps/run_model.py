@@ -63,7 +63,8 @@ def main():
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--sample_input")
     p.add_argument("--inputs")
-    for name in ("signature_name", "saved_model_tags", "input_arrays", "output_arrays", "input_shapes"):
+    for name in ("signature_name", "saved_model_tags", "input_arrays", "output_arrays", "input_shapes",
+                 "max_detections"):
         p.add_argument("--" + name)
     args = p.parse_args()
 
@@ -90,6 +91,8 @@ def main():
     }
     if hasattr(model, "details"):
         info["tensors"] = model.details()
+    if getattr(model, "checks", None):
+        info["checks"] = model.checks
     write_json(os.path.join(args.out, "run.json"), info)
     step_done(args.out, ["outputs.npz"], **info)
 
