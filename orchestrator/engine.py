@@ -39,6 +39,7 @@ class ContainerSpec:
     security_opt: tuple = ("no-new-privileges",)
     working_dir: str = "/tmp"
     name_hint: str = "step"
+    labels: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -161,7 +162,7 @@ class Engine:
             network_mode=spec.network, mem_limit=spec.memory, memswap_limit=spec.memory,
             read_only=spec.read_only_root, tmpfs=spec.tmpfs, cap_drop=list(spec.cap_drop),
             security_opt=list(spec.security_opt), working_dir=spec.working_dir, detach=True,
-            labels={"org.orchestrator.step": spec.name_hint},
+            labels={"org.orchestrator.step": spec.name_hint, **spec.labels},
         )
         start = time.monotonic()
         timed_out = False

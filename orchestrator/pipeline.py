@@ -192,7 +192,11 @@ def summary(manifest):
     if v.get("skipped"):
         check = f"verification skipped ({v['reason']})"
     else:
-        worst = max((o.get("max_rel_err", 0.0) for o in v["outputs"]), default=0.0)
-        check = f"verified: max error {worst:.2g} of output scale (tolerance {v['tolerance']:g}, mode {v['mode']})"
+        if any("max_err_steps" in o for o in v["outputs"]):
+            worst = max(o.get("max_err_steps", 0.0) for o in v["outputs"])
+            check = f"verified: max error {worst:.2g} quantization steps (tolerance {v['tolerance']:g}, mode {v['mode']})"
+        else:
+            worst = max((o.get("max_rel_err", 0.0) for o in v["outputs"]), default=0.0)
+            check = f"verified: max error {worst:.2g} of output scale (tolerance {v['tolerance']:g}, mode {v['mode']})"
     arts = ", ".join(manifest["artifacts"])
     return f"{manifest['route']['from']} -> {manifest['route']['to']}: {manifest['output_dir']}/{{{arts}, manifest.json}}; {check}"

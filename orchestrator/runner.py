@@ -45,6 +45,8 @@ def container_spec(run, memory="8g", timeout=3600.0, user=None):
         memory=memory,
         timeout=timeout,
         name_hint=run.name,
+        # ORCHESTRATOR_SESSION tags every container of one invocation (tests and wrappers find theirs by it)
+        labels={"org.orchestrator.session": os.environ.get("ORCHESTRATOR_SESSION", str(os.getpid()))},
     )
 
 

@@ -147,6 +147,10 @@ def prepare(src, values, scratch):
         raise InputError(src, "is neither a model folder nor a .tar.gz of one")
     config, prefix = find_model(folder, values.get("checkpoint"), values.get("pipeline_config"))
     facts = check_config(config)
+    if values.get("quantize") == "uint8" and not facts["quantized"] and "default_ranges_min" not in values:
+        raise InputError(config, "has no graph_rewriter { quantization }: the model was trained without "
+                                 "quantization, so its graph has no ranges for uint8; give --default_ranges_min and "
+                                 "--default_ranges_max (e.g. 0 and 6; accuracy suffers), or retrain with quantization")
     model_in = f"/in/model/{src.name if folder is src else 'model'}"
     inputs = {str(folder): model_in}
 

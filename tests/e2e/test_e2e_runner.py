@@ -1,9 +1,11 @@
 """The runner's guarantees on a real engine: no network, limits, timeouts, cleanup on Ctrl-C."""
 
+import os
 import signal
 import subprocess
 import sys
 import time
+import uuid
 
 import pytest
 
@@ -14,8 +16,13 @@ from orchestrator.engine import ContainerSpec
 pytestmark = pytest.mark.e2e
 
 
-def step_containers(engine):
-    return engine.client.containers.list(all=True, filters={"label": "org.orchestrator.step"})
+def step_containers(engine, session):
+    return engine.client.containers.list(all=True, filters={"label": f"org.orchestrator.session={session}"})
+
+
+def session_env():
+    session = uuid.uuid4().hex
+    return session, dict(os.environ, ORCHESTRATOR_SESSION=session)
 
 
 def tf2_tag():
@@ -23,41 +30,48 @@ def tf2_tag():
 
 
 def test_step_container_has_no_network_and_runs_as_host_user(engine, stack_images):
-    import os
-
+    session = uuid.uuid4().hex
     spec = ContainerSpec(image=tf2_tag(), command=["python", "-c",
                          "import socket, os; print(sorted(n for _, n in socket.if_nameindex()), os.getuid())"],
-                         user=f"{os.getuid()}:{os.getgid()}")
+                         user=f"{os.getuid()}:{os.getgid()}", labels={"org.orchestrator.session": session})
     result = engine.run(spec)
     assert result.exit_code == 0
     assert result.stdout.strip() == f"['lo'] {os.getuid()}"
-    assert step_containers(engine) == []
+    assert step_containers(engine, session) == []
 
 
 def test_timeout_kills_and_removes_the_container(samples, engine, tmp_path):
-    proc = cli("convert", "keras", samples[("keras", "cnn")] / "model.h5", tmp_path / "out", "--timeout", "2")
+    session, env = session_env()
+    proc = cli("convert", "keras", samples[("keras", "cnn")] / "model.h5", tmp_path / "out", "--timeout", "2", env=env)
     assert proc.returncode == 3
     assert "timed out after 2 s" in last_line(proc)
-    assert step_containers(engine) == [] and list(tmp_path.iterdir()) == []
+    assert step_containers(engine, session) == [] and list(tmp_path.iterdir()) == []
 
 
 def test_memory_limit(samples, engine, tmp_path):
-    proc = cli("convert", "keras", samples[("keras", "cnn")] / "model.h5", tmp_path / "out", "--memory", "48m")
+    session, env = session_env()
+    proc = cli("convert", "keras", samples[("keras", "cnn")] / "model.h5", tmp_path / "out", "--memory", "48m",
+               env=env)
     assert proc.returncode == 3, proc.stderr[-2000:]
     assert "memory limit of 48m" in last_line(proc)
-    assert step_containers(engine) == [] and list(tmp_path.iterdir()) == []
+    assert step_containers(engine, session) == [] and list(tmp_path.iterdir()) == []
 
 
 def test_ctrl_c_removes_the_container_and_the_partial_output(samples, engine, tmp_path):
+    session, env = session_env()
     p = subprocess.Popen([sys.executable, "-m", "orchestrator", "convert", "keras",
                           str(samples[("keras", "cnn")] / "model.h5"), str(tmp_path / "out")],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+    def running():
+        return [c for c in step_containers(engine, session) if c.status == "running"]
+
     deadline = time.time() + 60
-    while time.time() < deadline and not step_containers(engine):
+    while time.time() < deadline and not running():
         time.sleep(0.2)
-    assert step_containers(engine), "the step container never started"
+    assert running(), "the step container never started"
     p.send_signal(signal.SIGINT)
     _, err = p.communicate(timeout=60)
     assert p.returncode == 130 and "interrupted" in err
-    assert step_containers(engine) == []
+    assert step_containers(engine, session) == []
     assert list(tmp_path.iterdir()) == []

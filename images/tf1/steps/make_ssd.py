@@ -69,6 +69,28 @@ train_config { batch_size: 1 }
     return text
 
 
+def randomize(sess, variables, seed):
+    """Replace the initial values with ones that keep activations alive through the whole network
+    (the pipeline's tiny initializers make every output nearly constant, which would verify nothing)."""
+    import numpy as np
+    rng = np.random.RandomState(seed)
+    for var in variables:
+        name, shape = var.op.name, var.shape.as_list()
+        if "quant" in name.lower() or not shape and "global_step" in name:
+            continue  # quantization ranges and the step counter keep their values
+        if name.endswith("depthwise_weights"):
+            value = rng.normal(0, np.sqrt(2.0 / (shape[0] * shape[1])), shape)
+        elif name.endswith("weights") and len(shape) == 4:
+            value = rng.normal(0, np.sqrt(2.0 / (shape[0] * shape[1] * shape[2])), shape)
+        elif name.endswith("gamma") or name.endswith("moving_variance"):
+            value = rng.uniform(0.8, 1.2, shape)
+        elif name.endswith("beta") or name.endswith("biases") or name.endswith("moving_mean"):
+            value = rng.uniform(-0.2, 0.2, shape)
+        else:
+            continue
+        var.load(value.astype(var.dtype.base_dtype.as_numpy_dtype), sess)
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--out", required=True)
@@ -102,6 +124,7 @@ def main():
         saver = tf.train.Saver()
         with tf.Session() as sess:
             sess.run(tf.global_variables_initializer())
+            randomize(sess, tf.global_variables(), args.seed)
             saver.save(sess, os.path.join(folder, "model.ckpt"))
     with tarfile.open(os.path.join(args.out, "ssd_model.tar.gz"), "w:gz") as tar:
         tar.add(folder, arcname="ssd_model")

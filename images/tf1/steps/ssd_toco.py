@@ -46,9 +46,9 @@ def main():
         return conv
 
     if args.quantize == "uint8" and not meta["quantization_aware"] and args.default_ranges_min is None:
-        reject("%s: the graph was trained without quantization (no graph_rewriter { quantization } in "
+        reject("the exported graph was trained without quantization (no graph_rewriter { quantization } in "
                "pipeline.config), so it has no ranges for uint8; give --default_ranges_min and "
-               "--default_ranges_max (e.g. 0 and 6), or retrain with quantization" % args.input)
+               "--default_ranges_max (e.g. 0 and 6), or retrain with quantization")
     try:
         flatbuffer = converter().convert()
     except Exception as exc:

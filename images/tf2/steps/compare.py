@@ -15,8 +15,9 @@ from common import load_array_file, step_done, write_json
 
 # max |error| relative to the output's scale, by quantization mode
 TOLERANCES = {"none": 1e-4, "float16": 1e-2, "dynamic": 5e-2, "int8": 1.5e-1, "uint8": 1.5e-1}
-# where the converted model reports its outputs' quantization step: max |error| in steps
-STEP_TOLERANCES = {"uint8": 3.0, "int8": 3.0}
+# where the converted model reports its outputs' quantization step: max |error| in steps. TOCO fuses and rounds
+# differently from TF's fake-quant graph: on random-weight SSDs, up to 6 steps (90% of values within 2).
+STEP_TOLERANCES = {"uint8": 8.0, "int8": 8.0}
 
 
 def pair(ref, got):

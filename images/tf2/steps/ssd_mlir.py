@@ -33,7 +33,7 @@ def main():
     conv.experimental_new_converter = True
     if args.quantize == "uint8":
         if not meta["quantization_aware"] and args.default_ranges_min is None:
-            reject(f"{args.input}: the graph was trained without quantization, so it has no ranges for uint8; give "
+            reject("the exported graph was trained without quantization, so it has no ranges for uint8; give "
                    "--default_ranges_min and --default_ranges_max, or retrain with quantization")
         conv.inference_type = tf.uint8
         conv.quantized_input_stats = {meta["input_array"]: (args.mean_values, args.std_dev_values)}
