@@ -30,9 +30,11 @@ demo: images
 	$(ORCH) sample keras $(DEMO)/model --kind cnn
 	$(ORCH) convert keras $(DEMO)/model/model.h5 $(DEMO)/float
 	$(ORCH) convert keras $(DEMO)/model/model.h5 $(DEMO)/int8 --quantize int8 --calibration $(DEMO)/model/calibration.npy
+	$(ORCH) sample ssd $(DEMO)/ssd --kind quant
+	$(ORCH) convert ssd $(DEMO)/ssd/ssd_model.tar.gz $(DEMO)/ssd-uint8 --quantize uint8 --graphviz
 	@$(PYTHON) -c "import json; v=json.load(open('$(DEMO)/int8/manifest.json'))['verification']; \
-	  [print(o['name'], o['shape'], 'max abs err %.3g' % o['max_abs_err'], 'rel %.3g' % o['max_rel_err'], \
-	  'passed' if o['passed'] else 'FAILED') for o in v['outputs']]"
+	  [print('keras int8:', o['name'], o['shape'], 'max abs err %.3g' % o['max_abs_err'], \
+	  'rel %.3g' % o['max_rel_err'], 'passed' if o['passed'] else 'FAILED') for o in v['outputs']]"
 
 test: engine install
 	$(PYTHON) -m pytest -v -rA tests/unit tests/e2e
@@ -44,7 +46,7 @@ e2e: engine install
 	$(PYTHON) -m pytest -v tests/e2e
 
 lock:
-	sh scripts/lock.sh $(STACK)
+	if [ "$(STACK)" = tf1 ]; then sh scripts/lock-tf1.sh; else sh scripts/lock.sh $(STACK); fi
 
 clean:
 	rm -rf $(DEMO) .pytest_cache *.egg-info

@@ -65,27 +65,26 @@ def _first_step_inputs(source, src, values, scratch):
     if source == "ssd":
         return ssd.prepare(src, values, scratch)
     container = f"/in/model/{src.name}"
-    return {str(src): container}, container, [], {}
+    return {str(src): container}, container, [], {}, ()
 
 
 def _step_run(i, step, current, values, tagged, work, first):
     """The StepRun of step i. `current` is the previous step's (out folder, artifact) or `first`."""
     if current is None:
-        inputs, model_in, extra, _facts = first
+        inputs, model_in, extra, _facts, consumed = first
         inputs = dict(inputs)
     else:
         prev_dir, artifact = current
-        inputs, model_in, extra = {str(prev_dir): "/in/model"}, f"/in/model/{artifact}", []
+        inputs, model_in, extra, consumed = {str(prev_dir): "/in/model"}, f"/in/model/{artifact}", [], ()
+    names = [o for o in step.options if o not in consumed]  # consumed: handled by the input's preparation
     mounted = {}
-    for name in step.options:
+    for name in names:
         value = values.get(name)
-        if isinstance(value, Path) and routes.OPTIONS[name].kind == "path" and str(value) not in inputs:
+        if isinstance(value, Path):
             mounted[name] = f"/in/opt/{name}/{value.name}"
             inputs[str(value)] = mounted[name]
-        elif isinstance(value, Path):
-            mounted[name] = None  # consumed by the first step's preparation (e.g. SSD config and checkpoint)
     args = list(step.args) + ["--input", model_in] + extra
-    args += opts_mod.as_args([o for o in step.options if mounted.get(o, "") is not None], values, mounted)
+    args += opts_mod.as_args(names, values, mounted)
     return StepRun(step.name, step.stack, *tagged[step.stack], step.script, args, inputs, work / f"{i}-{step.name}")
 
 
@@ -177,7 +176,7 @@ def convert(engine, source, input_path, output_dir, to="tflite", options=None, v
                         "total_seconds": round(time.monotonic() - started, 2)},
         }
         if source == "ssd":
-            manifest["input"]["model"] = {k: v for k, v in first[3].items()}
+            manifest["input"]["model"] = dict(first[3])
         (staging / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n")
         _commit(staging, out)
         manifest["output_dir"] = str(out)

@@ -137,10 +137,14 @@ def check_config(config):
                 _block(text_nc, "graph_rewriter") or "")}
 
 
+CONSUMED_OPTIONS = ("pipeline_config", "checkpoint")
+
+
 def prepare(src, values, scratch):
     """Mounts and arguments for the first step of an SSD route.
 
-    Returns (inputs {host path: container path}, container path of the model folder, extra args, facts)."""
+    Returns (inputs {host path: container path}, container path of the model folder, extra args, facts,
+    the options consumed here)."""
     src = Path(src)
     folder = safe_extract(src, Path(scratch) / "unpacked") if is_tarball(src) else src
     if not folder.is_dir():
@@ -154,14 +158,15 @@ def prepare(src, values, scratch):
     model_in = f"/in/model/{src.name if folder is src else 'model'}"
     inputs = {str(folder): model_in}
 
-    def inside(path, fallback):
+    def container_path(path, mount_dir, mount_at):
+        """Inside the model folder: its path there; elsewhere: mount `mount_dir` at `mount_at`."""
         try:
             return f"{model_in}/{Path(path).resolve().relative_to(folder.resolve()).as_posix()}"
         except ValueError:
-            inputs[str(Path(path).parent if fallback == 'dir' else path)] = f"/in/opt/{Path(path).name}" \
-                if fallback == "file" else "/in/opt/checkpoint"
-            return f"/in/opt/{Path(path).name}" if fallback == "file" else f"/in/opt/checkpoint/{Path(path).name}"
+            mount_at = inputs.setdefault(str(mount_dir), mount_at)  # one mount per folder
+            return f"{mount_at}/{Path(path).name}"
 
-    args = ["--pipeline_config", inside(config, "file"), "--checkpoint", inside(prefix, "dir")]
+    args = ["--pipeline_config", container_path(config, config.parent, "/in/opt/config"),
+            "--checkpoint", container_path(prefix, prefix.parent, "/in/opt/checkpoint")]
     facts.update(pipeline_config=str(config), checkpoint=str(prefix))
-    return inputs, model_in, args, facts
+    return inputs, model_in, args, facts, CONSUMED_OPTIONS

@@ -159,3 +159,16 @@ def test_json_manifest_is_valid(ssd, tmp_path):
     m = convert(ssd["float"] / "ssd_model", tmp_path / "out", "--no-verify")
     json.dumps(m)
     assert m["verification"]["skipped"] is True
+
+
+def test_config_and_checkpoint_overrides_from_another_folder(ssd, tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    shutil.copy(ssd["float"] / "ssd_model" / "pipeline.config", elsewhere / "my.config")
+    for f in (ssd["float"] / "ssd_model").glob("model.ckpt.*"):
+        shutil.copy(f, elsewhere / f.name.replace("model.ckpt", "trained"))
+    m = convert(ssd["float"] / "ssd_model", tmp_path / "out", "--pipeline-config", elsewhere / "my.config",
+                "--checkpoint", elsewhere / "trained", "--no-verify")
+    assert m["input"]["model"]["pipeline_config"] == str(elsewhere / "my.config")
+    assert m["input"]["model"]["checkpoint"] == str(elsewhere / "trained")
+    assert "/in/opt/config/my.config" in m["steps"][0]["command"]
