@@ -1,0 +1,80 @@
+"""Measure conversion times against bench/targets.json; write bench/results.json and bench/results.md.
+
+    python bench/run.py [--repeat N]
+Uses the real CLI on generated models; images must be built (`make images`)."""
+
+import argparse
+import json
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def orch(*args):
+    proc = subprocess.run([sys.executable, "-m", "orchestrator", *map(str, args)], capture_output=True, text=True,
+                          cwd=HERE.parent)
+    if proc.returncode != 0:
+        raise SystemExit(f"bench: {' '.join(map(str, args))} failed: {proc.stderr.strip().splitlines()[-1:]}")
+    return proc
+
+
+def cases(models):
+    keras, ssd_f, ssd_q = models["keras"], models["ssd_float"], models["ssd_quant"]
+    return {
+        "keras_float": ["keras", keras / "model.h5"],
+        "keras_int8": ["keras", keras / "model.h5", "--quantize", "int8", "--calibration", keras / "calibration.npy"],
+        "ssd_float": ["ssd", ssd_f / "ssd_model"],
+        "ssd_uint8": ["ssd", ssd_q / "ssd_model", "--quantize", "uint8"],
+        "ssd_mlir": ["ssd", ssd_f / "ssd_model", "--converter", "mlir"],
+    }
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--repeat", type=int, default=2)
+    args = p.parse_args()
+    targets = {k: v for k, v in json.loads((HERE / "targets.json").read_text()).items() if not k.startswith("_")}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        orch("sample", "keras", tmp / "keras")
+        orch("sample", "ssd", tmp / "ssd_float")
+        orch("sample", "ssd", tmp / "ssd_quant", "--kind", "quant")
+        models = {"keras": tmp / "keras", "ssd_float": tmp / "ssd_float", "ssd_quant": tmp / "ssd_quant"}
+        results = {}
+        for name, argv in cases(models).items():
+            walls, convert, verify = [], [], []
+            for i in range(args.repeat):
+                out = tmp / f"{name}-{i}"
+                start = time.monotonic()
+                orch("convert", *argv[:2], out, *argv[2:], "--quiet")
+                walls.append(time.monotonic() - start)
+                m = json.loads((out / "manifest.json").read_text())
+                convert.append(m["timings"]["convert_seconds"])
+                verify.append(m["verification"].get("seconds", 0.0))
+            results[name] = {"wall_seconds": round(statistics.median(walls), 2),
+                             "convert_seconds": round(statistics.median(convert), 2),
+                             "verify_seconds": round(statistics.median(verify), 2),
+                             "target_seconds": targets.get(name), "runs": args.repeat}
+            results[name]["met"] = targets.get(name) is None or results[name]["wall_seconds"] <= targets[name]
+    doc = {"host": {"machine": platform.machine(), "python": platform.python_version(),
+                    "cpus": __import__("os").cpu_count()},
+           "date": time.strftime("%Y-%m-%d"), "results": results}
+    (HERE / "results.json").write_text(json.dumps(doc, indent=2) + "\n")
+    lines = ["| case | wall s (median) | convert s | verify s | target s | met |", "|---|---|---|---|---|---|"]
+    for name, r in results.items():
+        lines.append(f"| {name} | {r['wall_seconds']} | {r['convert_seconds']} | {r['verify_seconds']} | "
+                     f"{r['target_seconds']} | {'yes' if r['met'] else 'NO'} |")
+    table = "\n".join(lines)
+    (HERE / "results.md").write_text(f"# Conversion times ({doc['date']}, {doc['host']['cpus']} CPUs)\n\n{table}\n")
+    print(table)
+    return 0 if all(r["met"] for r in results.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
