@@ -5,13 +5,14 @@ ORCH   := $(PYTHON) -m orchestrator
 STACK  ?= tf2
 DEMO   ?= demo-out
 
-.PHONY: help install engine base images demo test unit e2e lock clean
+.PHONY: help install engine base images demo test unit e2e lock bench clean
 
 help:
 	@echo "make demo   - install, start a Docker engine, build images, convert a generated Keras model"
 	@echo "make test   - install, start a Docker engine, run tests/unit and tests/e2e (builds images)"
 	@echo "make unit   - unit tests only (no Docker)"
 	@echo "make lock STACK=tf2 - re-resolve images/STACK/requirements.lock with hashes"
+	@echo "make bench  - time conversions against bench/targets.json (bench/results.json, bench/results.md)"
 
 install:
 	$(PYTHON) -m pip install -q --root-user-action=ignore -e '.[test]'
@@ -44,6 +45,9 @@ unit: install
 
 e2e: engine install
 	$(PYTHON) -m pytest -v tests/e2e
+
+bench: images
+	$(PYTHON) bench/run.py
 
 lock:
 	if [ "$(STACK)" = tf1 ]; then sh scripts/lock-tf1.sh; else sh scripts/lock.sh $(STACK); fi

@@ -18,6 +18,8 @@ class Format:
     kind: str  # "file" or "dir" (what INPUT must be)
     artifact: str  # name of the artifact a step writes for this format, inside its output folder
     internal: bool = False  # an intermediate format of a route, not offered as FROM or TO
+    transit: bool = True  # may sit in the middle of a chain (TF.js formats only start or end one)
+    with_folder: bool = False  # the file needs its folder (TF.js weight shards beside model.json)
 
 
 FORMATS = {f.name: f for f in (
@@ -26,8 +28,10 @@ FORMATS = {f.name: f for f in (
     Format("tf_saved_model", "TensorFlow SavedModel folder", "dir", "saved_model"),
     Format("tf_frozen_model", "frozen TensorFlow GraphDef (.pb)", "file", "frozen_model.pb"),
     Format("tf_hub", "TensorFlow Hub module folder", "dir", "tf_hub"),
-    Format("tfjs_layers_model", "TensorFlow.js layers model (model.json + weight shards)", "file", "model.json"),
-    Format("tfjs_graph_model", "TensorFlow.js graph model (model.json + weight shards)", "file", "model.json"),
+    Format("tfjs_layers_model", "TensorFlow.js layers model (model.json + weight shards)", "file", "model.json",
+           transit=False, with_folder=True),
+    Format("tfjs_graph_model", "TensorFlow.js graph model (model.json + weight shards)", "file", "model.json",
+           transit=False, with_folder=True),
     Format("tflite", "TensorFlow Lite flatbuffer (.tflite)", "file", "model.tflite"),
     Format("onnx", "ONNX model (.onnx)", "file", "model.onnx"),
     Format("pytorch", "PyTorch TorchScript, ExportedProgram (.pt2) or state_dict", "file", "model.pt"),
@@ -119,6 +123,10 @@ def _check_tflite(path):
         raise InputError(path, "is not a TFLite flatbuffer (no TFL3 identifier)")
 
 
+DTYPE_BYTES = {"float32": 4, "int32": 4, "bool": 1, "uint8": 1, "uint16": 2, "float16": 2, "int8": 1,
+               "int16": 2, "complex64": 8}
+
+
 def _check_tfjs(expected):
     def check(path):
         try:
@@ -130,7 +138,49 @@ def _check_tfjs(expected):
         found = doc.get("format")
         if found and found != expected:
             raise InputError(path, f"is a TensorFlow.js {found}, not a {expected}")
+        check_weights_manifest(path, doc)
     return check
+
+
+def check_weights_manifest(path, doc):
+    """Every shard inside the model's folder (checked before anything is read), present, and exactly as long
+    as the weights it declares."""
+    folder = path.parent.resolve()
+    manifest = doc.get("weightsManifest", [])
+    if not isinstance(manifest, list):
+        raise InputError(path, "weightsManifest is not a list")
+    groups = []
+    for group in manifest:
+        try:
+            paths, weights = list(group["paths"]), list(group["weights"])
+        except (KeyError, TypeError):
+            raise InputError(path, "weightsManifest entry without paths and weights") from None
+        files = []
+        for p in paths:
+            target = (folder / str(p)).resolve()
+            if folder not in target.parents:
+                raise InputError(path, f"weight path '{p}' points outside the model folder")
+            files.append(target)
+        groups.append((files, weights))
+    for files, weights in groups:
+        for f in files:
+            if not f.is_file():
+                raise InputError(path, f"weight shard '{f.name}' is missing")
+        expected = 0
+        for w in weights:
+            dtype = (w.get("quantization") or {}).get("dtype") or w.get("dtype", "float32")
+            if dtype not in DTYPE_BYTES:
+                expected = None  # strings have no fixed size
+                break
+            count = 1
+            for d in w.get("shape", []):
+                count *= int(d)
+            expected += count * DTYPE_BYTES[dtype]
+        actual = sum(f.stat().st_size for f in files)
+        if expected is not None and actual != expected:
+            names = ", ".join(f.name for f in files)
+            raise InputError(path, f"weight shards ({names}) hold {actual} bytes but the manifest declares "
+                                   f"{expected}")
 
 
 _CHECKS = {

@@ -35,6 +35,7 @@ class Stack:
     description: str
     base: str  # Debian suite of the base image
     runs_formats: tuple
+    lock: str = "requirements.lock"  # the stack's hash-pinned dependency lock
 
     @property
     def repository(self):
@@ -77,10 +78,11 @@ def load_stack(path):
             raise EnvironmentProblem(f"{meta_file}: missing key '{required}'")
     if meta["base"] not in SUITES:
         raise EnvironmentProblem(f"{meta_file}: base '{meta['base']}' is not one of {', '.join(SUITES)}")
-    for required in ("Dockerfile", "requirements.lock"):
+    lock = meta.get("lock", "requirements.lock")
+    for required in ("Dockerfile", lock):
         if not (path / required).is_file():
-            raise EnvironmentProblem(f"{path / required}: missing (every stack needs it)")
-    return Stack(path.name, path, meta["description"], meta["base"], tuple(meta.get("runs_formats", ())))
+            raise EnvironmentProblem(f"{path / required}: missing (every stack needs its Dockerfile and lock)")
+    return Stack(path.name, path, meta["description"], meta["base"], tuple(meta.get("runs_formats", ())), lock)
 
 
 def discover_stacks(root=None):
@@ -166,6 +168,7 @@ class BuildOptions:
     index_url: str = None  # default: PIP_INDEX_URL or pip config
     extra_index_urls: tuple = None
     wheelhouse: str = None  # folder of local wheels (e.g. a CPU-only torch)
+    npm_registry: str = None  # default: npm's own configuration
     no_cache: bool = False
     build_base: bool = True  # build the base image first when it is missing
     mirror: str = None
@@ -197,7 +200,8 @@ def _prepare_context(stack, opts, tmp):
     return ctx
 
 
-def build_args(opts):
+def build_args(opts, dockerfile_text=""):
+    """Build arguments: package index URLs (pip; npm for Dockerfiles that take NPM_CONFIG_REGISTRY)."""
     index, extra = machine.pip_index_urls()
     index = opts.index_url or index
     extra = list(opts.extra_index_urls) if opts.extra_index_urls is not None else extra
@@ -206,11 +210,15 @@ def build_args(opts):
         args["PIP_INDEX_URL"] = index
     if extra:
         args["PIP_EXTRA_INDEX_URL"] = " ".join(extra)
+    if "NPM_CONFIG_REGISTRY" in dockerfile_text:
+        registry = opts.npm_registry or machine.npm_registry()
+        if registry:
+            args["NPM_CONFIG_REGISTRY"] = registry
     return args
 
 
 def stack_labels(stack, base_id):
-    lock = (stack.path / "requirements.lock").read_bytes()
+    lock = (stack.path / stack.lock).read_bytes()
     return {
         f"{LABEL}.stack": stack.name,
         f"{LABEL}.content-hash": stack.content_hash(),
@@ -237,7 +245,7 @@ def build_stack(engine, stack, opts=None, force=False, log=print):
             raise EnvironmentProblem(f"base image {base} is missing; run `orchestrator images base --suite {stack.base}`")
         build_base(engine, stack.base, mirror=opts.mirror, from_registry=opts.from_registry, log=log)
         base_info = engine.image(base)
-    args = dict(build_args(opts), BASE_IMAGE=base)
+    args = dict(build_args(opts, (stack.path / "Dockerfile").read_text()), BASE_IMAGE=base)
     log(f"building {tag} from {stack.path} (base {base})")
     with tempfile.TemporaryDirectory(prefix=f"orchestrator-build-{stack.name}-") as tmp:
         ctx = _prepare_context(stack, opts, tmp)

@@ -2,6 +2,7 @@
 `--input_shapes 1,224,224,3` arrives as a tuple) into the strings the step scripts receive."""
 
 import re
+import sys
 from pathlib import Path
 
 from orchestrator import routes
@@ -51,6 +52,13 @@ def coerce(option, value):
         if str(value).lower() in ("false", "0", "no"):
             return False
         raise UsageError(f"{name} needs true or false (got '{value}')")
+    if option.kind == "optcsv":  # bare flag = all nodes; or a comma list of node names (with * wildcards)
+        if isinstance(value, bool):
+            return value
+        value = _join(value)
+        if value.lower() in ("true", "false"):
+            return value.lower() == "true"
+        return value
     if option.kind == "path":
         path = Path(str(value))
         if not path.exists():
@@ -72,6 +80,8 @@ def validate(chain, given):
     for step in chain:
         allowed += [o for o in step.options if o not in allowed]
     allowed += [o for o in routes.VERIFY_OPTIONS if o not in allowed]
+    if any(n in allowed for by_value, _ in routes.DEPRECATED.values() for n in by_value.values()):
+        allowed += [o for o in routes.DEPRECATED if o not in allowed]
     route = f"{chain[0].source} -> {chain[-1].target}"
     result = {}
     for raw_name, value in given.items():
@@ -80,6 +90,16 @@ def validate(chain, given):
             raise UsageError(f"unknown option --{raw_name} for {route}; options: "
                              + " ".join(f"--{o}" for o in allowed))
         result[name] = coerce(routes.OPTIONS[name], value)
+    for old, (by_value, warning) in routes.DEPRECATED.items():
+        if old in result:
+            value = result.pop(old)
+            if value not in by_value:
+                raise UsageError(f"--{old} must be one of {', '.join(map(str, by_value))}")
+            print(f"orchestrator: warning: {warning}", file=sys.stderr)
+            new = by_value[value]
+            if new not in allowed:
+                raise UsageError(f"--{old} has no meaning for {route}")
+            result.setdefault(new, True)
     for step in chain:
         for name, allowed in step.choices:
             if name in result and result[name] not in allowed:

@@ -13,7 +13,7 @@ from orchestrator import __version__, formats, images, planner, routes, ssd
 from orchestrator import verify as verification_mod
 from orchestrator import options as opts_mod
 from orchestrator.errors import UsageError
-from orchestrator.runner import StepRun, execute
+from orchestrator.runner import StepRun, execute, interpreter
 
 
 def sha256_file(path):
@@ -65,6 +65,8 @@ def _first_step_inputs(source, src, values, scratch):
     if source == "ssd":
         return ssd.prepare(src, values, scratch)
     container = f"/in/model/{src.name}"
+    if formats.get(source).with_folder:
+        return {str(src.parent): "/in/model"}, container, [], {}, ()
     return {str(src): container}, container, [], {}, ()
 
 
@@ -117,8 +119,8 @@ def convert(engine, source, input_path, output_dir, to="tflite", options=None, v
             meta, result = execute(engine, run, memory=memory, timeout=timeout, log=log)
             manifest_steps.append({
                 "name": step.name, "from": step.source, "to": step.target, "stack": step.stack,
-                "image": run.image, "image_id": run.image_id, "command": ["python", f"/opt/steps/{step.script}",
-                                                                          *run.args],
+                "image": run.image, "image_id": run.image_id, "command": [interpreter(step.script),
+                                                                          f"/opt/steps/{step.script}", *run.args],
                 "seconds": round(result.seconds, 2), "versions": meta.get("versions", {}), "info": meta.get("info", {}),
             })
             artifact = formats.get(step.target).artifact
@@ -166,7 +168,8 @@ def convert(engine, source, input_path, output_dir, to="tflite", options=None, v
             "orchestrator": __version__,
             "created": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "route": {"from": source, "to": to, "steps": [s.name for s in chain]},
-            "input": {"path": str(src), "sha256": file_hashes(src)},
+            "input": {"path": str(src), "sha256": file_hashes(src.parent if formats.get(source).with_folder
+                                                             else src)},
             "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in values.items()},
             "steps": manifest_steps,
             "artifacts": {p.relative_to(staging).as_posix() + ("/" if p.is_dir() else ""):

@@ -33,6 +33,8 @@ def reachable(source, steps=routes.STEPS):
     queue = deque([source])
     while queue:
         fmt = queue.popleft()
+        if fmt != source and not formats.get(fmt).transit:
+            continue  # e.g. no keras -> tfjs -> keras_saved_model detours
         for step in graph.get(fmt, ()):
             if step.target not in chains:
                 chains[step.target] = chains[fmt] + [step]
@@ -76,6 +78,9 @@ def all_pairs(steps=routes.STEPS):
         if s.source not in sources and not formats.get(s.source).internal:
             sources.append(s.source)
     for src in sources:
+        for step in steps:
+            if step.source == step.target == src:
+                pairs.append((src, src, [step]))
         for target, chain in reachable(src, steps).items():
             pairs.append((src, target, chain))
     return pairs

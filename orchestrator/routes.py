@@ -77,6 +77,17 @@ OPTIONS = {o.name: o for o in (
     Option("default_ranges_min", "float", "range for tensors without one, for uint8 of a float-trained graph"),
     Option("default_ranges_max", "float", "range for tensors without one, for uint8 of a float-trained graph"),
     Option("graphviz", "bool", "also write the GRAPHVIZ_DOT output and an SVG rendering of it", default=False),
+    # TensorFlow.js converter (its own flag names and meanings)
+    Option("strip_debug_ops", "bool", "strip debug ops (Print, Assert, CheckNumerics)"),
+    Option("quantize_float16", "optcsv", "store weights as float16: all, or a comma list of node names with *"),
+    Option("quantize_uint8", "optcsv", "store weights as affine-quantized uint8: all, or a comma list of names"),
+    Option("quantize_uint16", "optcsv", "store weights as affine-quantized uint16: all, or a comma list of names"),
+    Option("quantization_bytes", "int", "deprecated: 1 = --quantize_uint8, 2 = --quantize_uint16"),
+    Option("weight_shard_size_bytes", "int", "bytes per weight shard file", default=4194304),
+    Option("output_node_names", "csv", "output nodes of a frozen graph, comma-separated"),
+    Option("control_flow_v2", "bool", "keep control flow v2 ops in graph models"),
+    Option("metadata", "str", "user metadata: NAME:FILE.json,... stored in model.json"),
+    Option("use_structured_outputs_names", "bool", "graph model outputs keep the SavedModel's structured names"),
     # verification
     Option("sample_input", "path", "verify on this .npy/.npz instead of seeded random inputs"),
     Option("seed", "int", "seed of the random verification inputs", default=0),
@@ -84,6 +95,9 @@ OPTIONS = {o.name: o for o in (
 )}
 
 VERIFY_OPTIONS = ("sample_input", "seed", "tolerance")
+
+TFJS_OUT = ("quantize_float16", "quantize_uint8", "quantize_uint16", "weight_shard_size_bytes", "metadata")
+TFJS_GRAPH_OUT = TFJS_OUT + ("strip_debug_ops", "control_flow_v2", "use_structured_outputs_names")
 
 # options that only choose steps; they are not passed to step scripts
 PLAN_OPTIONS = ("converter",)
@@ -106,6 +120,27 @@ STEPS = (
     Step("tf_frozen_model_to_tflite", "tf_frozen_model", "tflite", "tf2", "to_tflite.py",
          ("--from", "tf_frozen_model"), TFLITE_OPTIONS + ("input_arrays", "output_arrays", "input_shapes"),
          choices=TFLITE_CHOICES),
+    # the tensorflowjs_converter table (TF2 stack)
+    Step("keras_to_tfjs_layers", "keras", "tfjs_layers_model", "tf2", "tfjs_convert.py",
+         ("--from", "keras", "--to", "tfjs_layers_model"), TFJS_OUT),
+    Step("keras_to_tfjs_graph", "keras", "tfjs_graph_model", "tf2", "tfjs_convert.py",
+         ("--from", "keras", "--to", "tfjs_graph_model"), TFJS_GRAPH_OUT),
+    Step("keras_saved_model_to_tfjs_layers", "keras_saved_model", "tfjs_layers_model", "tf2", "tfjs_convert.py",
+         ("--from", "keras_saved_model", "--to", "tfjs_layers_model"), TFJS_OUT),
+    Step("tf_saved_model_to_tfjs_graph", "tf_saved_model", "tfjs_graph_model", "tf2", "tfjs_convert.py",
+         ("--from", "tf_saved_model", "--to", "tfjs_graph_model"), TFJS_GRAPH_OUT + ("signature_name",
+                                                                                    "saved_model_tags")),
+    Step("tf_frozen_model_to_tfjs_graph", "tf_frozen_model", "tfjs_graph_model", "tf2", "tfjs_convert.py",
+         ("--from", "tf_frozen_model", "--to", "tfjs_graph_model"), TFJS_GRAPH_OUT + ("output_node_names",)),
+    Step("tfjs_layers_to_keras", "tfjs_layers_model", "keras", "tf2", "tfjs_convert.py",
+         ("--from", "tfjs_layers_model", "--to", "keras")),
+    Step("tfjs_layers_to_keras_saved_model", "tfjs_layers_model", "keras_saved_model", "tf2", "tfjs_convert.py",
+         ("--from", "tfjs_layers_model", "--to", "keras_saved_model")),
+    Step("tfjs_layers_to_tfjs_layers", "tfjs_layers_model", "tfjs_layers_model", "tf2", "tfjs_convert.py",
+         ("--from", "tfjs_layers_model", "--to", "tfjs_layers_model"), TFJS_OUT),
+    Step("tfjs_layers_to_tfjs_graph", "tfjs_layers_model", "tfjs_graph_model", "tf2", "tfjs_convert.py",
+         ("--from", "tfjs_layers_model", "--to", "tfjs_graph_model"), TFJS_GRAPH_OUT),
+    # TF1 Object Detection API SSD
     Step("ssd_export", "ssd", "ssd_graph", "tf1", "ssd_export.py", (), SSD_EXPORT_OPTIONS),
     Step("ssd_toco", "ssd_graph", "tflite", "tf1", "ssd_toco.py", (), SSD_CONVERT_OPTIONS,
          choices=(("quantize", ("none", "uint8")),), when=("converter", "toco")),
@@ -119,6 +154,8 @@ RUNNERS = {r.format: r for r in (
     Runner("tf_saved_model", "tf2", options=("signature_name", "saved_model_tags")),
     Runner("tf_frozen_model", "tf2", options=("input_arrays", "output_arrays", "input_shapes")),
     Runner("tflite", "tf2"),
+    Runner("tfjs_layers_model", "tfjs", "run_tfjs.js"),
+    Runner("tfjs_graph_model", "tfjs", "run_tfjs.js"),
 )}
 
 CHECKS = {
@@ -136,4 +173,11 @@ REQUIRES = {
 }
 STEP_REQUIRED = {
     "tf_frozen_model_to_tflite": ("input_arrays", "output_arrays"),
+    "tf_frozen_model_to_tfjs_graph": ("output_node_names",),
+}
+
+# deprecated option -> (replacement by value, warning)
+DEPRECATED = {
+    "quantization_bytes": ({1: "quantize_uint8", 2: "quantize_uint16"},
+                           "--quantization_bytes is deprecated; use --quantize_uint8 or --quantize_uint16"),
 }

@@ -28,6 +28,11 @@ class StepRun:
     out_dir: Path = None  # host folder mounted read-write at /out
 
 
+def interpreter(script):
+    """Step scripts are Python, or JavaScript for Node.js stacks."""
+    return "node" if script.endswith(".js") else "python"
+
+
 def host_user():
     return f"{os.getuid()}:{os.getgid()}"
 
@@ -37,9 +42,9 @@ def container_spec(run, memory="8g", timeout=3600.0, user=None):
     mounts.append(Mount(str(Path(run.out_dir).resolve()), "/out", read_only=False))
     return ContainerSpec(
         image=run.image,
-        command=["python", f"{STEPS_DIR}/{run.script}", *map(str, run.args), "--out", "/out"],
+        command=[interpreter(run.script), f"{STEPS_DIR}/{run.script}", *map(str, run.args), "--out", "/out"],
         mounts=mounts,
-        environment={"HOME": "/tmp", "PYTHONPATH": STEPS_DIR},
+        environment={"HOME": "/tmp", "PYTHONPATH": STEPS_DIR, "NODE_PATH": "/opt/tfjs/node_modules"},
         user=host_user() if user is None else user,
         network="none",
         memory=memory,

@@ -6,7 +6,7 @@ import shutil
 from pathlib import Path
 
 from orchestrator import options as opts_mod
-from orchestrator import routes
+from orchestrator import formats, routes
 from orchestrator.errors import VerificationFailed
 from orchestrator.runner import StepRun
 
@@ -25,7 +25,13 @@ def stacks_needed(check):
 
 
 def mode_of(values):
-    return str(values.get("quantize", "none"))
+    """The quantization mode that picks the tolerance: --quantize, or TF.js weight quantization."""
+    if "quantize" in values:
+        return str(values["quantize"])
+    for bits in ("uint8", "uint16", "float16"):
+        if values.get(f"quantize_{bits}") not in (None, False):
+            return f"weights_{bits}"
+    return "none"
 
 
 def plan_runs(check, src_path, from_step, artifact, values, images, work):
@@ -38,7 +44,8 @@ def plan_runs(check, src_path, from_step, artifact, values, images, work):
     ref_dir, got_dir, cmp_dir = work / "verify-source", work / "verify-result", work / "verify-compare"
     src_in = f"/in/model/{src_path.name}"
     # a step's artifact comes with its folder (files beside it, e.g. ssd.json); a user's input alone
-    inputs = {str(src_path.parent): "/in/model"} if from_step else {str(src_path): src_in}
+    with_folder = from_step or formats.get(source).with_folder
+    inputs = {str(src_path.parent): "/in/model"} if with_folder else {str(src_path): src_in}
     mounted = {}
     if "sample_input" in values:
         sample = Path(values["sample_input"])
@@ -48,11 +55,12 @@ def plan_runs(check, src_path, from_step, artifact, values, images, work):
     ref_args += opts_mod.as_args(src_runner.options + ("sample_input",), values, mounted)
     ref = StepRun("verify_source", src_runner.stack, *images[src_runner.stack], src_runner.script, ref_args,
                   inputs, ref_dir)
-    art_in = f"/in/model/{artifact.name}"
-    got_args = ["--format", dst_runner.format, "--input", art_in, "--inputs", "/in/ref/inputs.npz"]
+    # every reference runner writes inputs.json (the TF.js runtime reads no .npz); artifacts come with their folder
+    got_args = ["--format", dst_runner.format, "--input", "/in/model/" + artifact.name, "--inputs",
+                "/in/ref/inputs.json"]
     got_args += opts_mod.as_args(dst_runner.options, values, {})
     got = StepRun("verify_result", dst_runner.stack, *images[dst_runner.stack], dst_runner.script, got_args,
-                  {str(artifact): art_in, str(ref_dir / "inputs.npz"): "/in/ref/inputs.npz"}, got_dir)
+                  {str(artifact.parent): "/in/model", str(ref_dir): "/in/ref"}, got_dir)
     cmp_args = ["--ref", "/in/ref", "--got", "/in/got", "--mode", mode_of(values)]
     if "tolerance" in values:
         cmp_args += ["--tolerance", str(values["tolerance"])]
@@ -78,9 +86,13 @@ def collect(runs, keep_dir):
         record["passed"] = bool(record.get("passed")) and all(c["passed"] for c in got_info["checks"])
     keep_dir = Path(keep_dir)
     keep_dir.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(Path(ref.out_dir) / "inputs.npz", keep_dir / "inputs.npz")
-    shutil.copyfile(Path(ref.out_dir) / "outputs.npz", keep_dir / "source_outputs.npz")
-    shutil.copyfile(Path(got.out_dir) / "outputs.npz", keep_dir / "result_outputs.npz")
+    for folder, name, kept in ((ref.out_dir, "inputs", "inputs"), (ref.out_dir, "outputs", "source_outputs"),
+                               (got.out_dir, "outputs", "result_outputs")):
+        for ext in (".npz", ".json"):
+            if (Path(folder) / (name + ext)).exists():
+                shutil.copyfile(Path(folder) / (name + ext), keep_dir / (kept + ext))
+                break
+    record["inputs"]["file"] = next(f"verification/{p.name}" for p in sorted(keep_dir.glob("inputs.*")))
     return record
 
 

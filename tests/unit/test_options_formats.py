@@ -124,3 +124,64 @@ def test_tfjs_malformed_json(tmp_path):
     p.write_text("{not json")
     with pytest.raises(InputError, match="not valid JSON"):
         formats.check_input("tfjs_layers_model", p)
+
+
+def _tfjs(tmp_path, paths=("group1-shard1of1.bin",), size=16, weights=None):
+    import json
+
+    weights = weights or [{"name": "w", "shape": [2, 2], "dtype": "float32"}]
+    (tmp_path / "model.json").write_text(json.dumps({
+        "format": "layers-model", "modelTopology": {},
+        "weightsManifest": [{"paths": list(paths), "weights": weights}]}))
+    for p in paths:
+        if "/" not in p:
+            (tmp_path / p).write_bytes(b"\0" * size)
+    return tmp_path / "model.json"
+
+
+def test_tfjs_manifest_ok(tmp_path):
+    assert formats.check_input("tfjs_layers_model", _tfjs(tmp_path))
+
+
+def test_tfjs_shard_outside_folder_rejected_before_any_read(tmp_path):
+    with pytest.raises(InputError, match="'../secret.bin' points outside the model folder"):
+        formats.check_input("tfjs_layers_model", _tfjs(tmp_path, paths=("../secret.bin",)))
+
+
+def test_tfjs_missing_and_short_shards(tmp_path):
+    path = _tfjs(tmp_path, size=12)
+    with pytest.raises(InputError, match="hold 12 bytes but the manifest declares 16"):
+        formats.check_input("tfjs_layers_model", path)
+    (tmp_path / "group1-shard1of1.bin").unlink()
+    with pytest.raises(InputError, match="weight shard 'group1-shard1of1.bin' is missing"):
+        formats.check_input("tfjs_layers_model", path)
+
+
+def test_tfjs_quantized_weights_count_their_stored_bytes(tmp_path):
+    w = [{"name": "w", "shape": [4], "dtype": "float32", "quantization": {"dtype": "uint8", "min": 0, "scale": 1}}]
+    assert formats.check_input("tfjs_layers_model", _tfjs(tmp_path, size=4, weights=w))
+
+
+def test_tfjs_graph_model_given_as_layers(tmp_path):
+    import json
+
+    p = _tfjs(tmp_path)
+    doc = json.loads(p.read_text())
+    doc["format"] = "graph-model"
+    p.write_text(json.dumps(doc))
+    with pytest.raises(InputError, match="is a TensorFlow.js graph-model, not a layers-model"):
+        formats.check_input("tfjs_layers_model", p)
+
+
+def test_deprecated_quantization_bytes_maps_to_the_new_flag(capsys):
+    chain = planner.plan("keras", "tfjs_layers_model")
+    assert options.validate(chain, {"quantization_bytes": 1}) == {"quantize_uint8": True}
+    assert "deprecated" in capsys.readouterr().err
+
+
+def test_bare_and_listed_quantize_flags():
+    chain = planner.plan("keras", "tfjs_layers_model")
+    assert options.validate(chain, {"quantize_float16": True}) == {"quantize_float16": True}
+    got = options.validate(chain, {"quantize_uint8": ("conv*", "dense_1")})
+    assert got == {"quantize_uint8": "conv*,dense_1"}
+    assert options.as_args(chain[0].options, got, {}) == ["--quantize_uint8", "conv*,dense_1"]

@@ -14,8 +14,14 @@ def test_plan_defaults_to_tflite():
 
 
 def test_impossible_pair_lists_what_is_reachable():
-    with pytest.raises(UsageError, match=r"no route from keras to onnx.*reaches: tflite"):
+    with pytest.raises(UsageError, match=r"no route from keras to onnx.*reaches: .*tflite"):
         planner.plan("keras", "onnx")
+
+
+def test_tfjs_formats_only_start_or_end_a_chain():
+    assert "keras_saved_model" not in planner.reachable("keras")
+    assert [s.name for s in planner.plan("tfjs_layers_model", "tflite")] == ["tfjs_layers_to_keras", "keras_to_tflite"]
+    assert [s.name for s in planner.plan("tfjs_layers_model", "tfjs_layers_model")] == ["tfjs_layers_to_tfjs_layers"]
 
 
 def test_unknown_format_is_usage_error():

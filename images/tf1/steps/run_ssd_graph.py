@@ -60,6 +60,9 @@ def main():
         fetched = sess.run([n + ":0" for n in NAMES], {meta["input_array"] + ":0": x})
     outputs = dict((NAMES[n], v) for n, v in zip(NAMES, fetched))
     np.savez(os.path.join(args.out, "inputs.npz"), **{meta["input_array"]: x})
+    with open(os.path.join(args.out, "inputs.json"), "w") as fh:  # what every result runner reads
+        json.dump({meta["input_array"]: {"shape": list(x.shape), "dtype": "float32",
+                                         "data": x.reshape(-1).tolist()}}, fh)
     np.savez(os.path.join(args.out, "outputs.npz"), **outputs)
     info = {"inputs": [{"name": meta["input_array"], "shape": shape, "dtype": "float32", "fed_shape": shape}],
             "outputs": [{"name": k, "shape": list(v.shape), "dtype": str(v.dtype)} for k, v in sorted(outputs.items())],

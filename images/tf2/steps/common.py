@@ -54,6 +54,16 @@ def _jsonable(value):
     return str(value)
 
 
+def save_json_arrays(path, arrays):
+    """{name: array} -> JSON readable by the TF.js runtime stack (which has no .npz reader)."""
+    import numpy as np
+
+    doc = {k: {"shape": list(np.shape(v)), "dtype": "int32" if np.asarray(v).dtype.kind in "iu" else "float32",
+               "data": np.asarray(v).reshape(-1).tolist()} for k, v in arrays.items()}
+    with open(path, "w") as fh:
+        json.dump(doc, fh)
+
+
 def step_done(out, artifacts, **info):
     write_json(os.path.join(out, "step.json"), {"artifacts": artifacts, "versions": versions(), "info": info})
 
@@ -73,10 +83,15 @@ def shapes(value):
 
 
 def load_array_file(path):
-    """A .npy -> [array]; a .npz -> {name: array} (in file order); anything else is bad input."""
+    """A .npy -> [array]; a .npz or .json ({name: {shape, dtype, data}}) -> {name: array} (in file order)."""
     import numpy as np
 
     try:
+        if path.endswith(".json"):
+            with open(path) as fh:
+                doc = json.load(fh)
+            return {k: np.asarray(v["data"], dtype=v.get("dtype", "float32")).reshape(v["shape"])
+                    for k, v in doc.items()}
         if path.endswith(".npz"):
             with np.load(path, allow_pickle=False) as data:
                 return {k: data[k] for k in data.files}

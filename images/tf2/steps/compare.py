@@ -14,10 +14,18 @@ import numpy as np
 from common import load_array_file, step_done, write_json
 
 # max |error| relative to the output's scale, by quantization mode
-TOLERANCES = {"none": 1e-4, "float16": 1e-2, "dynamic": 5e-2, "int8": 1.5e-1, "uint8": 1.5e-1}
+TOLERANCES = {"none": 1e-4, "float16": 1e-2, "dynamic": 5e-2, "int8": 1.5e-1, "uint8": 1.5e-1,
+              # TF.js weight quantization (--quantize_float16/uint16/uint8): activations stay float32
+              "weights_float16": 1e-2, "weights_uint16": 1e-3, "weights_uint8": 1e-1}
 # where the converted model reports its outputs' quantization step: max |error| in steps. TOCO fuses and rounds
 # differently from TF's fake-quant graph: on random-weight SSDs, up to 6 steps (90% of values within 2).
 STEP_TOLERANCES = {"uint8": 8.0, "int8": 8.0}
+
+
+def outputs_of(folder):
+    """A runner's outputs: outputs.npz (Python stacks) or outputs.json (the TF.js stack)."""
+    npz = os.path.join(folder, "outputs.npz")
+    return load_array_file(npz if os.path.exists(npz) else os.path.join(folder, "outputs.json"))
 
 
 def pair(ref, got):
@@ -63,8 +71,7 @@ def main():
     p.add_argument("--mode", default="none")
     p.add_argument("--tolerance", type=float)
     args = p.parse_args()
-    ref = load_array_file(os.path.join(args.ref, "outputs.npz"))
-    got = load_array_file(os.path.join(args.got, "outputs.npz"))
+    ref, got = outputs_of(args.ref), outputs_of(args.got)
     with open(os.path.join(args.got, "run.json")) as fh:
         steps = ((json.load(fh).get("tensors") or {}).get("quant_scales") or {})
     in_steps = args.mode in STEP_TOLERANCES and bool(steps)

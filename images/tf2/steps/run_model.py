@@ -11,7 +11,7 @@ import os
 import numpy as np
 
 import models
-from common import load_array_file, reject, step_done, write_json
+from common import load_array_file, reject, save_json_arrays, step_done, write_json
 
 
 def concrete_shape(spec):
@@ -78,6 +78,7 @@ def main():
             feeds = {s.name: random_input(s, rng) for s in model.inputs}
             origin = {"kind": "random", "seed": args.seed, "float_range": [-1.0, 1.0], "int_range": [0, 10]}
         np.savez(os.path.join(args.out, "inputs.npz"), **feeds)
+        save_json_arrays(os.path.join(args.out, "inputs.json"), feeds)
     else:
         given = load_array_file(args.inputs)
         feeds = match_inputs(model.inputs, given, args.inputs)

@@ -1,0 +1,85 @@
+"""Run tensorflowjs_converter for one FROM -> TO pair of its table, with its own flag names.
+
+    tfjs_convert.py --from F --to T --input PATH --out DIR [converter flags]
+Writes the converter's output into DIR (model.json + shards, model.h5, or keras_saved_model/).
+"""
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+from common import step_done
+
+# flags passed through unchanged (value flags)
+VALUE_FLAGS = ("signature_name", "saved_model_tags", "weight_shard_size_bytes", "output_node_names", "metadata")
+BOOL_FLAGS = ("strip_debug_ops", "control_flow_v2", "use_structured_outputs_names")
+QUANT_FLAGS = ("quantize_float16", "quantize_uint8", "quantize_uint16")
+OUTPUT_NAME = {"keras": "model.h5", "keras_saved_model": "keras_saved_model"}
+
+
+def converter_argv(args):
+    argv = ["tensorflowjs_converter", f"--input_format={args.source}", f"--output_format={args.target}"]
+    for name in VALUE_FLAGS:
+        value = getattr(args, name)
+        if value is not None:
+            argv.append(f"--{name}={value}")
+    for name in BOOL_FLAGS:
+        value = getattr(args, name)
+        if value is not None:
+            argv.append(f"--{name}={'True' if value.lower() == 'true' else 'False'}")
+    for name in QUANT_FLAGS:
+        value = getattr(args, name)
+        if value is None or value.lower() == "false":
+            continue
+        argv.append(f"--{name}" if value.lower() == "true" else f"--{name}={value}")
+    return argv
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--from", dest="source", required=True)
+    p.add_argument("--to", dest="target", required=True)
+    p.add_argument("--input", required=True)
+    p.add_argument("--out", required=True)
+    for name in VALUE_FLAGS + BOOL_FLAGS + QUANT_FLAGS:
+        p.add_argument("--" + name)
+    args = p.parse_args()
+    staging = os.path.join(args.out, "converted")
+    target = os.path.join(staging, OUTPUT_NAME.get(args.target, ""))
+    os.makedirs(staging)
+    argv = converter_argv(args) + [args.input, target.rstrip("/")]
+    print("running: " + " ".join(argv), flush=True)
+    proc = subprocess.run(argv, capture_output=True, text=True)
+    sys.stdout.write(proc.stdout)
+    sys.stderr.write(proc.stderr)
+    if proc.returncode != 0:
+        lines = [ln.strip() for ln in (proc.stderr + proc.stdout).splitlines() if ln.strip()]
+        keys = ("Unsupported", "Error", "error:", "not supported")
+        detail = next((ln for ln in reversed(lines) if any(k in ln for k in keys)), lines[-1] if lines else "")
+        print(f"ERROR: tensorflowjs_converter failed: {detail}", file=sys.stderr, flush=True)
+        sys.exit(1)
+    artifacts = []
+    for name in sorted(os.listdir(staging)):
+        shutil.move(os.path.join(staging, name), os.path.join(args.out, name))
+        artifacts.append(name)
+    os.rmdir(staging)
+    if "model.json" in artifacts:  # the model first, then its shards
+        artifacts.remove("model.json")
+        artifacts.insert(0, "model.json")
+    info = {"converter_argv": argv[:-2]}
+    if "model.json" in artifacts:
+        with open(os.path.join(args.out, "model.json")) as fh:
+            doc = json.load(fh)
+        info.update(format=doc.get("format"), shards=sum(len(g["paths"]) for g in doc.get("weightsManifest", [])),
+                    quantization=sorted({w.get("quantization", {}).get("dtype", "float32")
+                                         for g in doc.get("weightsManifest", []) for w in g["weights"]}))
+    import tensorflowjs
+
+    step_done(args.out, artifacts, tensorflowjs=tensorflowjs.__version__, **info)
+
+
+if __name__ == "__main__":
+    main()

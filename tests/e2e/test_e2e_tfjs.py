@@ -1,0 +1,161 @@
+"""The tensorflowjs_converter table through `orchestrator convert`, every TF.js result loaded and run in the
+pure-JavaScript TF.js runtime stack and compared with the source model."""
+
+import json
+import shutil
+
+import pytest
+
+from clihelp import cli, last_line, manifest
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="session")
+def layers_model(samples, tmp_path_factory):
+    """A TF.js layers model made from the sample Keras CNN (through the CLI)."""
+    out = tmp_path_factory.mktemp("tfjs") / "layers"
+    proc = cli("convert", "keras", samples[("keras", "cnn")] / "model.h5", out, "--to", "tfjs_layers_model")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out
+
+
+def convert(*args):
+    proc = cli("convert", *args)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return manifest(args[2])
+
+
+def verified_in(m, result_stack, reference_stack="tf2"):
+    v = m["verification"]
+    assert v["passed"] is True and v["outputs"]
+    assert [s["stack"] for s in v["steps"]] == [reference_stack, result_stack, "tf2"]
+    for o in v["outputs"]:
+        assert o["passed"] and o["shape"] == o["result_shape"] and o["max_rel_err"] <= v["tolerance"]
+    return v
+
+
+def shards(out):
+    doc = json.loads((out / "model.json").read_text())
+    return [p for g in doc["weightsManifest"] for p in g["paths"]]
+
+
+def test_keras_to_layers_model_runs_in_tfjs(layers_model):
+    m = manifest(layers_model)
+    assert m["steps"][0]["info"]["format"] == "layers-model"
+    assert all((layers_model / p).is_file() for p in shards(layers_model))
+    assert set(shards(layers_model)) <= set(m["artifacts"])
+    v = verified_in(m, "tfjs")
+    assert v["steps"][1]["versions"]["tfjs"] == "4.22.0"
+
+
+def test_keras_to_graph_model_float16(samples, tmp_path):
+    m = convert("keras", samples[("keras", "cnn")] / "model.h5", tmp_path / "out", "--to", "tfjs_graph_model",
+                "--quantize_float16")
+    assert m["steps"][0]["info"]["format"] == "graph-model"
+    assert "float16" in m["steps"][0]["info"]["quantization"]
+    v = verified_in(m, "tfjs")
+    assert v["mode"] == "weights_float16" and v["tolerance"] == 1e-2
+
+
+def test_keras_saved_model_to_layers_model(samples, tmp_path):
+    m = convert("keras_saved_model", samples[("keras_saved_model", "cnn")] / "keras_saved_model", tmp_path / "out",
+                "--to", "tfjs_layers_model")
+    verified_in(m, "tfjs")
+
+
+def test_tf_saved_model_to_graph_model(samples, tmp_path):
+    m = convert("tf_saved_model", samples[("tf_saved_model", "multi")] / "saved_model", tmp_path / "out",
+                "--to", "tfjs_graph_model", "--signature_name", "serving_default", "--saved_model_tags", "serve")
+    v = verified_in(m, "tfjs")
+    assert len(v["outputs"]) == 2
+
+
+def test_tf_frozen_model_to_graph_model(samples, tmp_path):
+    src = samples[("tf_frozen_model", "multi")]
+    info = json.loads((src / "sample.json").read_text())
+    m = convert("tf_frozen_model", src / "frozen_model.pb", tmp_path / "out", "--to", "tfjs_graph_model",
+                "--output_node_names", ",".join(info["output_arrays"]), "--no-verify")
+    assert m["steps"][0]["info"]["format"] == "graph-model"
+
+
+def test_layers_model_to_keras_and_keras_saved_model(layers_model, tmp_path):
+    m = convert("tfjs_layers_model", layers_model / "model.json", tmp_path / "h5", "--to", "keras")
+    assert (tmp_path / "h5" / "model.h5").read_bytes()[:8] == b"\x89HDF\r\n\x1a\n"
+    verified_in(m, "tf2", reference_stack="tfjs")
+    m = convert("tfjs_layers_model", layers_model / "model.json", tmp_path / "sm", "--to", "keras_saved_model")
+    assert (tmp_path / "sm" / "keras_saved_model" / "saved_model.pb").is_file()
+    verified_in(m, "tf2", reference_stack="tfjs")
+
+
+def test_layers_model_reshard_and_quantize(layers_model, tmp_path):
+    m = convert("tfjs_layers_model", layers_model / "model.json", tmp_path / "out", "--to", "tfjs_layers_model",
+                "--weight_shard_size_bytes", "1024", "--quantize_uint8")
+    assert len(shards(tmp_path / "out")) > len(shards(layers_model))
+    v = verified_in(m, "tfjs", reference_stack="tfjs")
+    assert v["mode"] == "weights_uint8"
+
+
+def test_layers_model_to_graph_model(layers_model, tmp_path):
+    verified_in(convert("tfjs_layers_model", layers_model / "model.json", tmp_path / "out", "--to",
+                        "tfjs_graph_model"), "tfjs", reference_stack="tfjs")
+
+
+def test_layers_model_to_tflite(layers_model, tmp_path):
+    m = convert("tfjs_layers_model", layers_model / "model.json", tmp_path / "out", "--to", "tflite")
+    assert [s["name"] for s in m["steps"]] == ["tfjs_layers_to_keras", "keras_to_tflite"]
+    assert (tmp_path / "out" / "model.tflite").is_file() and (tmp_path / "out" / "model.h5").is_file()
+    verified_in(m, "tf2", reference_stack="tfjs")
+
+
+def test_quantization_bytes_is_deprecated_but_works(samples, tmp_path):
+    proc = cli("convert", "keras", samples[("keras", "cnn")] / "model.h5", tmp_path / "out", "--to",
+               "tfjs_layers_model", "--quantization_bytes", "2")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "--quantization_bytes is deprecated" in proc.stderr
+    assert manifest(tmp_path / "out")["verification"]["mode"] == "weights_uint16"
+
+
+# -- bad model.json ---------------------------------------------------------------------------
+def broken_copy(layers_model, tmp_path, edit):
+    model = tmp_path / "model"
+    shutil.copytree(layers_model, model)
+    edit(model)
+    return model / "model.json"
+
+
+def refused(proc, tmp_path, *fragments):
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    for fragment in fragments:
+        assert fragment in last_line(proc)
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_shard(layers_model, tmp_path):
+    path = broken_copy(layers_model, tmp_path, lambda m: (m / shards(m)[0]).unlink())
+    refused(cli("convert", "tfjs_layers_model", path, tmp_path / "out"), tmp_path, "model.json",
+            f"weight shard '{shards(layers_model)[0]}' is missing")
+
+
+def test_shard_of_wrong_length(layers_model, tmp_path):
+    def cut(m):
+        shard = m / shards(m)[0]
+        shard.write_bytes(shard.read_bytes()[:-4])
+    path = broken_copy(layers_model, tmp_path, cut)
+    refused(cli("convert", "tfjs_layers_model", path, tmp_path / "out"), tmp_path, "hold", "bytes but the manifest "
+            "declares")
+
+
+def test_shard_path_outside_the_folder(layers_model, tmp_path):
+    def escape(m):
+        doc = json.loads((m / "model.json").read_text())
+        doc["weightsManifest"][0]["paths"][0] = "../../etc/passwd"
+        (m / "model.json").write_text(json.dumps(doc))
+    path = broken_copy(layers_model, tmp_path, escape)
+    refused(cli("convert", "tfjs_layers_model", path, tmp_path / "out"), tmp_path,
+            "weight path '../../etc/passwd' points outside the model folder")
+
+
+def test_malformed_json(layers_model, tmp_path):
+    path = broken_copy(layers_model, tmp_path, lambda m: (m / "model.json").write_text('{"modelTopology": '))
+    refused(cli("convert", "tfjs_layers_model", path, tmp_path / "out"), tmp_path, "model.json", "not valid JSON")
