@@ -90,7 +90,7 @@ def test_layers_model_to_keras_and_keras_saved_model(layers_model, tmp_path):
 
 def test_layers_model_reshard_and_quantize(layers_model, tmp_path):
     m = convert("tfjs_layers_model", layers_model / "model.json", tmp_path / "out", "--to", "tfjs_layers_model",
-                "--weight_shard_size_bytes", "1024", "--quantize_uint8")
+                "--weight_shard_size_bytes", "256", "--quantize_uint8")
     assert len(shards(tmp_path / "out")) > len(shards(layers_model))
     v = verified_in(m, "tfjs", reference_stack="tfjs")
     assert v["mode"] == "weights_uint8"

@@ -50,7 +50,9 @@ def main():
     staging = os.path.join(args.out, "converted")
     target = os.path.join(staging, OUTPUT_NAME.get(args.target, ""))
     os.makedirs(staging)
-    argv = converter_argv(args) + [args.input, target.rstrip("/")]
+    # positionals first: a bare --quantize_* flag takes an optional value and would swallow the next word
+    base = converter_argv(args)
+    argv = base[:3] + [args.input, target.rstrip("/")] + base[3:]
     print("running: " + " ".join(argv), flush=True)
     proc = subprocess.run(argv, capture_output=True, text=True)
     sys.stdout.write(proc.stdout)
@@ -69,7 +71,7 @@ def main():
     if "model.json" in artifacts:  # the model first, then its shards
         artifacts.remove("model.json")
         artifacts.insert(0, "model.json")
-    info = {"converter_argv": argv[:-2]}
+    info = {"converter_argv": base}
     if "model.json" in artifacts:
         with open(os.path.join(args.out, "model.json")) as fh:
             doc = json.load(fh)
