@@ -133,8 +133,8 @@ class Orchestrator:
     def sample(self, format, output_dir, kind=None, seed=1, force=False):
         """Write a small random-weight model of FORMAT into OUTPUT_DIR, for trying routes.
 
-        keras, keras_saved_model, tf_saved_model, tf_frozen_model: KIND cnn (default), mlp or multi (two inputs,
-        two outputs), with calibration data. ssd: KIND float (default) or quant (quantization-aware), as a
+        keras, keras_saved_model, tf_saved_model, tf_frozen_model: KIND cnn (default), mlp, multi (two inputs,
+        two outputs) or head (a classifier for the cnn's 16 'features'), with calibration data. ssd: KIND float (default) or quant (quantization-aware), as a
         model-zoo folder ssd_model/ and ssd_model.tar.gz."""
         from orchestrator import samples
 

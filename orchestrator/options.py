@@ -110,6 +110,11 @@ def validate(chain, given):
     for (opt, val), needed in routes.REQUIRES.items():
         if result.get(opt) == val and needed not in result:
             raise UsageError(f"--{opt} {val} needs --{needed}")
+    for group in routes.TOGETHER:
+        given_now = [g for g in group if g in result]
+        if given_now and len(given_now) != len(group):
+            missing = [g for g in group if g not in result]
+            raise UsageError(f"--{given_now[0]} needs --{missing[0]}")
     for step in chain:
         for needed in routes.STEP_REQUIRED.get(step.name, ()):
             if needed not in result:

@@ -99,7 +99,11 @@ def convert(engine, source, input_path, output_dir, to="tflite", options=None, v
     chain = planner.plan(source, to, given=options)
     values = opts_mod.validate(chain, options or {})
     src = formats.check_input(source, input_path)
-    check = verification_mod.check_for(source, to) if verify else None
+    if "base_model" in values and to != "tflite":
+        raise UsageError("--base_model puts a TF.js head under a base network for --to tflite only")
+    if "base_model" in values:
+        formats.check_input("keras", values["base_model"])
+    check = verification_mod.check_for(source, to, values) if verify else None
 
     stacks = {name: images.get_stack(name) for name in planner.stacks_of(chain)}
     if check:

@@ -88,6 +88,8 @@ OPTIONS = {o.name: o for o in (
     Option("control_flow_v2", "bool", "keep control flow v2 ops in graph models"),
     Option("metadata", "str", "user metadata: NAME:FILE.json,... stored in model.json"),
     Option("use_structured_outputs_names", "bool", "graph model outputs keep the SavedModel's structured names"),
+    Option("base_model", "path", "Keras .h5 base network to put a TF.js head under (with --base_layer)"),
+    Option("base_layer", "str", "layer of --base_model whose output feeds the head"),
     # verification
     Option("sample_input", "path", "verify on this .npy/.npz instead of seeded random inputs"),
     Option("seed", "int", "seed of the random verification inputs", default=0),
@@ -133,7 +135,7 @@ STEPS = (
     Step("tf_frozen_model_to_tfjs_graph", "tf_frozen_model", "tfjs_graph_model", "tf2", "tfjs_convert.py",
          ("--from", "tf_frozen_model", "--to", "tfjs_graph_model"), TFJS_GRAPH_OUT + ("output_node_names",)),
     Step("tfjs_layers_to_keras", "tfjs_layers_model", "keras", "tf2", "tfjs_convert.py",
-         ("--from", "tfjs_layers_model", "--to", "keras")),
+         ("--from", "tfjs_layers_model", "--to", "keras"), ("base_model", "base_layer")),
     Step("tfjs_layers_to_keras_saved_model", "tfjs_layers_model", "keras_saved_model", "tf2", "tfjs_convert.py",
          ("--from", "tfjs_layers_model", "--to", "keras_saved_model")),
     Step("tfjs_layers_to_tfjs_layers", "tfjs_layers_model", "tfjs_layers_model", "tf2", "tfjs_convert.py",
@@ -175,6 +177,9 @@ STEP_REQUIRED = {
     "tf_frozen_model_to_tflite": ("input_arrays", "output_arrays"),
     "tf_frozen_model_to_tfjs_graph": ("output_node_names",),
 }
+
+# options that go together
+TOGETHER = (("base_model", "base_layer"),)
 
 # deprecated option -> (replacement by value, warning)
 DEPRECATED = {

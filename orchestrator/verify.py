@@ -11,8 +11,11 @@ from orchestrator.errors import VerificationFailed
 from orchestrator.runner import StepRun
 
 
-def check_for(source, target):
+def check_for(source, target, values=None):
     """The Check for a route: declared in routes.CHECKS, else the source's and target's runners; or None."""
+    if values and "base_model" in values and target != "keras":
+        # a head merged under a base network: the merged Keras model (step 1) is the reference
+        return routes.Check(routes.RUNNERS["keras"], "keras", routes.RUNNERS[target])
     if (source, target) in routes.CHECKS:
         return routes.CHECKS[(source, target)]
     if source in routes.RUNNERS and target in routes.RUNNERS:

@@ -159,3 +159,36 @@ def test_shard_path_outside_the_folder(layers_model, tmp_path):
 def test_malformed_json(layers_model, tmp_path):
     path = broken_copy(layers_model, tmp_path, lambda m: (m / "model.json").write_text('{"modelTopology": '))
     refused(cli("convert", "tfjs_layers_model", path, tmp_path / "out"), tmp_path, "model.json", "not valid JSON")
+
+
+# -- a trained head merged under a base network (the gesture-classifier case) ---------------------
+@pytest.fixture(scope="session")
+def head_and_base(stack_images, tmp_path_factory):
+    root = tmp_path_factory.mktemp("merge")
+    for kind in ("cnn", "head"):
+        proc = cli("sample", "keras", root / kind, "--kind", kind)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    proc = cli("convert", "keras", root / "head" / "model.h5", root / "head_tfjs", "--to", "tfjs_layers_model")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return root / "cnn" / "model.h5", root / "head_tfjs" / "model.json"
+
+
+def test_head_merged_under_base_to_tflite(head_and_base, tmp_path):
+    base, head = head_and_base
+    m = convert("tfjs_layers_model", head, tmp_path / "out", "--to", "tflite", "--base-model", base,
+                "--base-layer", "features")
+    merged = m["steps"][0]["info"]["merged"]
+    assert merged["base_layer"] == "features" and merged["feature_shape"] == [16]
+    assert merged["inputs"] == [[None, 32, 32, 3]] and merged["outputs"] == [[None, 4]]
+    v = verified_in(m, "tf2")
+    assert v["outputs"][0]["shape"] == [1, 4]
+
+
+def test_head_that_does_not_fit_names_both_shapes(head_and_base, tmp_path):
+    base, head = head_and_base
+    proc = cli("convert", "tfjs_layers_model", head, tmp_path / "out", "--to", "tflite", "--base_model", base,
+               "--base_layer", "image")
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    line = last_line(proc)
+    assert "[None, 16]" in line and "[None, 32, 32, 3]" in line and "'image'" in line
+    assert not (tmp_path / "out").exists()

@@ -1,6 +1,6 @@
 """Write a small random-weight model (and matching calibration data) for tests and demos.
 
-    make_model.py --kind cnn|mlp|multi --format keras|keras_saved_model|tf_saved_model|tf_frozen_model
+    make_model.py --kind cnn|mlp|multi|head --format keras|keras_saved_model|tf_saved_model|tf_frozen_model
                   --out DIR [--seed N]
 Writes DIR/<artifact> and DIR/calibration.npy (or .npz for several inputs); nothing is downloaded.
 """
@@ -27,9 +27,13 @@ def build(kind):
         y = L.MaxPooling2D()(y)
         y = L.DepthwiseConv2D(3, padding="same", activation="relu6")(y)
         y = L.Conv2D(16, 1, activation="relu")(y)
-        y = L.GlobalAveragePooling2D()(y)
+        y = L.GlobalAveragePooling2D(name="features")(y)
         y = L.Dense(5, activation="softmax", name="probs")(y)
         return tf.keras.Model(x, y, name="small_cnn")
+    if kind == "head":  # a classification head for the cnn's 16 "features" (the gesture-classifier case)
+        x = L.Input((16,), name="activations")
+        y = L.Dense(8, activation="relu")(x)
+        return tf.keras.Model(x, L.Dense(4, activation="softmax", name="gesture")(y), name="head")
     if kind == "mlp":
         x = L.Input((10,), name="features")
         y = L.Dense(16, activation="tanh")(x)

@@ -11,7 +11,7 @@ import shutil
 import subprocess
 import sys
 
-from common import step_done
+from common import first_line, reject, step_done
 
 # flags passed through unchanged (value flags)
 VALUE_FLAGS = ("signature_name", "saved_model_tags", "weight_shard_size_bytes", "output_node_names", "metadata")
@@ -46,7 +46,11 @@ def main():
     p.add_argument("--out", required=True)
     for name in VALUE_FLAGS + BOOL_FLAGS + QUANT_FLAGS:
         p.add_argument("--" + name)
+    p.add_argument("--base_model")
+    p.add_argument("--base_layer")
     args = p.parse_args()
+    if (args.base_model is None) != (args.base_layer is None):
+        reject("--base_model and --base_layer go together")
     staging = os.path.join(args.out, "converted")
     target = os.path.join(staging, OUTPUT_NAME.get(args.target, ""))
     os.makedirs(staging)
@@ -78,9 +82,38 @@ def main():
         info.update(format=doc.get("format"), shards=sum(len(g["paths"]) for g in doc.get("weightsManifest", [])),
                     quantization=sorted({w.get("quantization", {}).get("dtype", "float32")
                                          for g in doc.get("weightsManifest", []) for w in g["weights"]}))
+    if args.base_model:
+        info["merged"] = merge_under_base(os.path.join(args.out, "model.h5"), args.base_model, args.base_layer)
     import tensorflowjs
 
     step_done(args.out, artifacts, tensorflowjs=tensorflowjs.__version__, **info)
+
+
+def merge_under_base(head_path, base_path, layer_name):
+    """Replace the head at head_path by Model(base.input, head(base.get_layer(layer_name).output))."""
+    import tensorflow as tf
+
+    from models import load_keras
+
+    base, head = load_keras(base_path), load_keras(head_path)
+    try:
+        layer = base.get_layer(layer_name)
+    except ValueError:
+        names = [ly.name for ly in base.layers]
+        reject(f"{base_path}: no layer '{layer_name}' (layers: {', '.join(names[:8])}"
+               f"{', ...' if len(names) > 8 else ''})")
+    feature = tuple(layer.output.shape[1:])
+    wanted = tuple(head.inputs[0].shape[1:])
+    if len(head.inputs) != 1 or feature != wanted:
+        reject(f"the head's input {list(head.inputs[0].shape)} does not fit the output of '{layer_name}' in "
+               f"{os.path.basename(base_path)}, {list(layer.output.shape)}")
+    try:
+        merged = tf.keras.Model(base.input, head(layer.output), name=f"{base.name}_{head.name}")
+    except Exception as exc:
+        reject(f"cannot put the head on '{layer_name}': {first_line(exc)}")
+    merged.save(head_path, save_format="h5")
+    return {"base_model": os.path.basename(base_path), "base_layer": layer_name, "feature_shape": list(feature),
+            "inputs": [list(t.shape) for t in merged.inputs], "outputs": [list(t.shape) for t in merged.outputs]}
 
 
 if __name__ == "__main__":
