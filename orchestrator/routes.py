@@ -142,6 +142,8 @@ STEPS = (
          ("--from", "tfjs_layers_model", "--to", "tfjs_layers_model"), TFJS_OUT),
     Step("tfjs_layers_to_tfjs_graph", "tfjs_layers_model", "tfjs_graph_model", "tf2", "tfjs_convert.py",
          ("--from", "tfjs_layers_model", "--to", "tfjs_graph_model"), TFJS_GRAPH_OUT),
+    # not in the tensorflowjs_converter table: a graph model back to a SavedModel (and on to TFLite)
+    Step("tfjs_graph_to_tf_saved_model", "tfjs_graph_model", "tf_saved_model", "tf2", "tfjs_graph_to_saved_model.py"),
     # TF1 Object Detection API SSD
     Step("ssd_export", "ssd", "ssd_graph", "tf1", "ssd_export.py", (), SSD_EXPORT_OPTIONS),
     Step("ssd_toco", "ssd_graph", "tflite", "tf1", "ssd_toco.py", (), SSD_CONVERT_OPTIONS,

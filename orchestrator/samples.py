@@ -9,7 +9,7 @@ from orchestrator.errors import UsageError
 from orchestrator.pipeline import _commit, _prepare_output
 from orchestrator.runner import StepRun, execute
 
-KERAS_KINDS = ("cnn", "mlp", "multi", "head")
+KERAS_KINDS = ("cnn", "mlp", "multi", "head", "lstm")
 SAMPLES = {
     # format -> (stack, script, kinds); the first kind is the default
     "keras": ("tf2", "make_model.py", KERAS_KINDS),

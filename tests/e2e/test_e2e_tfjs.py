@@ -192,3 +192,28 @@ def test_head_that_does_not_fit_names_both_shapes(head_and_base, tmp_path):
     line = last_line(proc)
     assert "[None, 16]" in line and "[None, 32, 32, 3]" in line and "'image'" in line
     assert not (tmp_path / "out").exists()
+
+
+def test_graph_model_to_tflite_and_saved_model(samples, tmp_path):
+    graph = tmp_path / "graph"
+    convert("keras", samples[("keras", "cnn")] / "model.h5", graph, "--to", "tfjs_graph_model", "--no-verify")
+    m = convert("tfjs_graph_model", graph / "model.json", tmp_path / "out", "--to", "tflite")
+    assert [s["name"] for s in m["steps"]] == ["tfjs_graph_to_tf_saved_model", "tf_saved_model_to_tflite"]
+    assert m["steps"][0]["info"]["unfused"] >= 1  # the TF.js converter's fused depthwise conv, split back
+    assert "FusedDepthwiseConv2dNative" not in m["steps"][0]["info"]["ops"]
+    verified_in(m, "tf2", reference_stack="tfjs")
+    m = convert("tfjs_graph_model", graph / "model.json", tmp_path / "sm", "--to", "tf_saved_model")
+    assert (tmp_path / "sm" / "saved_model" / "saved_model.pb").is_file()
+    verified_in(m, "tf2", reference_stack="tfjs")
+
+
+def test_lstm_graph_model_to_tflite_is_refused_clearly(stack_images, tmp_path):
+    """TF.js converts and runs an LSTM graph model, but its TensorList control flow has no static shape for
+    TFLite: the route stops with the converter's own words, in one line, and writes nothing."""
+    assert cli("sample", "keras", tmp_path / "lstm", "--kind", "lstm").returncode == 0
+    convert("keras", tmp_path / "lstm" / "model.h5", tmp_path / "graph", "--to", "tfjs_graph_model")
+    proc = cli("convert", "tfjs_graph_model", tmp_path / "graph" / "model.json", tmp_path / "out")
+    assert proc.returncode == 3, proc.stderr[-2000:]
+    line = last_line(proc)
+    assert "the TFLite converter failed" in line and "TensorList" in line and "Traceback" not in line
+    assert not (tmp_path / "out").exists()

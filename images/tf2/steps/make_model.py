@@ -1,6 +1,6 @@
 """Write a small random-weight model (and matching calibration data) for tests and demos.
 
-    make_model.py --kind cnn|mlp|multi|head --format keras|keras_saved_model|tf_saved_model|tf_frozen_model
+    make_model.py --kind cnn|mlp|multi|head|lstm --format keras|keras_saved_model|tf_saved_model|tf_frozen_model
                   --out DIR [--seed N]
 Writes DIR/<artifact> and DIR/calibration.npy (or .npz for several inputs); nothing is downloaded.
 """
@@ -30,6 +30,10 @@ def build(kind):
         y = L.GlobalAveragePooling2D(name="features")(y)
         y = L.Dense(5, activation="softmax", name="probs")(y)
         return tf.keras.Model(x, y, name="small_cnn")
+    if kind == "lstm":  # a recurrent model: TF.js graph models refuse its control flow
+        x = L.Input((6, 4), name="sequence")
+        y = L.LSTM(8)(x)
+        return tf.keras.Model(x, L.Dense(2, name="score")(y), name="small_lstm")
     if kind == "head":  # a classification head for the cnn's 16 "features" (the gesture-classifier case)
         x = L.Input((16,), name="activations")
         y = L.Dense(8, activation="relu")(x)
