@@ -64,6 +64,9 @@ def _is_hdf5(head):
 def check_input(fmt_name, path):
     """Reject an input that cannot be a model of this format; return its resolved Path."""
     fmt = get(fmt_name)
+    if str(path).startswith(("http://", "https://", "gs://")) or "://" in str(path):
+        raise InputError(path, "is a URL; conversions run with no network: download the model (e.g. the Hub "
+                               "module's .tar.gz, unpacked) and give its folder")
     path = Path(path)
     if not path.exists():
         raise InputError(path, "no such file or folder")

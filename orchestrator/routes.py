@@ -134,6 +134,8 @@ STEPS = (
                                                                                     "saved_model_tags")),
     Step("tf_frozen_model_to_tfjs_graph", "tf_frozen_model", "tfjs_graph_model", "tf2", "tfjs_convert.py",
          ("--from", "tf_frozen_model", "--to", "tfjs_graph_model"), TFJS_GRAPH_OUT + ("output_node_names",)),
+    Step("tf_hub_to_tfjs_graph", "tf_hub", "tfjs_graph_model", "tf2", "tfjs_convert.py",
+         ("--from", "tf_hub", "--to", "tfjs_graph_model"), TFJS_GRAPH_OUT + ("signature_name", "saved_model_tags")),
     Step("tfjs_layers_to_keras", "tfjs_layers_model", "keras", "tf2", "tfjs_convert.py",
          ("--from", "tfjs_layers_model", "--to", "keras"), ("base_model", "base_layer")),
     Step("tfjs_layers_to_keras_saved_model", "tfjs_layers_model", "keras_saved_model", "tf2", "tfjs_convert.py",
@@ -157,6 +159,7 @@ RUNNERS = {r.format: r for r in (
     Runner("keras_saved_model", "tf2"),
     Runner("tf_saved_model", "tf2", options=("signature_name", "saved_model_tags")),
     Runner("tf_frozen_model", "tf2", options=("input_arrays", "output_arrays", "input_shapes")),
+    Runner("tf_hub", "tf2", options=("signature_name", "saved_model_tags")),  # a TF2 Hub module is a SavedModel
     Runner("tflite", "tf2"),
     Runner("tfjs_layers_model", "tfjs", "run_tfjs.js"),
     Runner("tfjs_graph_model", "tfjs", "run_tfjs.js"),

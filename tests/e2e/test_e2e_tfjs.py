@@ -217,3 +217,15 @@ def test_lstm_graph_model_to_tflite_is_refused_clearly(stack_images, tmp_path):
     line = last_line(proc)
     assert "the TFLite converter failed" in line and "TensorList" in line and "Traceback" not in line
     assert not (tmp_path / "out").exists()
+
+
+def test_local_hub_module_to_graph_model(samples, tmp_path):
+    m = convert("tf_hub", samples[("tf_saved_model", "multi")] / "saved_model", tmp_path / "out", "--to",
+                "tfjs_graph_model", "--signature_name", "serving_default")
+    verified_in(m, "tfjs")
+
+
+def test_hub_url_is_refused_offline_at_once(stack_images, tmp_path):
+    proc = cli("convert", "tf_hub", "https://models.example/some/module/1", tmp_path / "out", "--to",
+               "tfjs_graph_model", timeout=60)
+    assert proc.returncode == 2 and "is a URL; conversions run with no network" in last_line(proc)

@@ -240,6 +240,7 @@ LOADERS = {
     "keras": KerasModel,
     "keras_saved_model": KerasModel,
     "tf_saved_model": SavedModel,
+    "tf_hub": SavedModel,
     "tf_frozen_model": FrozenGraph,
     "tflite": TFLiteModel,
     "tflite_ssd": TFLiteSSD,
