@@ -158,7 +158,7 @@ RUNNERS = {r.format: r for r in (
     Runner("keras", "tf2"),
     Runner("keras_saved_model", "tf2"),
     Runner("tf_saved_model", "tf2", options=("signature_name", "saved_model_tags")),
-    Runner("tf_frozen_model", "tf2", options=("input_arrays", "output_arrays", "input_shapes")),
+    Runner("tf_frozen_model", "tf2", options=("input_arrays", "output_arrays", "input_shapes", "output_node_names")),
     Runner("tf_hub", "tf2", options=("signature_name", "saved_model_tags")),  # a TF2 Hub module is a SavedModel
     Runner("tflite", "tf2"),
     Runner("tfjs_layers_model", "tfjs", "run_tfjs.js"),

@@ -75,8 +75,9 @@ def test_tf_frozen_model_to_graph_model(samples, tmp_path):
     src = samples[("tf_frozen_model", "multi")]
     info = json.loads((src / "sample.json").read_text())
     m = convert("tf_frozen_model", src / "frozen_model.pb", tmp_path / "out", "--to", "tfjs_graph_model",
-                "--output_node_names", ",".join(info["output_arrays"]), "--no-verify")
+                "--output_node_names", ",".join(info["output_arrays"]))
     assert m["steps"][0]["info"]["format"] == "graph-model"
+    assert len(verified_in(m, "tfjs")["outputs"]) == 2
 
 
 def test_layers_model_to_keras_and_keras_saved_model(layers_model, tmp_path):

@@ -76,7 +76,8 @@ class FrozenGraph:
                 graph_def.ParseFromString(fh.read())
         except Exception as exc:
             reject(f"{path}: not a frozen GraphDef ({first_line(exc)})")
-        in_names, out_names = csv(args.input_arrays), csv(args.output_arrays)
+        in_names = csv(args.input_arrays) or [n.name for n in graph_def.node if n.op == "Placeholder"]
+        out_names = csv(args.output_arrays) or csv(getattr(args, "output_node_names", None))
         if not in_names or not out_names:
             reject(f"{path}: a frozen graph needs --input_arrays and --output_arrays")
         self.graph = tf.Graph()

@@ -64,7 +64,7 @@ def main():
     p.add_argument("--sample_input")
     p.add_argument("--inputs")
     for name in ("signature_name", "saved_model_tags", "input_arrays", "output_arrays", "input_shapes",
-                 "max_detections"):
+                 "max_detections", "output_node_names"):
         p.add_argument("--" + name)
     args = p.parse_args()
 
