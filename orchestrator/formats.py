@@ -61,8 +61,9 @@ def _is_hdf5(head):
     return any(head[off:off + 8] == HDF5_SIGNATURE for off in (0, 512, 1024))
 
 
-def check_input(fmt_name, path):
-    """Reject an input that cannot be a model of this format; return its resolved Path."""
+def check_input(fmt_name, path, weights_dir=None):
+    """Reject an input that cannot be a model of this format; return its resolved Path.
+    `weights_dir`: where a TF.js model's shards are, when not beside model.json."""
     fmt = get(fmt_name)
     if str(path).startswith(("http://", "https://", "gs://")) or "://" in str(path):
         raise InputError(path, "is a URL; conversions run with no network: download the model (e.g. the Hub "
@@ -75,7 +76,9 @@ def check_input(fmt_name, path):
     if fmt.kind == "dir" and fmt_name != "ssd" and not path.is_dir():
         raise InputError(path, f"is a file; format '{fmt_name}' expects a folder ({fmt.description})")
     checker = _CHECKS.get(fmt_name)
-    if checker:
+    if checker and fmt_name.startswith("tfjs_"):
+        checker(path, weights_dir)
+    elif checker:
         checker(path)
     return path.resolve()
 
@@ -131,7 +134,7 @@ DTYPE_BYTES = {"float32": 4, "int32": 4, "bool": 1, "uint8": 1, "uint16": 2, "fl
 
 
 def _check_tfjs(expected):
-    def check(path):
+    def check(path, weights_dir=None):
         try:
             doc = json.loads(path.read_text())
         except (OSError, UnicodeDecodeError, ValueError) as exc:
@@ -141,14 +144,14 @@ def _check_tfjs(expected):
         found = doc.get("format")
         if found and found != expected:
             raise InputError(path, f"is a TensorFlow.js {found}, not a {expected}")
-        check_weights_manifest(path, doc)
+        check_weights_manifest(path, doc, weights_dir)
     return check
 
 
-def check_weights_manifest(path, doc):
-    """Every shard inside the model's folder (checked before anything is read), present, and exactly as long
-    as the weights it declares."""
-    folder = path.parent.resolve()
+def check_weights_manifest(path, doc, weights_dir=None):
+    """Every shard inside the model's folder (or `weights_dir`; checked before anything is read), present, and
+    exactly as long as the weights it declares. Returns the shard files."""
+    folder = Path(weights_dir).resolve() if weights_dir else path.parent.resolve()
     manifest = doc.get("weightsManifest", [])
     if not isinstance(manifest, list):
         raise InputError(path, "weightsManifest is not a list")
@@ -162,7 +165,8 @@ def check_weights_manifest(path, doc):
         for p in paths:
             target = (folder / str(p)).resolve()
             if folder not in target.parents:
-                raise InputError(path, f"weight path '{p}' points outside the model folder")
+                raise InputError(path, f"weight path '{p}' points outside the {'weights' if weights_dir else 'model'}"
+                                       " folder")
             files.append(target)
         groups.append((files, weights))
     for files, weights in groups:
@@ -184,6 +188,7 @@ def check_weights_manifest(path, doc):
             names = ", ".join(f.name for f in files)
             raise InputError(path, f"weight shards ({names}) hold {actual} bytes but the manifest declares "
                                    f"{expected}")
+    return [f for files, _ in groups for f in files]
 
 
 _CHECKS = {

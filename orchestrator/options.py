@@ -90,6 +90,9 @@ def validate(chain, given):
             raise UsageError(f"unknown option --{raw_name} for {route}; options: "
                              + " ".join(f"--{o}" for o in allowed))
         result[name] = coerce(routes.OPTIONS[name], value)
+    name = result.get("model_tflite")
+    if name is not None and (not name.endswith(".tflite") or "/" in name or name.startswith(".")):
+        raise UsageError(f"--model_tflite wants a file name ending in .tflite (got '{name}')")
     for old, (by_value, warning) in routes.DEPRECATED.items():
         if old in result:
             value = result.pop(old)
@@ -127,7 +130,7 @@ def as_args(names, values, mounted):
     Path options are replaced by their container path (`mounted`)."""
     args = []
     for name in names:
-        if name not in values or name in routes.PLAN_OPTIONS:
+        if name not in values or name in routes.HOST_OPTIONS:
             continue
         value = values[name]
         if name in mounted:

@@ -60,13 +60,29 @@ def _place(src, dst):
     shutil.move(str(src), str(dst))
 
 
+def _gather_tfjs(src, weights_dir, scratch):
+    """model.json and its shards from --weights_path_prefix, gathered into one folder (the TF.js tools want the
+    shards beside model.json). Returns the gathered model.json."""
+    doc = json.loads(Path(src).read_text())
+    shards = formats.check_weights_manifest(Path(src), doc, weights_dir)
+    folder = Path(scratch) / "tfjs"
+    folder.mkdir(parents=True)
+    shutil.copyfile(src, folder / "model.json")
+    for group in doc.get("weightsManifest", []):
+        for p in group["paths"]:
+            target = folder / p
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(Path(weights_dir) / p, target)
+    return folder / "model.json", shards
+
+
 def _first_step_inputs(source, src, values, scratch):
-    """(mounts, container path of the input, extra args, facts) for the first step of a route."""
+    """(mounts, container path of the input, extra args, facts, consumed options) for the first step."""
     if source == "ssd":
         return ssd.prepare(src, values, scratch)
     container = f"/in/model/{src.name}"
     if formats.get(source).with_folder:
-        return {str(src.parent): "/in/model"}, container, [], {}, ()
+        return {str(src.parent): "/in/model"}, container, [], {}, ("weights_path_prefix",)
     return {str(src): container}, container, [], {}, ()
 
 
@@ -98,7 +114,7 @@ def convert(engine, source, input_path, output_dir, to="tflite", options=None, v
         raise UsageError(f"'{source if formats.get(source).internal else to}' is an intermediate format of a route")
     chain = planner.plan(source, to, given=options)
     values = opts_mod.validate(chain, options or {})
-    src = formats.check_input(source, input_path)
+    src = user_src = formats.check_input(source, input_path, weights_dir=values.get("weights_path_prefix"))
     if "base_model" in values and to != "tflite":
         raise UsageError("--base_model puts a TF.js head under a base network for --to tflite only")
     if "base_model" in values:
@@ -111,6 +127,13 @@ def convert(engine, source, input_path, output_dir, to="tflite", options=None, v
     out, staging = _prepare_output(output_dir, force)
     try:
         work = staging / ".work"
+        if formats.get(source).with_folder:  # model.json and its shards, not the whole folder
+            shards = formats.check_weights_manifest(src, json.loads(src.read_text()), values.get("weights_path_prefix"))
+            input_hashes = {src.name: sha256_file(src), **{f.name: sha256_file(f) for f in shards}}
+        else:
+            input_hashes = file_hashes(src)
+        if "weights_path_prefix" in values:
+            src, _ = _gather_tfjs(src, values["weights_path_prefix"], work / "input")
         first = _first_step_inputs(source, src, values, work / "input")
         tagged = {n: images.ensure_image(engine, s, build_if_missing=build_missing, opts=build_options,
                                          log=log or (lambda _line: None)) for n, s in stacks.items()}
@@ -156,6 +179,10 @@ def convert(engine, source, input_path, output_dir, to="tflite", options=None, v
         else:
             verification = {"skipped": True, "reason": f"no verification for {source} -> {to} yet"}
 
+        if values.get("model_tflite") and to == "tflite":  # the gesture-classifier converter's --model_tflite
+            folder, _, names = produced["tflite"]
+            (folder / "model.tflite").rename(folder / values["model_tflite"])
+            produced["tflite"] = (folder, values["model_tflite"], [values["model_tflite"]] + names[1:])
         # every step's artifacts land at the top of OUTPUT_DIR (the final one listed first)
         artifacts = []
         for fmt in [step.target for step in reversed(chain)]:
@@ -172,8 +199,7 @@ def convert(engine, source, input_path, output_dir, to="tflite", options=None, v
             "orchestrator": __version__,
             "created": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "route": {"from": source, "to": to, "steps": [s.name for s in chain]},
-            "input": {"path": str(src), "sha256": file_hashes(src.parent if formats.get(source).with_folder
-                                                             else src)},
+            "input": {"path": str(user_src), "sha256": input_hashes},
             "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in values.items()},
             "steps": manifest_steps,
             "artifacts": {p.relative_to(staging).as_posix() + ("/" if p.is_dir() else ""):

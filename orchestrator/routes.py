@@ -88,6 +88,8 @@ OPTIONS = {o.name: o for o in (
     Option("control_flow_v2", "bool", "keep control flow v2 ops in graph models"),
     Option("metadata", "str", "user metadata: NAME:FILE.json,... stored in model.json"),
     Option("use_structured_outputs_names", "bool", "graph model outputs keep the SavedModel's structured names"),
+    Option("weights_path_prefix", "path", "folder holding the weight shards of a TF.js model.json kept elsewhere"),
+    Option("model_tflite", "str", "file name of the .tflite written into OUTPUT_DIR (default model.tflite)"),
     Option("base_model", "path", "Keras .h5 base network to put a TF.js head under (with --base_layer)"),
     Option("base_layer", "str", "layer of --base_model whose output feeds the head"),
     # verification
@@ -101,8 +103,8 @@ VERIFY_OPTIONS = ("sample_input", "seed", "tolerance")
 TFJS_OUT = ("quantize_float16", "quantize_uint8", "quantize_uint16", "weight_shard_size_bytes", "metadata")
 TFJS_GRAPH_OUT = TFJS_OUT + ("strip_debug_ops", "control_flow_v2", "use_structured_outputs_names")
 
-# options that only choose steps; they are not passed to step scripts
-PLAN_OPTIONS = ("converter",)
+# options handled on the host (choosing steps, preparing the input, naming the output), not passed to scripts
+HOST_OPTIONS = ("converter", "weights_path_prefix", "model_tflite")
 
 SSD_EXPORT_OPTIONS = ("pipeline_config", "checkpoint", "add_postprocessing_op", "max_detections",
                       "max_classes_per_detection", "use_regular_nms")
@@ -110,7 +112,8 @@ SSD_CONVERT_OPTIONS = ("converter", "quantize", "mean_values", "std_dev_values",
                        "default_ranges_max", "graphviz")
 
 TFLITE_CHOICES = (("quantize", ("none", "float16", "dynamic", "int8")),)
-TFLITE_OPTIONS = ("quantize", "calibration", "inference_input_type", "inference_output_type", "allow_custom_ops")
+TFLITE_OPTIONS = ("quantize", "calibration", "inference_input_type", "inference_output_type", "allow_custom_ops",
+                  "model_tflite")
 
 STEPS = (
     Step("keras_to_tflite", "keras", "tflite", "tf2", "to_tflite.py", ("--from", "keras"), TFLITE_OPTIONS,
@@ -137,15 +140,16 @@ STEPS = (
     Step("tf_hub_to_tfjs_graph", "tf_hub", "tfjs_graph_model", "tf2", "tfjs_convert.py",
          ("--from", "tf_hub", "--to", "tfjs_graph_model"), TFJS_GRAPH_OUT + ("signature_name", "saved_model_tags")),
     Step("tfjs_layers_to_keras", "tfjs_layers_model", "keras", "tf2", "tfjs_convert.py",
-         ("--from", "tfjs_layers_model", "--to", "keras"), ("base_model", "base_layer")),
+         ("--from", "tfjs_layers_model", "--to", "keras"), ("weights_path_prefix", "base_model", "base_layer")),
     Step("tfjs_layers_to_keras_saved_model", "tfjs_layers_model", "keras_saved_model", "tf2", "tfjs_convert.py",
-         ("--from", "tfjs_layers_model", "--to", "keras_saved_model")),
+         ("--from", "tfjs_layers_model", "--to", "keras_saved_model"), ("weights_path_prefix",)),
     Step("tfjs_layers_to_tfjs_layers", "tfjs_layers_model", "tfjs_layers_model", "tf2", "tfjs_convert.py",
-         ("--from", "tfjs_layers_model", "--to", "tfjs_layers_model"), TFJS_OUT),
+         ("--from", "tfjs_layers_model", "--to", "tfjs_layers_model"), TFJS_OUT + ("weights_path_prefix",)),
     Step("tfjs_layers_to_tfjs_graph", "tfjs_layers_model", "tfjs_graph_model", "tf2", "tfjs_convert.py",
-         ("--from", "tfjs_layers_model", "--to", "tfjs_graph_model"), TFJS_GRAPH_OUT),
+         ("--from", "tfjs_layers_model", "--to", "tfjs_graph_model"), TFJS_GRAPH_OUT + ("weights_path_prefix",)),
     # not in the tensorflowjs_converter table: a graph model back to a SavedModel (and on to TFLite)
-    Step("tfjs_graph_to_tf_saved_model", "tfjs_graph_model", "tf_saved_model", "tf2", "tfjs_graph_to_saved_model.py"),
+    Step("tfjs_graph_to_tf_saved_model", "tfjs_graph_model", "tf_saved_model", "tf2", "tfjs_graph_to_saved_model.py",
+         (), ("weights_path_prefix",)),
     # TF1 Object Detection API SSD
     Step("ssd_export", "ssd", "ssd_graph", "tf1", "ssd_export.py", (), SSD_EXPORT_OPTIONS),
     Step("ssd_toco", "ssd_graph", "tflite", "tf1", "ssd_toco.py", (), SSD_CONVERT_OPTIONS,

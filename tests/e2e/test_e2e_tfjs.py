@@ -230,3 +230,19 @@ def test_hub_url_is_refused_offline_at_once(stack_images, tmp_path):
     proc = cli("convert", "tf_hub", "https://models.example/some/module/1", tmp_path / "out", "--to",
                "tfjs_graph_model", timeout=60)
     assert proc.returncode == 2 and "is a URL; conversions run with no network" in last_line(proc)
+
+
+def test_weights_elsewhere_and_named_tflite(layers_model, tmp_path):
+    """The gesture-classifier converter's flags: shards in another folder, a chosen .tflite name."""
+    model = tmp_path / "model"
+    weights = tmp_path / "weights"
+    model.mkdir()
+    weights.mkdir()
+    shutil.copy(layers_model / "model.json", model / "model.json")
+    for p in shards(layers_model):
+        shutil.copy(layers_model / p, weights / p)
+    m = convert("tfjs_layers_model", model / "model.json", tmp_path / "out", "--to", "tflite",
+                "--weights_path_prefix", weights, "--model_tflite", "gesture.tflite")
+    assert (tmp_path / "out" / "gesture.tflite").read_bytes()[4:8] == b"TFL3"
+    assert "gesture.tflite" in m["artifacts"] and set(shards(layers_model)) <= set(m["input"]["sha256"])
+    verified_in(m, "tf2", reference_stack="tfjs")

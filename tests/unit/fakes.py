@@ -45,7 +45,10 @@ def ok_step(spec, out):
     if script == "to_tflite.py":
         (out / "model.tflite").write_bytes(b"\x00\x00\x00\x00TFL3fake")
         files = ["model.tflite"]
-    elif script == "run_model.py":
+    elif script == "tfjs_convert.py" and arg(spec, "--to") == "keras":
+        (out / "model.h5").write_bytes(b"\x89HDF\r\n\x1a\n")
+        files = ["model.h5"]
+    elif script in ("run_model.py", "run_tfjs.js"):
         (out / "outputs.npz").write_bytes(b"fake")
         if "--make-inputs" in spec.command:
             (out / "inputs.npz").write_bytes(b"fake")

@@ -135,3 +135,39 @@ def test_bad_input_fails_before_any_container(built_engine, tmp_path):
     with pytest.raises(Exception, match="bad.h5: is not a Keras model"):
         pipeline.convert(built_engine, "keras", bad, tmp_path / "out")
     assert built_engine.specs == [] and not (tmp_path / "out").exists()
+
+
+def _layers_model(folder, weights_folder):
+    folder.mkdir()
+    weights_folder.mkdir(exist_ok=True)
+    (folder / "model.json").write_text(json.dumps({
+        "format": "layers-model", "modelTopology": {},
+        "weightsManifest": [{"paths": ["group1-shard1of1.bin"], "weights": [{"name": "w", "shape": [2],
+                                                                              "dtype": "float32"}]}]}))
+    (weights_folder / "group1-shard1of1.bin").write_bytes(b"\0" * 8)
+    return folder / "model.json"
+
+
+def test_weights_path_prefix_gathers_shards_and_model_tflite_names_the_result(built_engine, tmp_path):
+    model = _layers_model(tmp_path / "m", tmp_path / "weights")
+    m = pipeline.convert(built_engine, "tfjs_layers_model", model, tmp_path / "out",
+                         options={"weights_path_prefix": str(tmp_path / "weights"), "model_tflite": "gesture.tflite"})
+    assert (tmp_path / "out" / "gesture.tflite").is_file() and not (tmp_path / "out" / "model.tflite").exists()
+    assert "gesture.tflite" in m["artifacts"]
+    assert set(m["input"]["sha256"]) == {"model.json", "group1-shard1of1.bin"}
+    first = built_engine.specs[0]
+    assert "--weights_path_prefix" not in first.command  # consumed on the host
+    gathered = next(mt.source for mt in first.mounts if mt.target == "/in/model")
+    assert gathered.endswith("/input/tfjs")
+
+
+def test_missing_shard_under_weights_path_prefix(built_engine, tmp_path):
+    model = _layers_model(tmp_path / "m", tmp_path / "m")
+    with pytest.raises(Exception, match="weight shard 'group1-shard1of1.bin' is missing"):
+        pipeline.convert(built_engine, "tfjs_layers_model", model, tmp_path / "out",
+                         options={"weights_path_prefix": str(tmp_path)})
+
+
+def test_model_tflite_must_be_a_tflite_file_name(built_engine, keras_file, tmp_path):
+    with pytest.raises(UsageError, match="--model_tflite wants a file name ending in .tflite"):
+        pipeline.convert(built_engine, "keras", keras_file, tmp_path / "out", options={"model_tflite": "../x.bin"})
