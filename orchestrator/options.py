@@ -59,6 +59,17 @@ def coerce(option, value):
         if value.lower() in ("true", "false"):
             return value.lower() == "true"
         return value
+    if option.kind == "metadata":  # NAME:FILE.json,... ; the files are mounted into the step
+        entries = []
+        for item in _join(value).split(","):
+            meta_name, sep, file = item.partition(":")
+            if not sep or not meta_name or not file:
+                raise UsageError(f"{name} wants NAME:FILE.json[,NAME:FILE.json] (got '{item}')")
+            path = Path(file)
+            if not path.is_file():
+                raise InputError(path, f"no such file (given to {name})")
+            entries.append((meta_name, path.resolve()))
+        return tuple(entries)
     if option.kind == "path":
         path = Path(str(value))
         if not path.exists():
@@ -135,6 +146,8 @@ def as_args(names, values, mounted):
         value = values[name]
         if name in mounted:
             value = mounted[name]
+        elif isinstance(value, tuple) and value and isinstance(value[0], tuple):  # NAME:FILE pairs
+            value = ",".join(f"{meta}:{mounted[(name, i)]}" for i, (meta, _) in enumerate(value))
         elif isinstance(value, bool):
             value = "true" if value else "false"
         args += [f"--{name}", str(value)]

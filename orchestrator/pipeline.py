@@ -101,6 +101,10 @@ def _step_run(i, step, current, values, tagged, work, first):
         if isinstance(value, Path):
             mounted[name] = f"/in/opt/{name}/{value.name}"
             inputs[str(value)] = mounted[name]
+        elif routes.OPTIONS[name].kind == "metadata" and value:
+            for j, (_meta, path) in enumerate(value):
+                mounted[(name, j)] = f"/in/opt/{name}/{j}/{path.name}"
+                inputs[str(path)] = mounted[(name, j)]
     args = list(step.args) + ["--input", model_in] + extra
     args += opts_mod.as_args(names, values, mounted)
     return StepRun(step.name, step.stack, *tagged[step.stack], step.script, args, inputs, work / f"{i}-{step.name}")
@@ -200,7 +204,9 @@ def convert(engine, source, input_path, output_dir, to="tflite", options=None, v
             "created": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "route": {"from": source, "to": to, "steps": [s.name for s in chain]},
             "input": {"path": str(user_src), "sha256": input_hashes},
-            "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in values.items()},
+            "options": {k: (str(v) if isinstance(v, Path) else
+                            ",".join(f"{a}:{b}" for a, b in v) if isinstance(v, tuple) else v)
+                        for k, v in values.items()},
             "steps": manifest_steps,
             "artifacts": {p.relative_to(staging).as_posix() + ("/" if p.is_dir() else ""):
                           file_hashes(p) if p.is_dir() else sha256_file(p) for p in artifacts},

@@ -86,7 +86,7 @@ OPTIONS = {o.name: o for o in (
     Option("weight_shard_size_bytes", "int", "bytes per weight shard file", default=4194304),
     Option("output_node_names", "csv", "output nodes of a frozen graph, comma-separated"),
     Option("control_flow_v2", "bool", "keep control flow v2 ops in graph models"),
-    Option("metadata", "str", "user metadata: NAME:FILE.json,... stored in model.json"),
+    Option("metadata", "metadata", "user metadata: NAME:FILE.json,... stored in model.json"),
     Option("use_structured_outputs_names", "bool", "graph model outputs keep the SavedModel's structured names"),
     Option("weights_path_prefix", "path", "folder holding the weight shards of a TF.js model.json kept elsewhere"),
     Option("model_tflite", "str", "file name of the .tflite written into OUTPUT_DIR (default model.tflite)"),

@@ -246,3 +246,12 @@ def test_weights_elsewhere_and_named_tflite(layers_model, tmp_path):
     assert (tmp_path / "out" / "gesture.tflite").read_bytes()[4:8] == b"TFL3"
     assert "gesture.tflite" in m["artifacts"] and set(shards(layers_model)) <= set(m["input"]["sha256"])
     verified_in(m, "tf2", reference_stack="tfjs")
+
+
+def test_metadata_is_stored_in_model_json(samples, tmp_path):
+    (tmp_path / "labels.json").write_text(json.dumps({"labels": ["fist", "palm", "point", "ok", "none"]}))
+    m = convert("keras", samples[("keras", "cnn")] / "model.h5", tmp_path / "out", "--to", "tfjs_layers_model",
+                "--metadata", f"labels:{tmp_path / 'labels.json'}")
+    doc = json.loads((tmp_path / "out" / "model.json").read_text())
+    assert doc["userDefinedMetadata"]["labels"]["labels"][0] == "fist"
+    assert m["options"]["metadata"] == f"labels:{tmp_path / 'labels.json'}"

@@ -185,3 +185,16 @@ def test_bare_and_listed_quantize_flags():
     got = options.validate(chain, {"quantize_uint8": ("conv*", "dense_1")})
     assert got == {"quantize_uint8": "conv*,dense_1"}
     assert options.as_args(chain[0].options, got, {}) == ["--quantize_uint8", "conv*,dense_1"]
+
+
+def test_metadata_files_are_checked_and_mounted(tmp_path):
+    chain = planner.plan("keras", "tfjs_layers_model")
+    (tmp_path / "labels.json").write_text('{"labels": ["a"]}')
+    got = options.validate(chain, {"metadata": f"labels:{tmp_path / 'labels.json'}"})
+    assert got["metadata"] == (("labels", (tmp_path / "labels.json").resolve()),)
+    args = options.as_args(["metadata"], got, {("metadata", 0): "/in/opt/metadata/0/labels.json"})
+    assert args == ["--metadata", "labels:/in/opt/metadata/0/labels.json"]
+    with pytest.raises(UsageError, match="NAME:FILE.json"):
+        options.validate(chain, {"metadata": "labels"})
+    with pytest.raises(InputError, match="nope.json: no such file"):
+        options.validate(chain, {"metadata": f"x:{tmp_path / 'nope.json'}"})
