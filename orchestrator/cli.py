@@ -105,13 +105,12 @@ class Orchestrator:
 
         return [f"{f.name:18} {f.description}" for f in formats.FORMATS.values() if not f.internal]
 
-    def plan(self, source, to="tflite"):
-        """Print the chain of steps from SOURCE format to TO without running it."""
+    def plan(self, source, to="tflite", **options):
+        """Print the chain of steps from SOURCE format to TO without running it (a step-choosing flag such as
+        --converter mlir picks the chain it would use)."""
         from orchestrator import planner
 
-        return planner.describe_plan(planner.plan(source, to))
-
-    # (plan takes no route flags; a chain chosen by a flag is listed by `routes`)
+        return planner.describe_plan(planner.plan(source, to, given=options))
 
     def convert(self, source, input, output_dir, to="tflite", verify=True, force=False, build=True,
                 memory="8g", timeout=3600, quiet=False, **options):

@@ -137,8 +137,12 @@ class Engine:
         return info["id"]
 
     def save(self, refs, path):
+        """`docker save` several images into one tar (the engine's /images/get?names=... endpoint)."""
+        api = self.client.api
+        response = api._get(api._url("/images/get"), params={"names": list(refs)}, stream=True)
+        api._raise_for_status(response)
         with open(path, "wb") as fh:
-            for chunk in self.client.api.get_image(list(refs)) if len(refs) > 1 else self.client.api.get_image(refs[0]):
+            for chunk in response.iter_content(chunk_size=1 << 20):
                 fh.write(chunk)
 
     def load(self, path):

@@ -65,7 +65,7 @@ def check_input(fmt_name, path, weights_dir=None):
     """Reject an input that cannot be a model of this format; return its resolved Path.
     `weights_dir`: where a TF.js model's shards are, when not beside model.json."""
     fmt = get(fmt_name)
-    if str(path).startswith(("http://", "https://", "gs://")) or "://" in str(path):
+    if "://" in str(path):
         raise InputError(path, "is a URL; conversions run with no network: download the model (e.g. the Hub "
                                "module's .tar.gz, unpacked) and give its folder")
     path = Path(path)

@@ -2,7 +2,6 @@
 
 import json
 import shutil
-from pathlib import Path
 
 from orchestrator import images
 from orchestrator.errors import UsageError
@@ -37,19 +36,15 @@ def make_sample(engine, fmt, output_dir, kind=None, seed=1, force=False, log=Non
         raise UsageError(f"unknown {fmt} sample kind '{kind}'; kinds: {', '.join(kinds)}")
     tag, image_id = images.ensure_image(engine, images.get_stack(stack_name), log=log or (lambda _l: None))
     out, staging = _prepare_output(output_dir, force)
+    staging.rmdir()  # the step makes its own fresh output folder
     try:
-        run = StepRun("make_sample", stack_name, tag, image_id, script, _args(fmt, kind, seed), {},
-                      staging / "model")
+        run = StepRun("make_sample", stack_name, tag, image_id, script, _args(fmt, kind, seed), {}, staging)
         meta, _ = execute(engine, run, log=log)
-        (run.out_dir / "step.json").unlink()
-        (run.out_dir / "sample.json").write_text(json.dumps(meta["info"], indent=2) + "\n")
-        inner = run.out_dir
-        tmp = staging.parent / (staging.name + "-x")
-        inner.rename(tmp)
-        shutil.rmtree(staging)
-        _commit(tmp, out)
+        (staging / "step.json").unlink()
+        meta["info"].setdefault("kind", kind)
+        (staging / "sample.json").write_text(json.dumps(meta["info"], indent=2) + "\n")
+        _commit(staging, out)
         return meta["info"]
     finally:
-        for p in (staging, Path(str(staging) + "-x")):
-            if p.exists():
-                shutil.rmtree(p, ignore_errors=True)
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)

@@ -131,10 +131,10 @@ def check_config(config):
     if not (h and w):
         raise InputError(config, "fixed_shape_resizer without height and width")
     classes = re.search(r"num_classes\s*:\s*(\d+)", model)
+    rewriter = _block(text_nc, "graph_rewriter") or ""
     return {"height": int(h.group(1)), "width": int(w.group(1)),
             "num_classes": int(classes.group(1)) if classes else None,
-            "quantized": _block(text_nc, "graph_rewriter") is not None and "quantization" in (
-                _block(text_nc, "graph_rewriter") or "")}
+            "quantized": "quantization" in rewriter}
 
 
 CONSUMED_OPTIONS = ("pipeline_config", "checkpoint")

@@ -39,9 +39,10 @@ def test_no_extra_ca_or_index_is_left_in_the_image(engine, stack_images):
 
 def test_save_and_load_round_trip(engine, stack_images, tmp_path):
     target = tmp_path / "stacks.tar"
-    proc = cli("images", "save", target, "tf2")
+    proc = cli("images", "save", target, "tf2", "tfjs")
     assert proc.returncode == 0, proc.stderr
     with tarfile.open(target) as tar:
         assert "manifest.json" in tar.getnames()
     proc = cli("images", "load", target)
     assert proc.returncode == 0 and images.get_stack("tf2").tag() in proc.stdout
+    assert images.get_stack("tfjs").tag() in proc.stdout

@@ -10,6 +10,7 @@
 import argparse
 import glob
 import os
+import sys
 
 import numpy as np
 
@@ -122,7 +123,7 @@ def main():
     except Exception as exc:  # the converter's own message is the useful part
         msg = str(exc).strip().splitlines()
         detail = next((ln.strip() for ln in msg if "error" in ln.lower()), msg[0] if msg else type(exc).__name__)
-        print(f"ERROR: the TFLite converter failed: {detail}", flush=True, file=__import__("sys").stderr)
+        print(f"ERROR: the TFLite converter failed: {detail}", flush=True, file=sys.stderr)
         raise SystemExit(1)
     path = os.path.join(args.out, "model.tflite")
     with open(path, "wb") as fh:
