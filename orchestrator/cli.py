@@ -138,7 +138,7 @@ class Orchestrator:
         from orchestrator import samples
 
         info = samples.make_sample(_engine(), format, output_dir, kind=kind, seed=int(seed), force=force, log=_log)
-        return f"{format} sample ({kind}) in {output_dir}: " + ", ".join(f"{k}={v}" for k, v in info.items())
+        return f"{format} sample ({info['kind']}) in {output_dir}: " + ", ".join(f"{k}={v}" for k, v in info.items())
 
     def engine(self):
         """Check that a Docker engine answers."""
