@@ -34,8 +34,9 @@ FORMATS = {f.name: f for f in (
            transit=False, with_folder=True),
     Format("tflite", "TensorFlow Lite flatbuffer (.tflite)", "file", "model.tflite"),
     Format("onnx", "ONNX model (.onnx)", "file", "model.onnx"),
-    Format("pytorch", "PyTorch TorchScript, ExportedProgram (.pt2) or state_dict", "file", "model.pt"),
-    Format("darknet", "Darknet .cfg (weights with --weights)", "file", "model.cfg"),
+    Format("pytorch", "PyTorch model: TorchScript (torch.jit.save), ExportedProgram (.pt2), or a state_dict / "
+           "pickled module with --model_code FILE.py:Class", "file", "model.pt"),
+    Format("darknet", "Darknet .cfg, with its .weights given by --weights", "file", "model.cfg"),
     Format("ssd", "TF1 Object Detection API SSD: model-zoo folder (pipeline.config + checkpoint) or its .tar.gz",
            "dir", "ssd"),
     Format("ssd_graph", "SSD graph exported for TFLite (tflite_graph.pb + ssd.json)", "file", "tflite_graph.pb",
@@ -129,6 +130,45 @@ def _check_tflite(path):
         raise InputError(path, "is not a TFLite flatbuffer (no TFL3 identifier)")
 
 
+PICKLE_PROTO = b"\x80"  # a pickle (torch.save before zip files) starts with PROTO
+
+
+def _check_pytorch(path):
+    _check_nonempty(path)
+    head = _head(path)
+    if head.startswith(ZIP_SIGNATURE) or head.startswith(PICKLE_PROTO):
+        return  # TorchScript, ExportedProgram and torch.save files are zip archives (or, older, pickles)
+    if _is_hdf5(head):
+        raise InputError(path, "is an HDF5 (Keras) file, not a PyTorch model (FROM should be keras)")
+    if head.startswith(b"TFL3", 4):
+        raise InputError(path, "is a TFLite model, not a PyTorch model")
+    if head[:1] == b"\x08":
+        raise InputError(path, "looks like an ONNX model, not a PyTorch model (FROM should be onnx)")
+    raise InputError(path, "is not a PyTorch file: neither a zip archive (torch.save, TorchScript, .pt2) nor a pickle")
+
+
+def _check_onnx(path):
+    _check_nonempty(path)
+    head = _head(path)
+    if head.startswith(ZIP_SIGNATURE) or head.startswith(PICKLE_PROTO):
+        raise InputError(path, "is a PyTorch/zip file, not an ONNX model (FROM should be pytorch)")
+    if _is_hdf5(head) or head.startswith(b"TFL3", 4):
+        raise InputError(path, "is a Keras or TFLite model, not an ONNX model")
+    if head[:1] != b"\x08":  # ModelProto field 1 (ir_version), a varint
+        raise InputError(path, "is not an ONNX model (no ModelProto ir_version field at its start)")
+
+
+def _check_darknet(path):
+    _check_nonempty(path)
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError):
+        raise InputError(path, "is not a Darknet .cfg (not a text file)") from None
+    first = next((ln.strip() for ln in text.splitlines() if ln.strip() and not ln.strip().startswith(("#", ";"))), "")
+    if first not in ("[net]", "[network]"):
+        raise InputError(path, "is not a Darknet .cfg: it must start with a [net] section")
+
+
 DTYPE_BYTES = {"float32": 4, "int32": 4, "bool": 1, "uint8": 1, "uint16": 2, "float16": 2, "int8": 1,
                "int16": 2, "complex64": 8}
 
@@ -198,6 +238,9 @@ _CHECKS = {
     "tf_saved_model": _check_saved_model,
     "tf_frozen_model": _check_frozen,
     "tflite": _check_tflite,
+    "pytorch": _check_pytorch,
+    "onnx": _check_onnx,
+    "darknet": _check_darknet,
     "tfjs_layers_model": _check_tfjs("layers-model"),
     "tfjs_graph_model": _check_tfjs("graph-model"),
 }

@@ -21,6 +21,7 @@ SUITES = ("bookworm", "bullseye")
 REGISTRY_BASES = {"bookworm": "debian:bookworm-slim", "bullseye": "debian:bullseye-slim"}
 LABEL = "org.orchestrator"
 HASH_IGNORE = {"__pycache__", "_build", ".pytest_cache"}
+SHARED = "shared"  # images/shared/: step helpers copied into the stacks whose stack.json says "shared": true
 
 
 def images_dir():
@@ -36,13 +37,17 @@ class Stack:
     base: str  # Debian suite of the base image
     runs_formats: tuple
     lock: str = "requirements.lock"  # the stack's hash-pinned dependency lock
+    shared: bool = False  # takes images/shared/ into its build context (as _build/shared/)
+    wheelhouse: str = ""  # why the build needs local wheels (default wheelhouse: pip's find-links)
 
     @property
     def repository(self):
         return f"{REPO}/{self.name}"
 
     def content_hash(self):
-        return content_hash(self.path)
+        if not self.shared:
+            return content_hash(self.path)
+        return hashlib.sha256((content_hash(self.path) + content_hash(self.path.parent / SHARED)).encode()).hexdigest()
 
     def tag(self):
         return f"{self.repository}:{self.content_hash()[:12]}"
@@ -82,7 +87,8 @@ def load_stack(path):
     for required in ("Dockerfile", lock):
         if not (path / required).is_file():
             raise EnvironmentProblem(f"{path / required}: missing (every stack needs its Dockerfile and lock)")
-    return Stack(path.name, path, meta["description"], meta["base"], tuple(meta.get("runs_formats", ())), lock)
+    return Stack(path.name, path, meta["description"], meta["base"], tuple(meta.get("runs_formats", ())), lock,
+                 bool(meta.get("shared", False)), meta.get("wheelhouse", ""))
 
 
 def discover_stacks(root=None):
@@ -187,8 +193,18 @@ def _prepare_context(stack, opts, tmp):
         shutil.copyfile(ca, build / "ca.crt")
     else:
         (build / "ca.crt").write_text("")
+    if stack.shared:
+        shutil.copytree(stack.path.parent / SHARED, build / "shared", ignore=shutil.ignore_patterns(*HASH_IGNORE, "*.pyc"))
     if opts.wheelhouse:
-        wh = Path(opts.wheelhouse)
+        folders = [Path(opts.wheelhouse)]
+    elif stack.wheelhouse:
+        folders = machine.pip_find_links()
+        if not folders:
+            raise EnvironmentProblem(f"stack '{stack.name}' needs a wheelhouse ({stack.wheelhouse}): pass "
+                                     "--wheelhouse DIR or configure pip's find-links")
+    else:
+        folders = []
+    for wh in folders:
         if not wh.is_dir():
             raise InputError(wh, "wheelhouse is not a folder")
         for whl in wh.glob("*.whl"):

@@ -84,6 +84,15 @@ def pip_index_urls():
     return (index_urls[0] if index_urls else None), _network_urls(extra)
 
 
+def pip_find_links():
+    """Local wheel folders pip is configured to search (PIP_FIND_LINKS, then pip config): the default wheelhouse
+    of stacks that need one (a CPU-only torch wheel)."""
+    conf = pip_config()
+    value = os.environ.get("PIP_FIND_LINKS") or conf.get("global.find-links") or conf.get(":env:.find-links") or ""
+    folders = [v[len("file://"):] if v.startswith("file://") else v for v in value.split()]
+    return [Path(f) for f in folders if "://" not in f and Path(f).is_dir()]
+
+
 def ca_bundle_from_env():
     """The extra CA bundle to give image builds: the first of SSL_CERT_FILE, REQUESTS_CA_BUNDLE, PIP_CERT set."""
     for var in CA_ENV_VARS:

@@ -1,14 +1,28 @@
 """Validate and normalize route options given on the command line (fire parses values as Python literals:
 `--input_shapes 1,224,224,3` arrives as a tuple) into the strings the step scripts receive."""
 
+import json
 import re
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from orchestrator import routes
 from orchestrator.errors import InputError, UsageError
 
 SHAPES_RE = re.compile(r"^-?\d+(,-?\d+)*(:-?\d+(,-?\d+)*)*$")
+IDENTIFIER_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+
+
+@dataclass(frozen=True)
+class CodeRef:
+    """FILE.py:NAME, a user's Python file (mounted read-only with its folder, for its own imports) and a name in it."""
+
+    path: Path
+    attr: str
+
+    def __str__(self):
+        return f"{self.path}:{self.attr}"
 
 
 def _join(value):
@@ -75,6 +89,26 @@ def coerce(option, value):
         if not path.exists():
             raise InputError(path, f"no such file or folder (given to {name})")
         return path.resolve()
+    if option.kind == "code":  # FILE.py:Name
+        text = _join(value)
+        file, sep, attr = text.rpartition(":")
+        if not sep or not file or not IDENTIFIER_RE.match(attr):
+            raise UsageError(f"{name} wants FILE.py:Name (got '{text}')")
+        path = Path(file)
+        if not path.is_file():
+            raise InputError(path, f"no such file (given to {name})")
+        if path.suffix != ".py":
+            raise InputError(path, f"is not a Python file (.py) (given to {name})")
+        return CodeRef(path.resolve(), attr)
+    if option.kind == "json":
+        text = value if isinstance(value, str) else json.dumps(value)
+        try:
+            parsed = json.loads(text)
+        except ValueError as exc:
+            raise UsageError(f"{name} wants JSON, e.g. '{{\"num_classes\": 10}}' or '[10]' ({exc})") from None
+        if not isinstance(parsed, (list, dict)):
+            raise UsageError(f"{name} wants a JSON list (positional) or object (keyword arguments)")
+        return json.dumps(parsed)
     if option.kind == "prefix":  # a checkpoint prefix: PREFIX.index must exist
         path = Path(str(value))
         if not Path(str(path) + ".index").is_file():
@@ -134,6 +168,25 @@ def validate(chain, given):
             if needed not in result:
                 raise UsageError(f"{step.source} -> {step.target} needs --{needed}")
     return result
+
+
+def mounts(names, values, root="/in/opt"):
+    """Read-only mounts for the file-valued options among `names`: ({host path: container path}, {option (or
+    (option, i)): container value}). A CodeRef mounts its file's folder (the code may import its neighbours)."""
+    inputs, mounted = {}, {}
+    for name in names:
+        value = values.get(name)
+        if isinstance(value, Path):
+            mounted[name] = f"{root}/{name}/{value.name}"
+            inputs[str(value)] = mounted[name]
+        elif isinstance(value, CodeRef):
+            inputs[str(value.path.parent)] = f"{root}/{name}"
+            mounted[name] = f"{root}/{name}/{value.path.name}:{value.attr}"
+        elif name in routes.OPTIONS and routes.OPTIONS[name].kind == "metadata" and value:
+            for j, (_meta, path) in enumerate(value):
+                mounted[(name, j)] = f"{root}/{name}/{j}/{path.name}"
+                inputs[str(path)] = mounted[(name, j)]
+    return inputs, mounted
 
 
 def as_args(names, values, mounted):

@@ -95,16 +95,8 @@ def _step_run(i, step, current, values, tagged, work, first):
         prev_dir, artifact = current
         inputs, model_in, extra, consumed = {str(prev_dir): "/in/model"}, f"/in/model/{artifact}", [], ()
     names = [o for o in step.options if o not in consumed]  # consumed: handled by the input's preparation
-    mounted = {}
-    for name in names:
-        value = values.get(name)
-        if isinstance(value, Path):
-            mounted[name] = f"/in/opt/{name}/{value.name}"
-            inputs[str(value)] = mounted[name]
-        elif routes.OPTIONS[name].kind == "metadata" and value:
-            for j, (_meta, path) in enumerate(value):
-                mounted[(name, j)] = f"/in/opt/{name}/{j}/{path.name}"
-                inputs[str(path)] = mounted[(name, j)]
+    option_inputs, mounted = opts_mod.mounts(names, values)
+    inputs.update(option_inputs)
     args = list(step.args) + ["--input", model_in] + extra
     args += opts_mod.as_args(names, values, mounted)
     return StepRun(step.name, step.stack, *tagged[step.stack], step.script, args, inputs, work / f"{i}-{step.name}")
@@ -204,7 +196,7 @@ def convert(engine, source, input_path, output_dir, to="tflite", options=None, v
             "created": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "route": {"from": source, "to": to, "steps": [s.name for s in chain]},
             "input": {"path": str(user_src), "sha256": input_hashes},
-            "options": {k: (str(v) if isinstance(v, Path) else
+            "options": {k: (str(v) if isinstance(v, (Path, opts_mod.CodeRef)) else
                             ",".join(f"{a}:{b}" for a, b in v) if isinstance(v, tuple) else v)
                         for k, v in values.items()},
             "steps": manifest_steps,

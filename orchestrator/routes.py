@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 @dataclass(frozen=True)
 class Option:
     name: str
-    kind: str  # "str", "csv", "int", "float", "bool", "choice", "path"
+    kind: str  # "str", "csv", "int", "float", "bool", "choice", "path", "code" (FILE.py:Name), "json", ...
     help: str
     choices: tuple = ()
     default: object = None
@@ -51,10 +51,11 @@ class Runner:
 
 
 OPTIONS = {o.name: o for o in (
-    Option("quantize", "choice", "post-training quantization (SSD routes: none or uint8)",
-           ("none", "float16", "dynamic", "int8", "uint8"), "none"),
+    Option("quantize", "choice", "post-training quantization (SSD routes: none or uint8; ONNX/PyTorch routes: int8 "
+           "keeps float input/output, int8-full makes them int8 too)",
+           ("none", "float16", "dynamic", "int8", "int8-full", "uint8"), "none"),
     Option("calibration", "path", "representative inputs for int8: a .npy (samples on axis 0), an .npz "
-           "(one array per input) or a folder of .npy files"),
+           "(one array per input) or a folder of .npy files (ONNX/PyTorch routes: or of images)"),
     Option("inference_input_type", "choice", "input type of an int8 model", ("int8", "uint8", "float32"), "int8"),
     Option("inference_output_type", "choice", "output type of an int8 model", ("int8", "uint8", "float32"), "int8"),
     Option("signature_name", "str", "SavedModel signature to convert", default="serving_default"),
@@ -92,6 +93,27 @@ OPTIONS = {o.name: o for o in (
     Option("model_tflite", "str", "file name of the .tflite written into OUTPUT_DIR (default model.tflite)"),
     Option("base_model", "path", "Keras .h5 base network to put a TF.js head under (with --base_layer)"),
     Option("base_layer", "str", "layer of --base_model whose output feeds the head"),
+    # PyTorch -> ONNX (torch stack)
+    Option("input_shape", "shapes", "input shapes of the PyTorch model, e.g. 1,3,224,224 (several inputs: "
+           "1,3,224,224:1,10)"),
+    Option("model_code", "code", "FILE.py:ClassName: the model's class, for a state_dict or a pickled module"),
+    Option("model_args", "json", "constructor arguments of --model_code's class: a JSON list or object"),
+    Option("opset", "int", "ONNX opset of the export (default: the exporter's own)"),
+    Option("dynamic_batch", "bool", "export with a dynamic batch dimension", default=False),
+    Option("input_names", "csv", "names of the ONNX inputs, comma-separated (default input_0, input_1, ...)"),
+    Option("output_names", "csv", "names of the ONNX outputs, comma-separated (default output_0, ...)"),
+    Option("exporter", "choice", "torch.onnx exporter (auto: torchscript for TorchScript input, else dynamo)",
+           ("auto", "dynamo", "torchscript"), "auto"),
+    # onnx2tf (ONNX -> TFLite / SavedModel)
+    Option("keep_nchw", "optcsv", "keep inputs NCHW in the converted model: all, or a comma list of input names"),
+    Option("param_replacement", "path", "onnx2tf parameter-replacement JSON, applied to every conversion attempt"),
+    Option("remedies", "choice", "when onnx2tf's default conversion fails or computes something else: try its "
+           "remedies (auto) or stop (off)", ("auto", "off"), "auto"),
+    Option("mean", "csv", "calibration normalization (x - mean) / std, per channel; images are scaled to [0, 1] "
+           "first"),
+    Option("std", "csv", "calibration normalization (x - mean) / std, per channel"),
+    # Darknet
+    Option("weights", "path", "the Darknet .weights file of the .cfg"),
     # verification
     Option("sample_input", "path", "verify on this .npy/.npz instead of seeded random inputs"),
     Option("seed", "int", "seed of the random verification inputs", default=0),
@@ -114,6 +136,11 @@ SSD_CONVERT_OPTIONS = ("converter", "quantize", "mean_values", "std_dev_values",
 TFLITE_CHOICES = (("quantize", ("none", "float16", "dynamic", "int8")),)
 TFLITE_OPTIONS = ("quantize", "calibration", "inference_input_type", "inference_output_type", "allow_custom_ops",
                   "model_tflite")
+
+TORCH_EXPORT_OPTIONS = ("input_shape", "model_code", "model_args", "opset", "dynamic_batch", "input_names",
+                        "output_names", "exporter")
+ONNX2TF_OPTIONS = ("keep_nchw", "param_replacement", "remedies")
+ONNX2TF_TFLITE_OPTIONS = ONNX2TF_OPTIONS + ("quantize", "calibration", "mean", "std", "model_tflite")
 
 STEPS = (
     Step("keras_to_tflite", "keras", "tflite", "tf2", "to_tflite.py", ("--from", "keras"), TFLITE_OPTIONS,
@@ -150,6 +177,13 @@ STEPS = (
     # not in the tensorflowjs_converter table: a graph model back to a SavedModel (and on to TFLite)
     Step("tfjs_graph_to_tf_saved_model", "tfjs_graph_model", "tf_saved_model", "tf2", "tfjs_graph_to_saved_model.py",
          (), ("weights_path_prefix",)),
+    # PyTorch -> ONNX (torch stack), ONNX -> TFLite / SavedModel (onnx2tf stack), Darknet -> Keras (TF2 stack)
+    Step("pytorch_to_onnx", "pytorch", "onnx", "torch", "export_onnx.py", (), TORCH_EXPORT_OPTIONS),
+    Step("onnx_to_tflite", "onnx", "tflite", "onnx2tf", "onnx2tf_convert.py", ("--to", "tflite"),
+         ONNX2TF_TFLITE_OPTIONS, choices=(("quantize", ("none", "float16", "dynamic", "int8", "int8-full")),)),
+    Step("onnx_to_tf_saved_model", "onnx", "tf_saved_model", "onnx2tf", "onnx2tf_convert.py",
+         ("--to", "tf_saved_model"), ONNX2TF_OPTIONS),
+    Step("darknet_to_keras", "darknet", "keras", "tf2", "darknet_to_keras.py", (), ("weights",)),
     # TF1 Object Detection API SSD
     Step("ssd_export", "ssd", "ssd_graph", "tf1", "ssd_export.py", (), SSD_EXPORT_OPTIONS),
     Step("ssd_toco", "ssd_graph", "tflite", "tf1", "ssd_toco.py", (), SSD_CONVERT_OPTIONS,
@@ -167,12 +201,29 @@ RUNNERS = {r.format: r for r in (
     Runner("tflite", "tf2"),
     Runner("tfjs_layers_model", "tfjs", "run_tfjs.js"),
     Runner("tfjs_graph_model", "tfjs", "run_tfjs.js"),
+    Runner("pytorch", "torch", "run_torch.py", options=("input_shape", "model_code", "model_args", "input_names",
+                                                         "output_names")),
+    Runner("onnx", "onnx2tf"),
 )}
+
+# onnx2tf's results run in its own stack: its TFLite interpreter matches its converter, and its runner
+# transposes the reference's NCHW inputs and outputs to and from the converted model's NHWC
+ONNX2TF_RESULTS = {fmt: Runner(fmt, "onnx2tf") for fmt in ("tflite", "tf_saved_model")}
 
 CHECKS = {
     # SSD: the exported frozen graph in TF1 against the .tflite, on the raw box encodings and class predictions
     ("ssd", "tflite"): Check(Runner("ssd_graph", "tf1", "run_ssd_graph.py"), "ssd_graph",
                              Runner("tflite_ssd", "tf2", options=("max_detections",))),
+    # PyTorch in torch (NCHW) against the ONNX model / the onnx2tf conversion (NHWC)
+    ("pytorch", "onnx"): Check(RUNNERS["pytorch"], "pytorch", RUNNERS["onnx"]),
+    **{("pytorch", fmt): Check(RUNNERS["pytorch"], "pytorch", runner) for fmt, runner in ONNX2TF_RESULTS.items()},
+    **{("onnx", fmt): Check(RUNNERS["onnx"], "onnx", runner) for fmt, runner in ONNX2TF_RESULTS.items()},
+    # Darknet: the Keras model built from cfg + weights is the reference of what follows it
+    **{("darknet", fmt): Check(RUNNERS["keras"], "keras", RUNNERS[fmt])
+       for fmt in ("tflite", "tfjs_layers_model", "tfjs_graph_model", "keras_saved_model")},
+    # no runner bridges NCHW references and the TF.js runtime yet: these convert unverified (the manifest says so)
+    ("pytorch", "tfjs_graph_model"): None,
+    ("onnx", "tfjs_graph_model"): None,
 }
 
 # the stack that compares reference and result outputs
@@ -181,14 +232,17 @@ COMPARE = Runner("compare", "tf2", script="compare.py")
 # required options per (step) when another option has a value: (step option, value) -> option required
 REQUIRES = {
     ("quantize", "int8"): "calibration",
+    ("quantize", "int8-full"): "calibration",
 }
 STEP_REQUIRED = {
+    "pytorch_to_onnx": ("input_shape",),
+    "darknet_to_keras": ("weights",),
     "tf_frozen_model_to_tflite": ("input_arrays", "output_arrays"),
     "tf_frozen_model_to_tfjs_graph": ("output_node_names",),
 }
 
 # options that go together
-TOGETHER = (("base_model", "base_layer"),)
+TOGETHER = (("base_model", "base_layer"), ("mean", "std"))
 
 # deprecated option -> (replacement by value, warning)
 DEPRECATED = {

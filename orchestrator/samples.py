@@ -17,12 +17,17 @@ SAMPLES = {
     "tf_frozen_model": ("tf2", "make_model.py", KERAS_KINDS),
     # a model-zoo style SSD folder and its .tar.gz; "quant" adds the quantization graph_rewriter
     "ssd": ("tf1", "make_ssd.py", ("float", "quant")),
+    # TorchScript, ExportedProgram, state_dict + net.py, pickled module, calibration.npy; CNN architectures that
+    # stress NCHW -> NHWC conversion (densely connected, inception, fire modules, channel shuffle)
+    "pytorch": ("torch", "make_torch.py", ("cnn", "resnet", "dense", "inception", "fire", "shuffle")),
 }
 
 
 def _args(fmt, kind, seed):
     if fmt == "ssd":
         return ["--seed", str(seed)] + (["--quantized"] if kind == "quant" else [])
+    if fmt == "pytorch":
+        return ["--kind", kind, "--seed", str(seed)]
     return ["--kind", kind, "--format", fmt, "--seed", str(seed)]
 
 

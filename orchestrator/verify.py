@@ -17,7 +17,7 @@ def check_for(source, target, values=None):
         # a head merged under a base network: the merged Keras model (step 1) is the reference
         return routes.Check(routes.RUNNERS["keras"], "keras", routes.RUNNERS[target])
     if (source, target) in routes.CHECKS:
-        return routes.CHECKS[(source, target)]
+        return routes.CHECKS[(source, target)]  # None: declared unverified
     if source in routes.RUNNERS and target in routes.RUNNERS:
         return routes.Check(routes.RUNNERS[source], source, routes.RUNNERS[target])
     return None
@@ -49,11 +49,8 @@ def plan_runs(check, src_path, from_step, artifact, values, images, work):
     # a step's artifact comes with its folder (files beside it, e.g. ssd.json); a user's input alone
     with_folder = from_step or formats.get(source).with_folder
     inputs = {str(src_path.parent): "/in/model"} if with_folder else {str(src_path): src_in}
-    mounted = {}
-    if "sample_input" in values:
-        sample = Path(values["sample_input"])
-        mounted["sample_input"] = f"/in/sample/{sample.name}"
-        inputs[str(sample)] = mounted["sample_input"]
+    option_inputs, mounted = opts_mod.mounts(src_runner.options + ("sample_input",), values)
+    inputs.update(option_inputs)
     ref_args = ["--format", source, "--input", src_in, "--make-inputs", "--seed", str(values.get("seed", 0))]
     ref_args += opts_mod.as_args(src_runner.options + ("sample_input",), values, mounted)
     ref = StepRun("verify_source", src_runner.stack, *images[src_runner.stack], src_runner.script, ref_args,
@@ -84,6 +81,11 @@ def collect(runs, keep_dir):
     record["result_outputs"] = got_info.get("outputs")
     if "tensors" in got_info:
         record["result_tensors"] = got_info["tensors"]
+    layout = {k: got_info[f"{k}_layout"] for k in ("input", "output") if got_info.get(f"{k}_layout")}
+    if layout:  # NCHW reference vs NHWC conversion: how inputs were fed and outputs read back
+        record["layout"] = layout
+    if "transpose_ops" in got_info:
+        record["transpose_ops"] = got_info["transpose_ops"]
     if got_info.get("checks"):
         record["checks"] = got_info["checks"]
         record["passed"] = bool(record.get("passed")) and all(c["passed"] for c in got_info["checks"])

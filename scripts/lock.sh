@@ -10,7 +10,15 @@ DIR="$(cd "$(dirname "$0")/.." && pwd)/images/$STACK"
 VENV=${LOCK_VENV:-/tmp/orchestrator-lock-venv}
 [ -x "$VENV/bin/pip-compile" ] || { python3 -m venv "$VENV" && "$VENV/bin/pip" install -q pip-tools; }
 cd "$DIR"
-# the machine's own find-links / local indexes may hold files the image build cannot see: leave them out
+# the machine's own find-links / local indexes may hold files the image build cannot see: leave them out,
+# except for a stack whose stack.json declares a wheelhouse (torch's CPU wheel): then WHEELHOUSE (default: the
+# find-links folder of this machine's pip configuration) is searched too; the lock never names it.
+FIND_LINKS=""
+if grep -q '"wheelhouse"' stack.json; then
+    WH=${WHEELHOUSE:-$(pip config get global.find-links 2>/dev/null || true)}
+    [ -n "$WH" ] || { echo "lock: $STACK needs a wheelhouse: set WHEELHOUSE=DIR" >&2; exit 2; }
+    FIND_LINKS="--find-links $WH"
+fi
 env -u PIP_FIND_LINKS PIP_CONFIG_FILE=/dev/null "$VENV/bin/pip-compile" -q --generate-hashes --allow-unsafe \
-    --no-emit-index-url --no-emit-find-links --strip-extras -o requirements.lock requirements.in
+    --no-emit-index-url --no-emit-find-links --strip-extras $FIND_LINKS -o requirements.lock requirements.in
 echo "lock: wrote $DIR/requirements.lock"

@@ -13,7 +13,37 @@ def stack_root(tmp_path):
     src = images.images_dir() / "tf2"
     root = tmp_path / "images"
     shutil.copytree(src, root / "tf2", ignore=shutil.ignore_patterns("__pycache__", "_build"))
+    shutil.copytree(images.images_dir() / "shared", root / "shared", ignore=shutil.ignore_patterns("__pycache__"))
     return root
+
+
+def test_shared_step_helpers_are_in_the_tag_and_the_context(stack_root):
+    stack = images.discover_stacks(stack_root)["tf2"]
+    assert stack.shared and "shared" not in images.discover_stacks(stack_root)  # no stack.json: not a stack
+    before = stack.tag()
+    (stack_root / "shared" / "common.py").write_text("# changed\n")
+    assert stack.tag() != before
+    engine = FakeEngine(images={images.base_ref("bookworm"): {"id": "sha256:base"}})
+    images.build_stack(engine, stack, images.BuildOptions(), log=lambda _: None)
+    assert "_build/shared/common.py" in engine.builds[0]["files"]
+
+
+def test_wheelhouse_stack_defaults_to_pip_find_links(stack_root, tmp_path, monkeypatch):
+    monkeypatch.setattr(machine, "pip_index_urls", lambda: (None, []))
+    meta = json.loads((stack_root / "tf2" / "stack.json").read_text())
+    meta["wheelhouse"] = "a CPU-only wheel"
+    (stack_root / "tf2" / "stack.json").write_text(json.dumps(meta))
+    stack = images.discover_stacks(stack_root)["tf2"]
+    engine = FakeEngine(images={images.base_ref("bookworm"): {"id": "sha256:base"}})
+    monkeypatch.setattr(machine, "pip_find_links", lambda: [])
+    with pytest.raises(EnvironmentProblem, match="needs a wheelhouse"):
+        images.build_stack(engine, stack, images.BuildOptions(), log=lambda _: None)
+    wh = tmp_path / "found-links"
+    wh.mkdir()
+    (wh / "torch-2.13.0+cpu-cp311-cp311-linux_x86_64.whl").write_bytes(b"w")
+    monkeypatch.setattr(machine, "pip_find_links", lambda: [wh])
+    images.build_stack(engine, stack, images.BuildOptions(), log=lambda _: None)
+    assert "_build/wheelhouse/torch-2.13.0+cpu-cp311-cp311-linux_x86_64.whl" in engine.builds[0]["files"]
 
 
 def test_content_hash_ignores_build_leftovers(stack_root):

@@ -1,4 +1,5 @@
-"""Helpers shared by the TF2 stack's step scripts (run inside the container, never on the host)."""
+"""Helpers shared by the step scripts of the Python 3 stacks (tf2, torch, onnx2tf): copied into each image's
+/opt/steps by the build (stack.json "shared": true). They run inside containers, never on the host."""
 
 import json
 import os
@@ -19,14 +20,20 @@ def first_line(exc):
     return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
 
 
+# libraries whose versions a step reports, when it has imported them
+REPORTED = ("tensorflow", "keras", "tf_keras", "torch", "onnx", "onnxruntime", "onnxsim", "onnxscript", "onnx2tf",
+            "tensorflowjs", "jax", "flax")
+
+
 def versions():
     import numpy
 
     found = {"python": platform.python_version(), "numpy": numpy.__version__}
-    if "tensorflow" in sys.modules:
-        import tensorflow as tf
-
-        found["tensorflow"] = tf.__version__
+    for name in REPORTED:
+        module = sys.modules.get(name)
+        if module is not None and isinstance(getattr(module, "__version__", None), str):
+            found[name] = module.__version__
+    if "tensorflow" in sys.modules and "keras" not in found:
         try:
             import keras
 

@@ -1,0 +1,313 @@
+"""ONNX -> TFLite or SavedModel with onnx2tf, checked against onnxruntime, with onnx2tf's remedies when the
+default conversion crashes or computes something else.
+
+    onnx2tf_convert.py --input model.onnx --out DIR --to tflite|tf_saved_model
+        [--quantize none|float16|dynamic|int8|int8-full] [--calibration FILE.npy|FILE.npz|DIR] [--mean M] [--std S]
+        [--keep_nchw all|NAMES] [--param_replacement FILE.json] [--remedies auto|off] [--seed N]
+
+Every attempt converts in its own process; its float32 TFLite model runs on seeded inputs beside onnxruntime
+(inputs transposed NCHW -> NHWC where onnx2tf changed the layout). The first attempt within 1e-3 of the output
+scale is kept. Order: onnx2tf's defaults; its per-op accuracy check (-cotof) with the automatic
+parameter-replacement search (-agj) and a conversion with the JSON it found; the layout optimizations switched
+off (Transpose/StridedSlice suppression); inputs kept NCHW; onnxsim run first and onnx2tf's own pass skipped;
+no onnxsim at all. What was tried, and what worked, goes into step.json (and the manifest).
+"""
+
+import argparse
+import glob
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+
+import runtimes
+from common import csv, first_line, reject, step_done
+
+# onnx2tf downloads this sample (20 images, 128x128 RGB, values in [0, 1]) unless it sits in the working folder;
+# conversions have no network, so it is written here (seeded noise): onnx2tf uses it for its own accuracy checks
+# and for calibration only when no --calibration is given (which this step never allows for int8).
+SAMPLE_NAME = "calibration_image_sample_data_20x128x128x3_float32.npy"
+CHECK_TOLERANCE = 1e-3
+VARIANT = {"none": "float32", "float16": "float16", "dynamic": "dynamic_range_quant", "int8": "integer_quant",
+           "int8-full": "full_integer_quant"}
+IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+CHECK_LINE = re.compile(r"onnx_output_name: (\S+) .*validate_result:\s+Unmatched\s+max_abs_error: ([0-9.eE+-]+)")
+
+
+def parse_floats(text, flag):
+    try:
+        return [float(v) for v in csv(text)]
+    except ValueError:
+        reject(f"--{flag} '{text}' is not a comma-separated list of numbers")
+
+
+def tf_layout(onnx_shape, keep):
+    """The input's shape after onnx2tf: channels last for rank >= 3 unless kept NCHW."""
+    if keep or len(onnx_shape) < 3:
+        return list(onnx_shape)
+    return [onnx_shape[i] for i in runtimes.to_last(len(onnx_shape))]
+
+
+def load_images(folder, shape, mean, std):
+    import tensorflow as tf
+
+    files = sorted(f for f in glob.glob(os.path.join(folder, "*")) if f.lower().endswith(IMAGE_EXTS))
+    h, w, c = shape[1], shape[2], shape[3]
+    arrays = []
+    for f in files:
+        try:
+            img = tf.io.decode_image(tf.io.read_file(f), channels=c, expand_animations=False)
+        except Exception as exc:
+            reject(f"{f}: not a readable image ({first_line(exc)})")
+        img = tf.image.resize(tf.cast(img, tf.float32) / 255.0, (h or 224, w or 224)).numpy()
+        arrays.append((img - mean) / std)
+    return np.stack(arrays).astype(np.float32)
+
+
+def calibration_arrays(path, model, keep_names, mean, std):
+    """{input name: samples in the converted (TF) layout, normalized}."""
+    mean = np.asarray(mean or [0.0], np.float32)
+    std = np.asarray(std or [1.0], np.float32)
+    if os.path.isdir(path):
+        npys = sorted(glob.glob(os.path.join(path, "*.npy")))
+        if npys:
+            data = [np.stack([np.load(f, allow_pickle=False) for f in npys])]
+        else:
+            spec = model.inputs[0]
+            if len(model.inputs) != 1 or len(spec.shape) != 4:
+                reject(f"{path}: a folder of images calibrates one 4-D image input only; give an .npz per input")
+            shape = tf_layout(spec.concrete(), spec.name in keep_names)
+            if shape[-1] not in (1, 3, 4):
+                shape = spec.concrete()
+            data = load_images(path, shape, mean, std)
+            if not len(data):
+                reject(f"{path}: holds no .npy files and no images ({', '.join(IMAGE_EXTS)})")
+            return {spec.name: data}
+    elif path.endswith(".npz"):
+        with np.load(path, allow_pickle=False) as z:
+            data = {k: z[k] for k in z.files}
+        data = [data[s.name] for s in model.inputs] if all(s.name in data for s in model.inputs) else list(data.values())
+    else:
+        try:
+            data = [np.load(path, allow_pickle=False)]
+        except Exception as exc:
+            reject(f"{path}: not a readable .npy file ({first_line(exc)})")
+    if len(data) != len(model.inputs):
+        reject(f"{path}: holds {len(data)} array(s); the model has {len(model.inputs)} input(s)")
+    result = {}
+    for spec, arr in zip(model.inputs, data):
+        arr = arr.astype(np.float32)
+        want = spec.concrete()[1:]
+        tf_want = tf_layout(spec.concrete(), spec.name in keep_names)[1:]
+        if list(arr.shape[1:]) == list(tf_want):
+            samples = arr
+        elif list(arr.shape[1:]) == list(want):
+            samples = arr.transpose(runtimes.to_last(arr.ndim)) if tf_want != want else arr
+        else:
+            reject(f"{path}: samples of shape {list(arr.shape[1:])} fit input '{spec.name}' {spec.shape} "
+                   f"neither as given (NCHW) nor channels-last")
+        if arr.ndim != len(spec.shape):
+            reject(f"{path}: samples of rank {arr.ndim - 1} for input '{spec.name}' of rank {len(spec.shape) - 1}")
+        result[spec.name] = ((samples - mean) / std).astype(np.float32) if mean.any() or (std != 1).any() else samples
+    return result
+
+
+def run_attempt(name, params, work):
+    folder = os.path.join(work, name)
+    shutil.rmtree(folder, ignore_errors=True)
+    params = dict(params, output_folder_path=folder)
+    params_file = os.path.join(work, f"{name}.json")
+    with open(params_file, "w") as fh:
+        json.dump(params, fh)
+    proc = subprocess.run([sys.executable, os.path.join(os.path.dirname(__file__), "onnx2tf_attempt.py"),
+                           params_file], cwd=work, capture_output=True, text=True)
+    log = ANSI.sub("", proc.stdout + proc.stderr)
+    with open(os.path.join(work, f"{name}.log"), "w") as fh:
+        fh.write(log)
+    return folder, proc.returncode, log
+
+
+def last_error(log):
+    lines = [ln.strip() for ln in log.splitlines() if ln.strip()]
+    errors = [ln for ln in lines if ln.startswith(("ERROR", "Error")) or "Error:" in ln or "error:" in ln]
+    return (errors or lines or ["no output"])[-1][:300]
+
+
+def check(folder, stem, reference, feeds):
+    """Max error of the float32 conversion relative to each output's scale (and the per-output layout)."""
+    path = os.path.join(folder, f"{stem}_float32.tflite")
+    if not os.path.exists(path):
+        return None, {}, "onnx2tf wrote no float32 .tflite"
+    model = runtimes.TFLiteModel(path)
+    tf_feeds, _ = runtimes.adapt_inputs(model.inputs, feeds)
+    got, layout = runtimes.adapt_outputs(model.run(tf_feeds), reference)
+    worst, where = 0.0, None
+    for name, ref in reference.items():
+        g = got.get(name)
+        if g is None or g.shape != ref.shape:
+            return float("inf"), layout, f"output '{name}' has shape {None if g is None else list(g.shape)}"
+        scale = float(np.max(np.abs(ref))) or 1.0
+        err = float(np.max(np.abs(ref.astype(np.float64) - g))) / scale
+        if not np.isfinite(err) or err > worst:
+            worst, where = (err if np.isfinite(err) else float("inf")), name
+    return worst, layout, (f"output '{where}'" if where else "")
+
+
+def first_bad_ops(log, limit=3):
+    return [{"onnx_output": m.group(1), "max_abs_err": float(m.group(2))} for m in CHECK_LINE.finditer(log)][:limit]
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--input", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--to", default="tflite", choices=("tflite", "tf_saved_model"))
+    p.add_argument("--quantize", default="none", choices=sorted(VARIANT))
+    p.add_argument("--calibration")
+    p.add_argument("--mean")
+    p.add_argument("--std")
+    p.add_argument("--keep_nchw")
+    p.add_argument("--param_replacement")
+    p.add_argument("--remedies", default="auto", choices=("auto", "off"))
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args()
+
+    work = "/tmp/onnx2tf"
+    os.makedirs(work, exist_ok=True)
+    np.save(os.path.join(work, SAMPLE_NAME),
+            np.random.default_rng(0).uniform(0.0, 1.0, (20, 128, 128, 3)).astype(np.float32))
+    stem = "model"
+    onnx_path = os.path.join(work, f"{stem}.onnx")
+    shutil.copyfile(args.input, onnx_path)
+    model = runtimes.OnnxModel(onnx_path)
+    ranked = [s.name for s in model.inputs if len(s.shape) >= 3]
+    if args.keep_nchw in (None, "false"):
+        keep = []
+    elif args.keep_nchw == "true":
+        keep = ranked
+    else:
+        keep = csv(args.keep_nchw)
+        unknown = [k for k in keep if k not in [s.name for s in model.inputs]]
+        if unknown:
+            reject(f"--keep_nchw names no input '{unknown[0]}'; inputs: {', '.join(s.name for s in model.inputs)}")
+    feeds = runtimes.random_feeds(model.inputs, args.seed)
+    reference = dict(model.run(feeds))
+
+    base = {"input_onnx_file_path": onnx_path, "output_signaturedefs": True,
+            "copy_onnx_input_output_names_to_tflite": True, "non_verbose": False, "verbosity": "info"}
+    if keep:
+        base["keep_ncw_or_nchw_or_ncdhw_input_names"] = keep
+    if args.param_replacement:
+        base["param_replacement_file"] = args.param_replacement
+    if args.quantize == "dynamic":
+        base["output_dynamic_range_quantized_tflite"] = True
+    if args.quantize in ("int8", "int8-full"):
+        if not args.calibration:
+            reject(f"--quantize {args.quantize} needs --calibration")
+        mean, std = parse_floats(args.mean, "mean"), parse_floats(args.std, "std")
+        cind = []
+        for i, (name, arr) in enumerate(calibration_arrays(args.calibration, model, keep, mean, std).items()):
+            path = os.path.join(work, f"calibration_{i}.npy")
+            np.save(path, arr)
+            cind.append([name, path, [0.0], [1.0]])
+        base.update(output_integer_quantized_tflite=True, custom_input_op_name_np_data_path=cind,
+                    input_quant_dtype="int8", output_quant_dtype="int8")
+
+    presimplified = os.path.join(work, f"{stem}_simplified.onnx")
+    remedies = [("default", {})]
+    if args.remedies == "auto":
+        remedies += [
+            ("accuracy_check_and_auto_param_replacement", {"check_onnx_tf_outputs_elementwise_close_full": True,
+                                                           "auto_generate_json": True}),
+            ("no_layout_optimizations", {"disable_suppression_flextranspose": True,
+                                         "disable_suppression_flexstridedslice": True}),
+        ]
+        if not keep and ranked:
+            remedies.append(("keep_inputs_nchw", {"keep_ncw_or_nchw_or_ncdhw_input_names": ranked}))
+        remedies += [("onnxsim_first", {"input_onnx_file_path": presimplified, "not_use_onnxsim": True}),
+                     ("without_onnxsim", {"not_use_onnxsim": True})]
+
+    tried, chosen = [], None
+    for name, extra in remedies:
+        params = dict(base, **extra)
+        if name == "onnxsim_first":
+            ok, note = simplify(onnx_path, presimplified)
+            if not ok:
+                tried.append({"remedy": name, "passed": False, "error": note})
+                continue
+        if name.startswith("accuracy_check") and args.param_replacement:
+            continue  # the user's replacement JSON is in force; no automatic search over it
+        print(f"onnx2tf: attempt '{name}'", file=sys.stderr, flush=True)
+        folder, code, log = run_attempt(name, params, work)
+        record = {"remedy": name, "options": sorted(extra)}
+        if name.startswith("accuracy_check"):
+            record["first_unmatched_ops"] = first_bad_ops(log)
+            found = glob.glob(os.path.join(folder, "*_auto.json")) + glob.glob(os.path.join(work, "*_auto.json"))
+            if found:
+                record["generated_json"] = os.path.basename(found[0])
+                shutil.copyfile(found[0], os.path.join(work, "auto_param_replacement.json"))
+                folder, code, log = run_attempt(name + "_converted", dict(base, param_replacement_file=os.path.join(
+                    work, "auto_param_replacement.json")), work)
+            else:
+                record["generated_json"] = None
+        if code != 0:
+            record.update(passed=False, error=last_error(log))
+            tried.append(record)
+            continue
+        err, layout, where = check(folder, stem, reference, feeds)
+        record.update(max_rel_err=err, where=where, output_layout=layout)
+        record["passed"] = err is not None and err <= CHECK_TOLERANCE
+        tried.append(record)
+        if record["passed"]:
+            chosen = (name, folder)
+            break
+        if args.remedies == "off":
+            break
+
+    if chosen is None:
+        summary = "; ".join(f"{t['remedy']}: " + (t.get("error") or f"max error {t.get('max_rel_err', 0):.3g} of the "
+                                                                     f"output scale at {t.get('where')}") for t in tried)
+        print(json.dumps({"tried": tried}, indent=1, default=str), file=sys.stderr)
+        raise SystemExit(f"ERROR: onnx2tf did not convert {os.path.basename(args.input)} faithfully "
+                         f"(tolerance {CHECK_TOLERANCE:g}); tried {summary}")
+    name, folder = chosen
+    info = {"remedies": {"tried": tried, "used": name}, "quantize": args.quantize, "keep_nchw": keep,
+            "onnx_inputs": [s.to_json() for s in model.inputs]}
+    if args.to == "tflite":
+        variant = os.path.join(folder, f"{stem}_{VARIANT[args.quantize]}.tflite")
+        if not os.path.exists(variant):
+            raise SystemExit(f"ERROR: onnx2tf wrote no {os.path.basename(variant)} for --quantize {args.quantize}")
+        shutil.copyfile(variant, os.path.join(args.out, "model.tflite"))
+        final = runtimes.TFLiteModel(os.path.join(args.out, "model.tflite"))
+        counts = final.op_counts()
+        info.update(transpose_ops=counts.get("TRANSPOSE", 0), ops=counts, onnx2tf_variant=os.path.basename(variant),
+                    tflite_inputs=[s.to_json() for s in final.inputs])
+        artifacts = ["model.tflite"]
+    else:
+        target = os.path.join(args.out, "saved_model")
+        shutil.copytree(folder, target, ignore=shutil.ignore_patterns("*.tflite", "*.json"))
+        artifacts = ["saved_model"]
+    step_done(args.out, artifacts, **info)
+
+
+def simplify(src, dst):
+    import onnx
+    import onnxsim
+
+    try:
+        simplified, ok = onnxsim.simplify(onnx.load(src))
+    except Exception as exc:
+        return False, f"onnxsim failed: {first_line(exc)}"
+    if not ok:
+        return False, "onnxsim could not validate its simplification"
+    onnx.save(simplified, dst)
+    return True, ""
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,85 @@
+"""PyTorch -> ONNX with torch.onnx.
+
+    export_onnx.py --input MODEL --out DIR --input_shape 1,3,224,224[:...] [--model_code FILE.py:Class]
+                   [--model_args JSON] [--opset N] [--dynamic_batch true] [--input_names a,b] [--output_names y]
+                   [--exporter auto|dynamo|torchscript]
+Writes DIR/model.onnx and DIR/step.json. TorchScript input goes through the TorchScript exporter (torch.export
+cannot trace a ScriptModule); everything else through the dynamo exporter, torch.onnx's default.
+"""
+
+import argparse
+import os
+import warnings
+
+import onnx
+import torch
+
+import torch_models
+from common import csv, first_line, reject, shapes, step_done
+
+
+def onnx_io(model):
+    def dims(value_info):
+        return [d.dim_param or d.dim_value for d in value_info.type.tensor_type.shape.dim]
+
+    init = {i.name for i in model.graph.initializer}
+    return ([{"name": i.name, "shape": dims(i)} for i in model.graph.input if i.name not in init],
+            [{"name": o.name, "shape": dims(o)} for o in model.graph.output])
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--input", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--input_shape", required=True)
+    p.add_argument("--model_code")
+    p.add_argument("--model_args")
+    p.add_argument("--opset", type=int)
+    p.add_argument("--dynamic_batch", default="false")
+    p.add_argument("--input_names")
+    p.add_argument("--output_names")
+    p.add_argument("--exporter", default="auto")
+    args = p.parse_args()
+
+    model, kind = torch_models.load(args.input, args.model_code, args.model_args)
+    in_shapes = shapes(args.input_shape)
+    arrays = torch_models.example_inputs(in_shapes)
+    outputs = torch_models.run(model, arrays, args.input_shape)  # also rejects a wrong input shape, in one line
+    input_names = csv(args.input_names) or [f"input_{i}" for i in range(len(arrays))]
+    output_names = csv(args.output_names) or [f"output_{i}" for i in range(len(outputs))]
+    if len(input_names) != len(arrays):
+        reject(f"--input_names names {len(input_names)} input(s); --input_shape gives {len(arrays)}")
+    if len(output_names) != len(outputs):
+        reject(f"--output_names names {len(output_names)} output(s); the model returns {len(outputs)}")
+    exporter = args.exporter
+    if exporter == "auto":
+        exporter = "torchscript" if kind == "torchscript" else "dynamo"
+    dynamic_axes = None
+    if args.dynamic_batch == "true":
+        dynamic_axes = {n: {0: "batch"} for n in input_names + output_names}
+    target = os.path.join(args.out, "model.onnx")
+    example = tuple(torch.from_numpy(a) for a in arrays)
+    kwargs = dict(input_names=input_names, output_names=output_names, dynamic_axes=dynamic_axes)
+    if args.opset:
+        kwargs["opset_version"] = args.opset
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            if exporter == "dynamo":
+                program = torch.onnx.export(model, example, dynamo=True, external_data=False, optimize=True,
+                                            verbose=False, **kwargs)
+                program.save(target)
+            else:
+                torch.onnx.export(model, example, target, dynamo=False, do_constant_folding=True, **kwargs)
+        except Exception as exc:
+            raise SystemExit(f"ERROR: torch.onnx ({exporter} exporter) failed: {first_line(exc)}")
+    exported = onnx.load(target)
+    onnx.checker.check_model(exported)
+    ins, outs = onnx_io(exported)
+    opset = next((o.version for o in exported.opset_import if o.domain in ("", "ai.onnx")), None)
+    step_done(args.out, ["model.onnx"], source_kind=kind, exporter=exporter, opset=opset,
+              ir_version=exported.ir_version, inputs=ins, outputs=outs, dynamic_batch=args.dynamic_batch == "true")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,132 @@
+"""Load a user's PyTorch model inside the torch stack (no network, read-only input): TorchScript, an
+ExportedProgram (.pt2), a pickled nn.Module, or a state_dict with --model_code FILE.py:ClassName.
+
+Unpickling a user's file runs code from it: that happens only here, in the no-network container."""
+
+import importlib.util
+import json
+import os
+import sys
+import zipfile
+
+import torch
+
+from common import first_line, reject
+
+
+def zip_names(path):
+    try:
+        with zipfile.ZipFile(path) as zf:
+            return zf.namelist()
+    except (zipfile.BadZipFile, OSError):
+        return []
+
+
+def kind_of(path):
+    """'torchscript', 'exported_program' or 'pickle' (a torch.save file: state_dict or whole module)."""
+    names = zip_names(path)
+    if any(n.endswith("serialized_exported_program.json") or "/models/model.json" in n for n in names) \
+            or path.endswith(".pt2"):
+        return "exported_program"
+    if any(n.split("/", 1)[-1].startswith("code/") for n in names) and any(n.endswith("constants.pkl")
+                                                                         for n in names):
+        return "torchscript"
+    return "pickle"
+
+
+def load_code(spec, args_json):
+    """--model_code FILE.py:ClassName (+ --model_args JSON): the user's class, instantiated."""
+    path, _, attr = spec.rpartition(":")
+    folder = os.path.dirname(path)
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+    module_name = os.path.splitext(os.path.basename(path))[0]
+    try:
+        mod_spec = importlib.util.spec_from_file_location(module_name, path)
+        module = importlib.util.module_from_spec(mod_spec)
+        sys.modules[module_name] = module
+        mod_spec.loader.exec_module(module)
+    except Exception as exc:
+        reject(f"{path}: importing it failed ({first_line(exc)})")
+    cls = getattr(module, attr, None)
+    if cls is None:
+        reject(f"{path}: defines no '{attr}'")
+    ctor = json.loads(args_json) if args_json else {}
+    try:
+        if isinstance(ctor, list):
+            return cls(*ctor)
+        return cls(**ctor)
+    except Exception as exc:
+        reject(f"{path}: {attr}({args_json or ''}) raised {first_line(exc)}")
+
+
+def load(path, model_code=None, model_args=None):
+    """(module to call, kind) with the module in eval mode."""
+    kind = kind_of(path)
+    name = os.path.basename(path)
+    if kind == "torchscript":
+        try:
+            model = torch.jit.load(path, map_location="cpu")
+        except Exception as exc:
+            reject(f"{name}: not a loadable TorchScript file ({first_line(exc)})")
+        return model.eval(), kind
+    if kind == "exported_program":
+        try:
+            program = torch.export.load(path)
+        except Exception as exc:
+            reject(f"{name}: not a loadable ExportedProgram ({first_line(exc)})")
+        return program.module(), kind
+    if model_code:
+        module = load_code(model_code, model_args)
+        # a module pickled from a script refers to __main__.ClassName
+        setattr(sys.modules["__main__"], model_code.rpartition(":")[2], type(module))
+    try:
+        # a state_dict needs no code execution; a whole pickled module does (and needs its class importable)
+        obj = torch.load(path, map_location="cpu", weights_only=not model_code)
+    except Exception as exc:
+        if not model_code and "weights_only" in str(exc):
+            reject(f"{name}: a pickled object that is not a state_dict; give its class with --model_code "
+                   f"FILE.py:ClassName")
+        reject(f"{name}: not a PyTorch file ({first_line(exc)})")
+    if isinstance(obj, torch.nn.Module):
+        return obj.eval(), "module"
+    if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
+        obj = obj["state_dict"]  # a training checkpoint
+    if isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+        if not model_code:
+            reject(f"{name}: a state_dict ({len(obj)} tensors) needs its model class: --model_code FILE.py:ClassName")
+        try:
+            module.load_state_dict(obj)
+        except Exception as exc:
+            reject(f"{name}: does not fit {model_code.rpartition(':')[2]} ({first_line(exc)})")
+        return module.eval(), "state_dict"
+    reject(f"{name}: holds a {type(obj).__name__}, not a model or a state_dict")
+
+
+def example_inputs(shapes, rng=None):
+    import numpy as np
+
+    rng = rng or np.random.default_rng(0)
+    return [rng.uniform(-1.0, 1.0, s).astype("float32") for s in shapes]
+
+
+def flat_outputs(result):
+    """A model's result as a list of tensors (tuples, lists and dicts flattened in order)."""
+    if isinstance(result, torch.Tensor):
+        return [result]
+    if isinstance(result, (list, tuple)):
+        return [t for r in result for t in flat_outputs(r)]
+    if isinstance(result, dict):
+        return [t for k in result for t in flat_outputs(result[k])]
+    reject(f"the model returns a {type(result).__name__}; only tensors (or tuples/lists/dicts of them) convert")
+
+
+def run(model, arrays, shapes_text):
+    """Call the model on numpy arrays; a shape the model rejects is the user's input error."""
+    with torch.no_grad():
+        try:
+            result = model(*[torch.from_numpy(a) for a in arrays])
+        except Exception as exc:
+            reject(f"--input_shape {shapes_text}: the model rejects inputs of shape "
+                   f"{' and '.join(str(list(a.shape)) for a in arrays)} ({first_line(exc)})")
+    return [t.detach().cpu().numpy() for t in flat_outputs(result)]
