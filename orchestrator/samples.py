@@ -20,13 +20,15 @@ SAMPLES = {
     # TorchScript, ExportedProgram, state_dict + net.py, pickled module, calibration.npy; CNN architectures that
     # stress NCHW -> NHWC conversion (densely connected, inception, fire modules, channel shuffle)
     "pytorch": ("torch", "make_torch.py", ("cnn", "resnet", "dense", "inception", "fire", "shuffle")),
+    # model.cfg + model.weights (random) shaped like the tiny YOLOs, 96x96 input, 3 classes; calibration.npy
+    "darknet": ("tf2", "make_darknet.py", ("yolov3-tiny", "yolov4-tiny")),
 }
 
 
 def _args(fmt, kind, seed):
     if fmt == "ssd":
         return ["--seed", str(seed)] + (["--quantized"] if kind == "quant" else [])
-    if fmt == "pytorch":
+    if fmt in ("pytorch", "darknet"):
         return ["--kind", kind, "--seed", str(seed)]
     return ["--kind", kind, "--format", fmt, "--seed", str(seed)]
 

@@ -26,6 +26,10 @@ REPORTED = ("tensorflow", "keras", "tf_keras", "torch", "onnx", "onnxruntime", "
 
 
 def versions():
+    """Versions of the libraries that matter, as installed in this image (imported or not: a step may run its
+    converter in a child process)."""
+    from importlib import metadata
+
     import numpy
 
     found = {"python": platform.python_version(), "numpy": numpy.__version__}
@@ -33,6 +37,11 @@ def versions():
         module = sys.modules.get(name)
         if module is not None and isinstance(getattr(module, "__version__", None), str):
             found[name] = module.__version__
+            continue
+        try:
+            found[name] = metadata.version(name.replace("_", "-"))
+        except metadata.PackageNotFoundError:
+            pass
     if "tensorflow" in sys.modules and "keras" not in found:
         try:
             import keras

@@ -218,7 +218,8 @@ def main():
         base.update(output_integer_quantized_tflite=True, custom_input_op_name_np_data_path=cind,
                     input_quant_dtype="int8", output_quant_dtype="int8")
 
-    presimplified = os.path.join(work, f"{stem}_simplified.onnx")
+    os.makedirs(os.path.join(work, "simplified"), exist_ok=True)
+    presimplified = os.path.join(work, "simplified", f"{stem}.onnx")  # same stem: same output file names
     remedies = [("default", {})]
     if args.remedies == "auto":
         remedies += [
@@ -270,8 +271,7 @@ def main():
             break
 
     if chosen is None:
-        summary = "; ".join(f"{t['remedy']}: " + (t.get("error") or f"max error {t.get('max_rel_err', 0):.3g} of the "
-                                                                     f"output scale at {t.get('where')}") for t in tried)
+        summary = "; ".join(f"{t['remedy']}: {describe(t)}" for t in tried)
         print(json.dumps({"tried": tried}, indent=1, default=str), file=sys.stderr)
         raise SystemExit(f"ERROR: onnx2tf did not convert {os.path.basename(args.input)} faithfully "
                          f"(tolerance {CHECK_TOLERANCE:g}); tried {summary}")
@@ -286,13 +286,23 @@ def main():
         final = runtimes.TFLiteModel(os.path.join(args.out, "model.tflite"))
         counts = final.op_counts()
         info.update(transpose_ops=counts.get("TRANSPOSE", 0), ops=counts, onnx2tf_variant=os.path.basename(variant),
-                    tflite_inputs=[s.to_json() for s in final.inputs])
+                    tflite_inputs=[s.to_json() for s in final.inputs],
+                    io_types={"inputs": [np.dtype(d["dtype"]).name for d in final.in_details],
+                              "outputs": [np.dtype(d["dtype"]).name for d in final.out_details]})
         artifacts = ["model.tflite"]
     else:
         target = os.path.join(args.out, "saved_model")
         shutil.copytree(folder, target, ignore=shutil.ignore_patterns("*.tflite", "*.json"))
         artifacts = ["saved_model"]
     step_done(args.out, artifacts, **info)
+
+
+def describe(attempt):
+    if attempt.get("error"):
+        return attempt["error"]
+    if attempt.get("max_rel_err") is None:
+        return attempt.get("where") or "no result"
+    return f"max error {attempt['max_rel_err']:.3g} of the output scale at {attempt.get('where')}"
 
 
 def simplify(src, dst):

@@ -62,18 +62,29 @@ def _quantized(d):
 
 class TFLiteModel:
     """The TFLite interpreter of this stack (TF 2.19, matching the converter); int8/uint8 inputs and outputs are
-    (de)quantized so comparisons are in float."""
+    (de)quantized so comparisons are in float. Tensors are named by the model's signature when it has one (onnx2tf
+    copies the ONNX input and output names there)."""
 
     def __init__(self, path):
         import tensorflow as tf
 
+        self.path = path
         try:
             self.interp = tf.lite.Interpreter(model_path=path, num_threads=os.cpu_count())
         except Exception as exc:
             reject(f"{os.path.basename(path)}: cannot load TFLite model ({first_line(exc)})")
-        self.interp.allocate_tensors()
-        self.in_details = self.interp.get_input_details()
-        self.out_details = self.interp.get_output_details()
+        signatures = self.interp.get_signature_list()
+        self.runner = None
+        if len(signatures) == 1:
+            key = next(iter(signatures))
+            self.runner = self.interp.get_signature_runner(key)
+            ins, outs = self.runner.get_input_details(), self.runner.get_output_details()
+            self.in_details = [dict(ins[n], name=n) for n in signatures[key]["inputs"]]
+            self.out_details = [dict(outs[n], name=n) for n in signatures[key]["outputs"]]
+        else:
+            self.interp.allocate_tensors()
+            self.in_details = self.interp.get_input_details()
+            self.out_details = self.interp.get_output_details()
         self.inputs = [Spec(d["name"], list(d.get("shape_signature", d["shape"])),
                             np.float32 if _quantized(d) else d["dtype"]) for d in self.in_details]
         self.output_names = [d["name"] for d in self.out_details]
@@ -82,33 +93,44 @@ class TFLiteModel:
         return {d["name"]: float(d["quantization"][0]) for d in self.out_details if _quantized(d)}
 
     def op_counts(self):
+        """Operators of the model as stored (the XNNPACK delegate would hide the ops it takes over)."""
+        import tensorflow as tf
+
+        plain = tf.lite.Interpreter(model_path=self.path, experimental_op_resolver_type=(
+            tf.lite.experimental.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES))
         counts = {}
-        for op in self.interp._get_ops_details():
+        for op in plain._get_ops_details():
             counts[op["op_name"]] = counts.get(op["op_name"], 0) + 1
         return counts
 
     def run(self, feeds):
-        for d, spec in zip(self.in_details, self.inputs):
-            x = np.asarray(feeds[spec.name])
-            if list(d["shape"]) != list(x.shape):
-                self.interp.resize_tensor_input(d["index"], x.shape)
-        self.interp.allocate_tensors()
+        quantized = {}
         for d, spec in zip(self.in_details, self.inputs):
             x = np.asarray(feeds[spec.name])
             if _quantized(d):
                 scale, zero = d["quantization"]
                 info = np.iinfo(d["dtype"])
                 x = np.clip(np.round(x.astype(np.float64) / scale + zero), info.min, info.max)
-            self.interp.set_tensor(d["index"], x.astype(d["dtype"]))
-        self.interp.invoke()
-        result = []
-        for d in self.out_details:
-            v = self.interp.get_tensor(d["index"])
+            quantized[d["name"]] = x.astype(d["dtype"])
+        if self.runner is not None:
+            result = self.runner(**quantized)
+            raw = [(d, result[d["name"]]) for d in self.out_details]
+        else:
+            for d in self.in_details:
+                if list(d["shape"]) != list(quantized[d["name"]].shape):
+                    self.interp.resize_tensor_input(d["index"], quantized[d["name"]].shape)
+            self.interp.allocate_tensors()
+            for d in self.in_details:
+                self.interp.set_tensor(d["index"], quantized[d["name"]])
+            self.interp.invoke()
+            raw = [(d, self.interp.get_tensor(d["index"])) for d in self.out_details]
+        out = []
+        for d, v in raw:
             if _quantized(d):
                 scale, zero = d["quantization"]
                 v = ((v.astype(np.float64) - zero) * scale).astype(np.float32)
-            result.append((d["name"], v))
-        return result
+            out.append((d["name"], v))
+        return out
 
 
 class SavedModel:

@@ -113,6 +113,7 @@ class TFLiteModel:
 
     def __init__(self, path, args):
         tf = _tf()
+        self.path = path
         try:
             self.interp = tf.lite.Interpreter(model_path=path, num_threads=os.cpu_count())
         except Exception as exc:
@@ -130,6 +131,16 @@ class TFLiteModel:
             self.output_names = list(self.out_details)
         self.inputs = [Spec(n, d.get("shape_signature", d["shape"]), np.float32 if _quantized(d) else d["dtype"])
                        for n, d in self.in_details.items()]
+
+    def op_counts(self):
+        """Operators as stored in the model (the XNNPACK delegate would hide the ops it takes over)."""
+        tf = _tf()
+        plain = tf.lite.Interpreter(model_path=self.path, experimental_op_resolver_type=(
+            tf.lite.experimental.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES))
+        counts = {}
+        for op in plain._get_ops_details():
+            counts[op["op_name"]] = counts.get(op["op_name"], 0) + 1
+        return counts
 
     def details(self):
         def pack(d):

@@ -92,6 +92,8 @@ def main():
     }
     if hasattr(model, "details"):
         info["tensors"] = model.details()
+    if hasattr(model, "op_counts"):
+        info["transpose_ops"] = model.op_counts().get("TRANSPOSE", 0)
     if getattr(model, "checks", None):
         info["checks"] = model.checks
     write_json(os.path.join(args.out, "run.json"), info)

@@ -18,6 +18,9 @@ import torch_models
 from common import csv, first_line, reject, shapes, step_done
 
 
+MAX_NODES = 200  # node names listed in step.json (parameter-replacement JSON refers to them)
+
+
 def onnx_io(model):
     def dims(value_info):
         return [d.dim_param or d.dim_value for d in value_info.type.tensor_type.shape.dim]
@@ -77,8 +80,12 @@ def main():
     onnx.checker.check_model(exported)
     ins, outs = onnx_io(exported)
     opset = next((o.version for o in exported.opset_import if o.domain in ("", "ai.onnx")), None)
+    op_types = {}
+    for node in exported.graph.node:
+        op_types[node.op_type] = op_types.get(node.op_type, 0) + 1
     step_done(args.out, ["model.onnx"], source_kind=kind, exporter=exporter, opset=opset,
-              ir_version=exported.ir_version, inputs=ins, outputs=outs, dynamic_batch=args.dynamic_batch == "true")
+              ir_version=exported.ir_version, inputs=ins, outputs=outs, dynamic_batch=args.dynamic_batch == "true",
+              op_types=op_types, nodes=[{"name": n.name, "op_type": n.op_type} for n in exported.graph.node[:MAX_NODES]])
 
 
 if __name__ == "__main__":

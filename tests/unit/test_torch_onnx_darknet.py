@@ -1,0 +1,136 @@
+"""PyTorch / ONNX / Darknet routes: options, host-side input checks, planning and verification wiring (no Docker)."""
+
+import json
+import pickle
+
+import pytest
+
+from orchestrator import formats, machine, options, planner, routes
+from orchestrator import verify as verification
+from orchestrator.errors import InputError, UsageError
+
+PYTORCH = planner.plan("pytorch", "tflite")
+ONNX = planner.plan("onnx", "tflite")
+DARKNET = planner.plan("darknet", "tflite")
+
+
+def test_chains_cross_stacks():
+    assert [s.name for s in PYTORCH] == ["pytorch_to_onnx", "onnx_to_tflite"]
+    assert planner.stacks_of(PYTORCH) == ["torch", "onnx2tf"]
+    assert [s.name for s in DARKNET] == ["darknet_to_keras", "keras_to_tflite"]
+    assert [s.name for s in planner.plan("onnx", "tf_saved_model")] == ["onnx_to_tf_saved_model"]
+
+
+def test_dashed_options_and_model_code(tmp_path):
+    code = tmp_path / "net.py"
+    code.write_text("class Net: pass\n")
+    got = options.validate(PYTORCH, {"input-shape": (1, 3, 32, 32), "model-code": f"{code}:Net",
+                                     "model-args": '{"num_classes": 10}', "opset": 17})
+    assert got["input_shape"] == "1,3,32,32" and got["opset"] == 17
+    assert got["model_code"] == options.CodeRef(code.resolve(), "Net")
+    assert json.loads(got["model_args"]) == {"num_classes": 10}
+    inputs, mounted = options.mounts(["model_code"], got)
+    # the code's folder is mounted (it may import its neighbours); the step gets FILE:Name in the container
+    assert inputs == {str(tmp_path.resolve()): "/in/opt/model_code"}
+    assert mounted["model_code"] == "/in/opt/model_code/net.py:Net"
+    assert options.as_args(["model_code"], got, mounted) == ["--model_code", "/in/opt/model_code/net.py:Net"]
+
+
+@pytest.mark.parametrize("value, error, match", [
+    ("net.py", UsageError, "wants FILE.py:Name"),
+    ("missing.py:Net", InputError, "no such file"),
+    ("{tmp}/net.txt:Net", InputError, "is not a Python file"),
+    ("{tmp}/net.py:1Net", UsageError, "wants FILE.py:Name"),
+])
+def test_bad_model_code(tmp_path, value, error, match):
+    (tmp_path / "net.py").write_text("")
+    (tmp_path / "net.txt").write_text("")
+    with pytest.raises(error, match=match):
+        options.validate(PYTORCH, {"input_shape": "1,3,8,8", "model_code": value.format(tmp=tmp_path)})
+
+
+@pytest.mark.parametrize("bad", ["{oops", "3"])
+def test_model_args_must_be_a_json_list_or_object(bad):
+    with pytest.raises(UsageError, match="--model_args"):
+        options.validate(PYTORCH, {"input_shape": "1,3,8,8", "model_args": bad})
+
+
+def test_required_and_paired_options(tmp_path):
+    with pytest.raises(UsageError, match="pytorch -> onnx needs --input_shape"):
+        options.validate(PYTORCH, {})
+    with pytest.raises(UsageError, match="darknet -> keras needs --weights"):
+        options.validate(DARKNET, {})
+    with pytest.raises(UsageError, match="--quantize int8-full needs --calibration"):
+        options.validate(ONNX, {"quantize": "int8-full"})
+    with pytest.raises(UsageError, match="--mean needs --std"):
+        options.validate(ONNX, {"mean": "0.5"})
+    # int8-full is onnx2tf's; the Keras route's TFLite converter step does not offer it
+    with pytest.raises(UsageError, match="not available in step keras_to_tflite"):
+        options.validate(planner.plan("keras", "tflite"), {"quantize": "int8-full", "calibration": str(tmp_path)})
+
+
+def _write(path, data):
+    path.write_bytes(data)
+    return path
+
+
+def test_pytorch_input_checks_read_only_the_first_bytes(tmp_path):
+    zipped = _write(tmp_path / "m.pt", b"PK\x03\x04rest")
+    assert formats.check_input("pytorch", zipped) == zipped.resolve()
+    legacy = _write(tmp_path / "old.pt", pickle.dumps({"a": 1}, protocol=2))
+    assert formats.check_input("pytorch", legacy) == legacy.resolve()
+    with pytest.raises(InputError, match="is an HDF5 .Keras. file"):
+        formats.check_input("pytorch", _write(tmp_path / "k.pt", b"\x89HDF\r\n\x1a\n" + b"\0" * 16))
+    with pytest.raises(InputError, match="looks like an ONNX model"):
+        formats.check_input("pytorch", _write(tmp_path / "o.pt", b"\x08\x07\x12\x07pytorch"))
+    with pytest.raises(InputError, match=r"notes.pt: is not a PyTorch file"):
+        formats.check_input("pytorch", _write(tmp_path / "notes.pt", b"hello"))
+
+
+def test_onnx_and_darknet_input_checks(tmp_path):
+    good = _write(tmp_path / "m.onnx", b"\x08\x07\x12\x07pytorch")
+    assert formats.check_input("onnx", good) == good.resolve()
+    with pytest.raises(InputError, match="is a PyTorch/zip file"):
+        formats.check_input("onnx", _write(tmp_path / "z.onnx", b"PK\x03\x04"))
+    with pytest.raises(InputError, match="no ModelProto"):
+        formats.check_input("onnx", _write(tmp_path / "t.onnx", b"text"))
+    cfg = tmp_path / "y.cfg"
+    cfg.write_text("# comment\n[net]\nwidth=96\n")
+    assert formats.check_input("darknet", cfg) == cfg.resolve()
+    cfg.write_text("[convolutional]\nfilters=1\n")
+    with pytest.raises(InputError, match=r"y.cfg: is not a Darknet .cfg: it must start with a \[net\] section"):
+        formats.check_input("darknet", cfg)
+
+
+def test_verification_runs_where_the_layout_bridge_is():
+    check = verification.check_for("pytorch", "tflite")
+    assert (check.reference.stack, check.reference.script) == ("torch", "run_torch.py")
+    assert check.result.stack == "onnx2tf"  # its interpreter matches its converter, and it transposes NCHW
+    assert verification.check_for("onnx", "tf_saved_model").reference == routes.RUNNERS["onnx"]
+    assert verification.check_for("darknet", "tflite").reference_format == "keras"
+    assert verification.check_for("onnx", "tfjs_graph_model") is None  # declared unverified
+
+
+def test_collect_keeps_layout_and_transpose_count(tmp_path):
+    ref, got, cmp = (tmp_path / n for n in ("ref", "got", "cmp"))
+    for d in (ref, got, cmp):
+        d.mkdir()
+    (cmp / "verification.json").write_text(json.dumps({"passed": True, "outputs": []}))
+    (ref / "run.json").write_text(json.dumps({"origin": {"kind": "random"}, "inputs": [], "outputs": []}))
+    (ref / "inputs.npz").write_bytes(b"x")
+    (got / "run.json").write_text(json.dumps({"outputs": [], "input_layout": {"x": "NCHW->NHWC"},
+                                              "output_layout": {"y": "same"}, "transpose_ops": 2}))
+    runs = [type("R", (), {"out_dir": d})() for d in (ref, got, cmp)]
+    record = verification.collect(runs, tmp_path / "keep")
+    assert record["layout"] == {"input": {"x": "NCHW->NHWC"}, "output": {"y": "same"}}
+    assert record["transpose_ops"] == 2
+
+
+def test_pip_find_links_from_env_and_config(tmp_path, monkeypatch):
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    monkeypatch.setattr(machine, "pip_config", lambda: {"global.find-links": f"file://{wheels} https://x.example/"})
+    monkeypatch.delenv("PIP_FIND_LINKS", raising=False)
+    assert machine.pip_find_links() == [wheels]
+    monkeypatch.setenv("PIP_FIND_LINKS", str(tmp_path / "absent"))
+    assert machine.pip_find_links() == []
