@@ -32,12 +32,17 @@ def cases(models):
         "ssd_float": ["ssd", ssd_f / "ssd_model"],
         "ssd_uint8": ["ssd", ssd_q / "ssd_model", "--quantize", "uint8"],
         "ssd_mlir": ["ssd", ssd_f / "ssd_model", "--converter", "mlir"],
+        "pytorch_float": ["pytorch", models["pytorch"] / "model.pt", "--input-shape", "1,3,32,32"],
+        "pytorch_int8_full": ["pytorch", models["pytorch"] / "model.pt", "--input-shape", "1,3,32,32", "--quantize",
+                              "int8-full", "--calibration", models["pytorch"] / "calibration.npy"],
+        "darknet_float": ["darknet", models["darknet"] / "model.cfg", "--weights", models["darknet"] / "model.weights"],
     }
 
 
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--repeat", type=int, default=2)
+    p.add_argument("--only", help="comma list of cases to run (default: all)")
     args = p.parse_args()
     targets = {k: v for k, v in json.loads((HERE / "targets.json").read_text()).items() if not k.startswith("_")}
     with tempfile.TemporaryDirectory() as tmp:
@@ -45,9 +50,17 @@ def main():
         orch("sample", "keras", tmp / "keras")
         orch("sample", "ssd", tmp / "ssd_float")
         orch("sample", "ssd", tmp / "ssd_quant", "--kind", "quant")
-        models = {"keras": tmp / "keras", "ssd_float": tmp / "ssd_float", "ssd_quant": tmp / "ssd_quant"}
-        results = {}
+        orch("sample", "pytorch", tmp / "pytorch", "--kind", "resnet")
+        orch("sample", "darknet", tmp / "darknet", "--kind", "yolov4-tiny")
+        models = {"keras": tmp / "keras", "ssd_float": tmp / "ssd_float", "ssd_quant": tmp / "ssd_quant",
+                  "pytorch": tmp / "pytorch", "darknet": tmp / "darknet"}
+        only = set(args.only.split(",")) if args.only else None
+        previous = HERE / "results.json"
+        # a partial run (--only) keeps the other cases' last results
+        results = json.loads(previous.read_text())["results"] if only and previous.exists() else {}
         for name, argv in cases(models).items():
+            if only and name not in only:
+                continue
             walls, convert, verify = [], [], []
             for i in range(args.repeat):
                 out = tmp / f"{name}-{i}"
