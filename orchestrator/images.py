@@ -21,7 +21,7 @@ SUITES = ("bookworm", "bullseye")
 REGISTRY_BASES = {"bookworm": "debian:bookworm-slim", "bullseye": "debian:bullseye-slim"}
 LABEL = "org.orchestrator"
 HASH_IGNORE = {"__pycache__", "_build", ".pytest_cache"}
-SHARED = "shared"  # images/shared/: step helpers copied into the stacks whose stack.json says "shared": true
+SHARED = "shared"  # images/shared/: build recipes (NAME.Dockerfile) and the step helpers of the recipe stacks
 
 
 def images_dir():
@@ -37,8 +37,19 @@ class Stack:
     base: str  # Debian suite of the base image
     runs_formats: tuple
     lock: str = "requirements.lock"  # the stack's hash-pinned dependency lock
-    shared: bool = False  # takes images/shared/ into its build context (as _build/shared/)
+    recipe: str = ""  # images/shared/<recipe>.Dockerfile instead of an own Dockerfile; brings images/shared/ along
+    smoke_test: str = ""  # Python the recipe runs in the finished image (its main libraries import)
     wheelhouse: str = ""  # why the build needs local wheels (default wheelhouse: pip's find-links)
+
+    @property
+    def shared(self):
+        return bool(self.recipe)
+
+    @property
+    def dockerfile(self):
+        if self.recipe:
+            return self.path.parent / SHARED / f"{self.recipe}.Dockerfile"
+        return self.path / "Dockerfile"
 
     @property
     def repository(self):
@@ -84,11 +95,12 @@ def load_stack(path):
     if meta["base"] not in SUITES:
         raise EnvironmentProblem(f"{meta_file}: base '{meta['base']}' is not one of {', '.join(SUITES)}")
     lock = meta.get("lock", "requirements.lock")
-    for required in ("Dockerfile", lock):
-        if not (path / required).is_file():
-            raise EnvironmentProblem(f"{path / required}: missing (every stack needs its Dockerfile and lock)")
-    return Stack(path.name, path, meta["description"], meta["base"], tuple(meta.get("runs_formats", ())), lock,
-                 bool(meta.get("shared", False)), meta.get("wheelhouse", ""))
+    stack = Stack(path.name, path, meta["description"], meta["base"], tuple(meta.get("runs_formats", ())), lock,
+                  meta.get("recipe", ""), meta.get("smoke_test", ""), meta.get("wheelhouse", ""))
+    for required in (stack.dockerfile, path / lock):
+        if not required.is_file():
+            raise EnvironmentProblem(f"{required}: missing (every stack needs a Dockerfile, or a recipe, and a lock)")
+    return stack
 
 
 def discover_stacks(root=None):
@@ -193,8 +205,10 @@ def _prepare_context(stack, opts, tmp):
         shutil.copyfile(ca, build / "ca.crt")
     else:
         (build / "ca.crt").write_text("")
-    if stack.shared:
-        shutil.copytree(stack.path.parent / SHARED, build / "shared", ignore=shutil.ignore_patterns(*HASH_IGNORE, "*.pyc"))
+    if stack.recipe:
+        shutil.copyfile(stack.dockerfile, ctx / "Dockerfile")
+        shutil.copytree(stack.path.parent / SHARED, build / "shared",
+                        ignore=shutil.ignore_patterns(*HASH_IGNORE, "*.pyc", "*.Dockerfile"))
     if opts.wheelhouse:
         folders = [Path(opts.wheelhouse)]
     elif stack.wheelhouse:
@@ -261,7 +275,9 @@ def build_stack(engine, stack, opts=None, force=False, log=print):
             raise EnvironmentProblem(f"base image {base} is missing; run `orchestrator images base --suite {stack.base}`")
         build_base(engine, stack.base, mirror=opts.mirror, from_registry=opts.from_registry, log=log)
         base_info = engine.image(base)
-    args = dict(build_args(opts, (stack.path / "Dockerfile").read_text()), BASE_IMAGE=base)
+    args = dict(build_args(opts, stack.dockerfile.read_text()), BASE_IMAGE=base)
+    if stack.smoke_test:
+        args["SMOKE_TEST"] = stack.smoke_test
     log(f"building {tag} from {stack.path} (base {base})")
     with tempfile.TemporaryDirectory(prefix=f"orchestrator-build-{stack.name}-") as tmp:
         ctx = _prepare_context(stack, opts, tmp)

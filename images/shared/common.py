@@ -114,3 +114,22 @@ def load_array_file(path):
         return [np.load(path, allow_pickle=False)]
     except Exception as exc:  # numpy raises several types for bad files
         reject(f"{path}: not a readable numpy file ({first_line(exc)})")
+
+
+def runner_arguments(formats=None, options=()):
+    """The command line every verification runner takes (the host's verify.plan_runs writes it):
+    --format F --input MODEL --out DIR, then --make-inputs [--seed N] [--sample_input FILE] as the reference or
+    --inputs REF/inputs.json as the result; `options`: the format options this runner accepts (--name VALUE)."""
+    import argparse
+
+    p = argparse.ArgumentParser()
+    p.add_argument("--format", required=True, choices=formats)
+    p.add_argument("--input", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--make-inputs", action="store_true")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--sample_input")
+    p.add_argument("--inputs")
+    for name in options:
+        p.add_argument("--" + name)
+    return p.parse_args()

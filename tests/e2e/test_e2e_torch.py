@@ -73,11 +73,13 @@ def test_state_dict_with_code_to_tflite(torch_samples, tmp_path):
     meta = json.loads((sample / "sample.json").read_text())
     out = tmp_path / "out"
     proc = cli("convert", "pytorch", sample / "state_dict.pt", out, "--to", "tflite", "--input-shape", SHAPE,
-               "--model-code", sample / meta["model_code"].replace("net.py", "net.py"), "--model-args",
-               meta["model_args"])
+               "--model-code", sample / meta["model_code"], "--model-args", meta["model_args"], "--dynamic-batch")
     assert proc.returncode == 0, proc.stderr[-3000:]
     m = check_torch_route(out, ["pytorch_to_onnx", "onnx_to_tflite"])
     assert m["steps"][0]["info"]["source_kind"] == "state_dict" and m["steps"][0]["info"]["exporter"] == "dynamo"
+    # a dynamic batch dimension survives ONNX and onnx2tf
+    assert m["steps"][0]["info"]["inputs"][0]["shape"][0] == "batch"
+    assert m["steps"][1]["info"]["tflite_inputs"][0]["shape"] == [None, 32, 32, 3]
     assert m["options"]["model_code"].endswith("net.py:SmallResNet")
 
 

@@ -25,7 +25,13 @@ def test_shared_step_helpers_are_in_the_tag_and_the_context(stack_root):
     assert stack.tag() != before
     engine = FakeEngine(images={images.base_ref("bookworm"): {"id": "sha256:base"}})
     images.build_stack(engine, stack, images.BuildOptions(), log=lambda _: None)
-    assert "_build/shared/common.py" in engine.builds[0]["files"]
+    build = engine.builds[0]
+    assert "_build/shared/common.py" in build["files"] and "Dockerfile" in build["files"]
+    assert "_build/shared/python-venv.Dockerfile" not in build["files"]
+    assert build["buildargs"]["SMOKE_TEST"] == stack.smoke_test and "tensorflow" in stack.smoke_test
+    # the recipe is part of every recipe stack's tag
+    (stack_root / "shared" / "python-venv.Dockerfile").write_text("FROM scratch\n")
+    assert stack.tag() != before
 
 
 def test_wheelhouse_stack_defaults_to_pip_find_links(stack_root, tmp_path, monkeypatch):

@@ -7,25 +7,16 @@ inputs transposed to the converted model's layout (NCHW -> NHWC) and writes its 
 as the reference's (read from REF_DIR/outputs.npz), recording the layout in run.json.
 """
 
-import argparse
 import os
 
 import numpy as np
 
 import runtimes
-from common import load_array_file, reject, save_json_arrays, step_done, write_json
+from common import load_array_file, reject, runner_arguments, save_json_arrays, step_done, write_json
 
 
 def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("--format", required=True, choices=sorted(runtimes.LOADERS))
-    p.add_argument("--input", required=True)
-    p.add_argument("--out", required=True)
-    p.add_argument("--make-inputs", action="store_true")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--sample_input")
-    p.add_argument("--inputs")
-    args = p.parse_args()
+    args = runner_arguments(formats=sorted(runtimes.LOADERS))
 
     model = runtimes.load(args.format, args.input)
     info = {}

@@ -5,13 +5,12 @@
 Writes DIR/inputs.npz (with --make-inputs), DIR/outputs.npz, DIR/run.json and DIR/step.json.
 """
 
-import argparse
 import os
 
 import numpy as np
 
 import models
-from common import load_array_file, reject, save_json_arrays, step_done, write_json
+from common import load_array_file, reject, runner_arguments, save_json_arrays, step_done, write_json
 
 
 def concrete_shape(spec):
@@ -55,18 +54,8 @@ def match_inputs(specs, given, source):
 
 
 def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("--format", required=True)
-    p.add_argument("--input", required=True)
-    p.add_argument("--out", required=True)
-    p.add_argument("--make-inputs", action="store_true")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--sample_input")
-    p.add_argument("--inputs")
-    for name in ("signature_name", "saved_model_tags", "input_arrays", "output_arrays", "input_shapes",
-                 "max_detections", "output_node_names"):
-        p.add_argument("--" + name)
-    args = p.parse_args()
+    args = runner_arguments(options=("signature_name", "saved_model_tags", "input_arrays", "output_arrays",
+                                     "input_shapes", "max_detections", "output_node_names"))
 
     model = models.load(args.format, args.input, args)
     if args.make_inputs:

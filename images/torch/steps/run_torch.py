@@ -6,13 +6,12 @@ Inputs are named as the ONNX export names them (--input_names, default input_0, 
 (--output_names, default output_0, ...). Writes inputs.npz/.json (with --make-inputs), outputs.npz, run.json.
 """
 
-import argparse
 import os
 
 import numpy as np
 
 import torch_models
-from common import csv, load_array_file, reject, save_json_arrays, shapes, step_done, write_json
+from common import csv, load_array_file, reject, runner_arguments, save_json_arrays, shapes, step_done, write_json
 
 
 def given_arrays(given, names, in_shapes, source):
@@ -33,20 +32,10 @@ def given_arrays(given, names, in_shapes, source):
 
 
 def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("--format", default="pytorch")
-    p.add_argument("--input", required=True)
-    p.add_argument("--out", required=True)
-    p.add_argument("--make-inputs", action="store_true")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--sample_input")
-    p.add_argument("--inputs")
-    p.add_argument("--input_shape", required=True)
-    p.add_argument("--model_code")
-    p.add_argument("--model_args")
-    p.add_argument("--input_names")
-    p.add_argument("--output_names")
-    args = p.parse_args()
+    args = runner_arguments(formats=["pytorch"], options=("input_shape", "model_code", "model_args", "input_names",
+                                                          "output_names"))
+    if not args.input_shape:
+        reject("the PyTorch runner needs --input_shape")
 
     model, kind = torch_models.load(args.input, args.model_code, args.model_args)
     in_shapes = shapes(args.input_shape)

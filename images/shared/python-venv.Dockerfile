@@ -1,7 +1,9 @@
-# Torch stack (CPU only). Built by `orchestrator images build torch`, which supplies BASE_IMAGE, a _build/ folder
-# holding an optional extra CA bundle, the step helpers shared by the Python stacks, and a wheelhouse with the
-# CPU-only torch wheel (by default the find-links folder of the machine's pip configuration; PyPI's default torch is
-# a multi-GB CUDA build). CA bundle, wheelhouse and index URLs live only in the `build` stage.
+# The Python 3 stacks' recipe (tf2, torch, onnx2tf: stack.json "recipe": "python-venv"). Built by
+# `orchestrator images build STACK`, which supplies BASE_IMAGE (a debootstrapped Debian imported without a
+# registry, or a registry base), SMOKE_TEST (stack.json "smoke_test") and a _build/ folder holding an optional
+# extra CA bundle, an optional wheelhouse (torch's CPU-only wheel) and these shared step helpers. The CA bundle,
+# the wheelhouse and any index URL live only in the `build` stage: the final image receives the finished
+# virtualenv, the stack's steps/ and nothing else. The stack's requirements.lock decides what is installed.
 ARG BASE_IMAGE=orchestrator/debian:bookworm
 
 FROM ${BASE_IMAGE} AS runtime
@@ -14,7 +16,9 @@ RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3-venv \
  && rm -rf /var/lib/apt/lists/*
 COPY requirements.lock /tmp/requirements.lock
-COPY _build/ /tmp/build/
+# only what pip needs: a change to the shared step helpers must not invalidate the installed virtualenv
+COPY _build/ca.crt /tmp/build/ca.crt
+COPY _build/wheelhouse/ /tmp/build/wheelhouse/
 ARG PIP_INDEX_URL=""
 ARG PIP_EXTRA_INDEX_URL=""
 RUN set -e; \
@@ -29,7 +33,9 @@ RUN set -e; \
 FROM runtime
 COPY --from=build /opt/venv /opt/venv
 ENV PATH=/opt/venv/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/tmp PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 \
-    CUDA_VISIBLE_DEVICES="" OMP_NUM_THREADS=2
+    TF_CPP_MIN_LOG_LEVEL=3 CUDA_VISIBLE_DEVICES=""
 COPY _build/shared/ /opt/steps/
 COPY steps/ /opt/steps/
-RUN python -c "import torch, onnx, onnxscript; print('torch', torch.__version__, 'onnx', onnx.__version__)"
+# the stack's smoke test (stack.json "smoke_test"): its main libraries import
+ARG SMOKE_TEST="import numpy"
+RUN python -c "$SMOKE_TEST"
