@@ -83,6 +83,18 @@ def test_state_dict_with_code_to_tflite(torch_samples, tmp_path):
     assert m["options"]["model_code"].endswith("net.py:SmallResNet")
 
 
+def test_pickled_module_with_its_code_to_onnx(torch_samples, tmp_path):
+    sample = torch_samples["cnn"]
+    out = tmp_path / "onnx"
+    proc = cli("convert", "pytorch", sample / "module.pt", out, "--to", "onnx", "--input-shape", SHAPE,
+               "--model-code", sample / "net.py:SmallCNN", "--output-names", "probabilities")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    m = check_torch_route(out, ["pytorch_to_onnx"])
+    assert m["steps"][0]["info"]["source_kind"] == "module"
+    assert [o["name"] for o in m["steps"][0]["info"]["outputs"]] == ["probabilities"]
+    assert m["verification"]["steps"][1]["stack"] == "onnx2tf"  # onnxruntime runs the result
+
+
 def test_onnx_to_tflite_int8_full_with_calibration(onnx_model, torch_samples, tmp_path):
     m = manifest(onnx_model)
     assert m["verification"]["passed"] and m["steps"][0]["info"]["source_kind"] == "exported_program"
