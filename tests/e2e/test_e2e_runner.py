@@ -59,9 +59,12 @@ def test_memory_limit(samples, engine, tmp_path):
 
 def test_ctrl_c_removes_the_container_and_the_partial_output(samples, engine, tmp_path):
     session, env = session_env()
+    # a shell without job control starts background jobs with SIGINT ignored, and the child would inherit that:
+    # give the CLI the default disposition, as a terminal's Ctrl-C finds it
     p = subprocess.Popen([sys.executable, "-m", "orchestrator", "convert", "keras",
                           str(samples[("keras", "cnn")] / "model.h5"), str(tmp_path / "out")],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
     def running():
         return [c for c in step_containers(engine, session) if c.status == "running"]
