@@ -152,14 +152,32 @@ class Orchestrator:
 
 
 def _normalize_argv(argv):
-    """`--no-flag` -> `--flag=False` (fire's own spelling is `--noflag`); `--a-b` is kept (fire maps it)."""
-    out = []
-    for arg in argv:
-        if arg.startswith("--no-") and "=" not in arg and len(arg) > 5:
+    """`--no-flag` -> `--flag=False` (fire's own spelling is `--noflag`); `--a-b` is kept (fire maps it).
+    A repeatable route flag (routes.REPEATABLE, e.g. one --input-signature per input) given several times becomes
+    one flag whose values are joined with ';' (fire would keep only the last)."""
+    from orchestrator.routes import REPEATABLE
+
+    out, repeated, i = [], {}, 0
+    while i < len(argv):
+        arg = argv[i]
+        flag, eq, value = arg.partition("=")
+        name = flag[2:].replace("-", "_") if flag.startswith("--") else None
+        if name in REPEATABLE:
+            if not eq:
+                if i + 1 >= len(argv):
+                    out.append(arg)  # let fire report the missing value
+                    break
+                value, i = argv[i + 1], i + 1
+            if name not in repeated:
+                repeated[name] = []
+                out.append((name,))  # placeholder: the joined flag goes where the first one was
+            repeated[name].append(value)
+        elif arg.startswith("--no-") and "=" not in arg and len(arg) > 5:
             out.append(f"--{arg[5:]}=False")
         else:
             out.append(arg)
-    return out
+        i += 1
+    return [f"--{a[0]}={';'.join(repeated[a[0]])}" if isinstance(a, tuple) else a for a in out]
 
 
 def main(argv=None):

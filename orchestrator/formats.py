@@ -19,7 +19,7 @@ class Format:
     artifact: str  # name of the artifact a step writes for this format, inside its output folder
     internal: bool = False  # an intermediate format of a route, not offered as FROM or TO
     transit: bool = True  # may sit in the middle of a chain (TF.js formats only start or end one)
-    with_folder: bool = False  # the file needs its folder (TF.js weight shards beside model.json)
+    with_folder: bool = False  # the file needs its folder (TF.js weight shards beside model.json; code's imports)
 
 
 FORMATS = {f.name: f for f in (
@@ -37,6 +37,8 @@ FORMATS = {f.name: f for f in (
     Format("pytorch", "PyTorch model: TorchScript (torch.jit.save), ExportedProgram (.pt2), or a state_dict / "
            "pickled module with --model_code FILE.py:Class", "file", "model.pt"),
     Format("darknet", "Darknet .cfg, with its .weights given by --weights", "file", "model.cfg"),
+    Format("jax", "JAX/Flax model as code: FILE.py:build, where build() returns (apply_fn, params)", "code",
+           "module.py", transit=False, with_folder=True),
     Format("ssd", "TF1 Object Detection API SSD: model-zoo folder (pipeline.config + checkpoint) or its .tar.gz",
            "dir", "ssd"),
     Format("ssd_graph", "SSD graph exported for TFLite (tflite_graph.pb + ssd.json)", "file", "tflite_graph.pb",
@@ -69,6 +71,8 @@ def check_input(fmt_name, path, weights_dir=None):
     if "://" in str(path):
         raise InputError(path, "is a URL; conversions run with no network: download the model (e.g. the Hub "
                                "module's .tar.gz, unpacked) and give its folder")
+    if fmt.kind == "code":
+        return check_code(path, fmt_name)
     path = Path(path)
     if not path.exists():
         raise InputError(path, "no such file or folder")
@@ -82,6 +86,25 @@ def check_input(fmt_name, path, weights_dir=None):
     elif checker:
         checker(path)
     return path.resolve()
+
+
+def check_code(text, fmt_name="jax"):
+    """FILE.py:NAME as INPUT: returns the resolved path with ':NAME' kept (its folder is what gets mounted, and
+    the container reads FILE.py:NAME from it). Only the file's existence is checked here: it runs in a container."""
+    file, sep, name = str(text).rpartition(":")
+    if not sep or not file or not name.isidentifier():
+        raise UsageError(f"'{text}': format '{fmt_name}' takes FILE.py:FUNCTION, e.g. module.py:build")
+    path = Path(file)
+    if not path.is_file():
+        raise InputError(path, "no such file")
+    if path.suffix != ".py":
+        raise InputError(path, "is not a Python file (.py)")
+    return Path(f"{path.resolve()}:{name}")
+
+
+def code_file(path):
+    """The .py file of a FILE.py:NAME input."""
+    return Path(str(path).rpartition(":")[0])
 
 
 def _check_ssd(path):

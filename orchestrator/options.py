@@ -11,6 +11,7 @@ from orchestrator import routes
 from orchestrator.errors import InputError, UsageError
 
 SHAPES_RE = re.compile(r"^-?\d+(,-?\d+)*(:-?\d+(,-?\d+)*)*$")
+SIGNATURE_RE = re.compile(r"^(([0-9]+|[A-Za-z_][A-Za-z0-9_]*)(,([0-9]+|[A-Za-z_][A-Za-z0-9_]*))*)?(:[a-z0-9]+)?$")
 IDENTIFIER_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 
 
@@ -23,6 +24,15 @@ class CodeRef:
 
     def __str__(self):
         return f"{self.path}:{self.attr}"
+
+
+def _repeated(value):
+    """The values of a repeatable option: the CLI gives a list when the flag was repeated."""
+    if isinstance(value, list):
+        return value
+    if isinstance(value, str):
+        return value.split(";")
+    return [value]
 
 
 def _join(value):
@@ -89,6 +99,24 @@ def coerce(option, value):
         if not path.exists():
             raise InputError(path, f"no such file or folder (given to {name})")
         return path.resolve()
+    if option.kind == "signatures":  # SHAPE:DTYPE[;SHAPE:DTYPE...] (one per input; the flag may repeat)
+        parts = [",".join(map(str, p)) if isinstance(p, (list, tuple)) else str(p).strip() for p in _repeated(value)]
+        parts = [p for p in parts if p]
+        for part in parts:
+            if not SIGNATURE_RE.match(part.replace(" ", "")):
+                raise UsageError(f"{name} wants SHAPE:DTYPE, e.g. 3,4:float32 or b,4:float32 (got '{part}')")
+        if not parts:
+            raise UsageError(f"{name} wants SHAPE:DTYPE, e.g. 3,4:float32")
+        return ";".join(p.replace(" ", "") for p in parts)
+    if option.kind == "polyshapes":  # '(b, 4)' per input
+        parts = []
+        for part in _repeated(value):
+            if isinstance(part, (list, tuple)):  # fire read (3, 4) as a tuple
+                part = "(" + ", ".join(map(str, part)) + ("," if len(part) == 1 else "") + ")"
+            parts.append(str(part).strip())
+        if not parts or any(not (p.startswith("(") and p.endswith(")")) for p in parts):
+            raise UsageError(f"{name} wants a jax2tf shape per input, e.g. '(b, 4)' (got '{value}')")
+        return ";".join(parts)
     if option.kind == "code":  # FILE.py:Name
         text = _join(value)
         file, sep, attr = text.rpartition(":")

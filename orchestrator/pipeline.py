@@ -123,7 +123,9 @@ def convert(engine, source, input_path, output_dir, to="tflite", options=None, v
     out, staging = _prepare_output(output_dir, force)
     try:
         work = staging / ".work"
-        if formats.get(source).with_folder:  # model.json and its shards, not the whole folder
+        if formats.get(source).kind == "code":  # FILE.py:NAME: the file's hash
+            input_hashes = file_hashes(formats.code_file(src))
+        elif formats.get(source).with_folder:  # model.json and its shards, not the whole folder
             shards = formats.check_weights_manifest(src, json.loads(src.read_text()), values.get("weights_path_prefix"))
             input_hashes = {src.name: sha256_file(src), **{f.name: sha256_file(f) for f in shards}}
         else:

@@ -114,6 +114,12 @@ OPTIONS = {o.name: o for o in (
     Option("std", "csv", "calibration normalization (x - mean) / std, per channel"),
     # Darknet
     Option("weights", "path", "the Darknet .weights file of the .cfg"),
+    # JAX / Flax
+    Option("input_signature", "signatures", "an input of apply_fn as SHAPE:DTYPE, e.g. 3,4:float32 or b,4:float32 "
+           "(a name is a dynamic dimension); repeat the flag for several inputs"),
+    Option("polymorphic_shapes", "polyshapes", "jax2tf polymorphic shape of an input, e.g. '(b, 4)'; repeat per "
+           "input (default: derived from the signature's names)"),
+    Option("params", "path", "Flax msgpack params (flax.serialization) passed to build(params)"),
     # verification
     Option("sample_input", "path", "verify on this .npy/.npz instead of seeded random inputs"),
     Option("seed", "int", "seed of the random verification inputs", default=0),
@@ -137,6 +143,7 @@ TFLITE_CHOICES = (("quantize", ("none", "float16", "dynamic", "int8")),)
 TFLITE_OPTIONS = ("quantize", "calibration", "inference_input_type", "inference_output_type", "allow_custom_ops",
                   "model_tflite")
 
+JAX_OPTIONS = ("input_signature", "polymorphic_shapes", "params")
 TORCH_EXPORT_OPTIONS = ("input_shape", "model_code", "model_args", "opset", "dynamic_batch", "input_names",
                         "output_names", "exporter")
 ONNX2TF_OPTIONS = ("keep_nchw", "param_replacement", "remedies")
@@ -184,6 +191,8 @@ STEPS = (
     Step("onnx_to_tf_saved_model", "onnx", "tf_saved_model", "onnx2tf", "onnx2tf_convert.py",
          ("--to", "tf_saved_model"), ONNX2TF_OPTIONS),
     Step("darknet_to_keras", "darknet", "keras", "tf2", "darknet_to_keras.py", (), ("weights",)),
+    # JAX / Flax -> SavedModel (jax2tf, as tensorflowjs' convert_jax does it), then the TF.js or TFLite converter
+    Step("jax_to_tf_saved_model", "jax", "tf_saved_model", "tf2", "jax_to_saved_model.py", (), JAX_OPTIONS),
     # TF1 Object Detection API SSD
     Step("ssd_export", "ssd", "ssd_graph", "tf1", "ssd_export.py", (), SSD_EXPORT_OPTIONS),
     Step("ssd_toco", "ssd_graph", "tflite", "tf1", "ssd_toco.py", (), SSD_CONVERT_OPTIONS,
@@ -204,6 +213,7 @@ RUNNERS = {r.format: r for r in (
     Runner("pytorch", "torch", "run_torch.py", options=("input_shape", "model_code", "model_args", "input_names",
                                                          "output_names")),
     Runner("onnx", "onnx2tf"),
+    Runner("jax", "tf2", "run_jax.py", options=JAX_OPTIONS),
 )}
 
 # onnx2tf's results run in its own stack: its TFLite interpreter matches its converter, and its runner
@@ -237,9 +247,13 @@ REQUIRES = {
 STEP_REQUIRED = {
     "pytorch_to_onnx": ("input_shape",),
     "darknet_to_keras": ("weights",),
+    "jax_to_tf_saved_model": ("input_signature",),
     "tf_frozen_model_to_tflite": ("input_arrays", "output_arrays"),
     "tf_frozen_model_to_tfjs_graph": ("output_node_names",),
 }
+
+# options that may be given several times (one value per input): joined with ';' in the order given
+REPEATABLE = ("input_signature", "polymorphic_shapes")
 
 # options that go together
 TOGETHER = (("base_model", "base_layer"), ("mean", "std"))

@@ -22,13 +22,15 @@ SAMPLES = {
     "pytorch": ("torch", "make_torch.py", ("cnn", "resnet", "dense", "inception", "fire", "shuffle")),
     # model.cfg + model.weights (random) shaped like the tiny YOLOs, 96x96 input, 3 classes; calibration.npy
     "darknet": ("tf2", "make_darknet.py", ("yolov3-tiny", "yolov4-tiny")),
+    # module.py (build(params=None) -> (apply_fn, params)) and params.msgpack: a Flax Dense layer or a small CNN
+    "jax": ("tf2", "make_jax.py", ("dense", "cnn")),
 }
 
 
 def _args(fmt, kind, seed):
     if fmt == "ssd":
         return ["--seed", str(seed)] + (["--quantized"] if kind == "quant" else [])
-    if fmt in ("pytorch", "darknet"):
+    if fmt in ("pytorch", "darknet", "jax"):
         return ["--kind", kind, "--seed", str(seed)]
     return ["--kind", kind, "--format", fmt, "--seed", str(seed)]
 
