@@ -36,6 +36,8 @@ def cases(models):
         "pytorch_int8_full": ["pytorch", models["pytorch"] / "model.pt", "--input-shape", "1,3,32,32", "--quantize",
                               "int8-full", "--calibration", models["pytorch"] / "calibration.npy"],
         "darknet_float": ["darknet", models["darknet"] / "model.cfg", "--weights", models["darknet"] / "model.weights"],
+        "jax_tfjs": ["jax", f"{models['jax'] / 'module.py'}:build", "--to", "tfjs_graph_model", "--input-signature",
+                     "b,4:float32"],
     }
 
 
@@ -52,8 +54,9 @@ def main():
         orch("sample", "ssd", tmp / "ssd_quant", "--kind", "quant")
         orch("sample", "pytorch", tmp / "pytorch", "--kind", "resnet")
         orch("sample", "darknet", tmp / "darknet", "--kind", "yolov4-tiny")
+        orch("sample", "jax", tmp / "jax", "--kind", "dense")
         models = {"keras": tmp / "keras", "ssd_float": tmp / "ssd_float", "ssd_quant": tmp / "ssd_quant",
-                  "pytorch": tmp / "pytorch", "darknet": tmp / "darknet"}
+                  "pytorch": tmp / "pytorch", "darknet": tmp / "darknet", "jax": tmp / "jax"}
         only = set(args.only.split(",")) if args.only else None
         previous = HERE / "results.json"
         # a partial run (--only) keeps the other cases' last results
