@@ -133,3 +133,22 @@ def runner_arguments(formats=None, options=()):
     for name in options:
         p.add_argument("--" + name)
     return p.parse_args()
+
+
+def import_user_file(path):
+    """Import a user's Python file by path, as a module named after it, with its folder importable (the code may
+    import its neighbours). A failure is the user's input error. Runs only inside a no-network container."""
+    import importlib.util
+
+    folder = os.path.dirname(path)
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+    name = os.path.splitext(os.path.basename(path))[0]
+    try:
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        reject(f"{path}: importing it failed ({first_line(exc)})")
+    return module

@@ -2,13 +2,11 @@
 (apply_fn, params); input signatures "SHAPE:DTYPE" with symbolic dimensions for shape polymorphism.
 The user's file runs only here, in the no-network container with its folder mounted read-only."""
 
-import importlib.util
 import os
-import sys
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
-from common import first_line, reject  # noqa: E402
+from common import first_line, import_user_file, reject  # noqa: E402
 
 DTYPES = ("float32", "float16", "bfloat16", "int32", "int64", "int8", "uint8", "bool")
 SYMBOLIC_SIZE = 2  # a symbolic dimension's size in the verification inputs (not 1: that would hide a broadcast)
@@ -65,17 +63,7 @@ def polymorphic_shapes(text, sigs):
 
 def load_build(spec):
     path, _, attr = spec.rpartition(":")
-    folder = os.path.dirname(path)
-    if folder not in sys.path:
-        sys.path.insert(0, folder)
-    name = os.path.splitext(os.path.basename(path))[0]
-    try:
-        mod_spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(mod_spec)
-        sys.modules[name] = module
-        mod_spec.loader.exec_module(module)
-    except Exception as exc:
-        reject(f"{path}: importing it failed ({first_line(exc)})")
+    module = import_user_file(path)
     build = getattr(module, attr, None)
     if build is None:
         found = sorted(n for n, v in vars(module).items() if callable(v) and not n.startswith("_"))

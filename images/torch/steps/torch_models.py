@@ -3,7 +3,6 @@ ExportedProgram (.pt2), a pickled nn.Module, or a state_dict with --model_code F
 
 Unpickling a user's file runs code from it: that happens only here, in the no-network container."""
 
-import importlib.util
 import json
 import os
 import sys
@@ -11,7 +10,7 @@ import zipfile
 
 import torch
 
-from common import first_line, reject
+from common import first_line, import_user_file, reject
 
 
 def zip_names(path):
@@ -37,17 +36,7 @@ def kind_of(path):
 def load_code(spec, args_json):
     """--model_code FILE.py:ClassName (+ --model_args JSON): the user's class, instantiated."""
     path, _, attr = spec.rpartition(":")
-    folder = os.path.dirname(path)
-    if folder not in sys.path:
-        sys.path.insert(0, folder)
-    module_name = os.path.splitext(os.path.basename(path))[0]
-    try:
-        mod_spec = importlib.util.spec_from_file_location(module_name, path)
-        module = importlib.util.module_from_spec(mod_spec)
-        sys.modules[module_name] = module
-        mod_spec.loader.exec_module(module)
-    except Exception as exc:
-        reject(f"{path}: importing it failed ({first_line(exc)})")
+    module = import_user_file(path)
     cls = getattr(module, attr, None)
     if cls is None:
         reject(f"{path}: defines no '{attr}'")
