@@ -40,10 +40,19 @@ class Stack:
     recipe: str = ""  # images/shared/<recipe>.Dockerfile instead of an own Dockerfile; brings images/shared/ along
     smoke_test: str = ""  # Python the recipe runs in the finished image (its main libraries import)
     wheelhouse: str = ""  # why the build needs local wheels (default wheelhouse: pip's find-links)
+    helpers: tuple = ()  # files of images/shared/ a stack with its own Dockerfile takes (into _build/shared/)
 
     @property
     def shared(self):
         return bool(self.recipe)
+
+    def shared_files(self):
+        """The files of images/shared/ this stack's image carries: all step helpers for a recipe stack, else
+        the ones stack.json names in "shared_helpers"."""
+        folder = self.path.parent / SHARED
+        if self.recipe:
+            return [f for f in _hashed_files(folder) if not f.name.endswith(".Dockerfile")]
+        return [folder / name for name in self.helpers]
 
     @property
     def dockerfile(self):
@@ -56,9 +65,14 @@ class Stack:
         return f"{REPO}/{self.name}"
 
     def content_hash(self):
-        if not self.shared:
+        if self.shared:
+            extra = content_hash(self.path.parent / SHARED)
+        elif self.helpers:
+            extra = hashlib.sha256(b"".join(f.name.encode() + b"\0" + hashlib.sha256(f.read_bytes()).digest()
+                                            for f in self.shared_files())).hexdigest()
+        else:
             return content_hash(self.path)
-        return hashlib.sha256((content_hash(self.path) + content_hash(self.path.parent / SHARED)).encode()).hexdigest()
+        return hashlib.sha256((content_hash(self.path) + extra).encode()).hexdigest()
 
     def tag(self):
         return f"{self.repository}:{self.content_hash()[:12]}"
@@ -96,8 +110,9 @@ def load_stack(path):
         raise EnvironmentProblem(f"{meta_file}: base '{meta['base']}' is not one of {', '.join(SUITES)}")
     lock = meta.get("lock", "requirements.lock")
     stack = Stack(path.name, path, meta["description"], meta["base"], tuple(meta.get("runs_formats", ())), lock,
-                  meta.get("recipe", ""), meta.get("smoke_test", ""), meta.get("wheelhouse", ""))
-    for required in (stack.dockerfile, path / lock):
+                  meta.get("recipe", ""), meta.get("smoke_test", ""), meta.get("wheelhouse", ""),
+                  tuple(meta.get("shared_helpers", ())))
+    for required in (stack.dockerfile, path / lock, *stack.shared_files()):
         if not required.is_file():
             raise EnvironmentProblem(f"{required}: missing (every stack needs a Dockerfile, or a recipe, and a lock)")
     return stack
@@ -207,8 +222,9 @@ def _prepare_context(stack, opts, tmp):
         (build / "ca.crt").write_text("")
     if stack.recipe:
         shutil.copyfile(stack.dockerfile, ctx / "Dockerfile")
-        shutil.copytree(stack.path.parent / SHARED, build / "shared",
-                        ignore=shutil.ignore_patterns(*HASH_IGNORE, "*.pyc", "*.Dockerfile"))
+    (build / "shared").mkdir()
+    for f in stack.shared_files():
+        shutil.copyfile(f, build / "shared" / f.name)
     if opts.wheelhouse:
         folders = [Path(opts.wheelhouse)]
     elif stack.wheelhouse:

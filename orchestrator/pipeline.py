@@ -99,6 +99,10 @@ def _step_run(i, step, current, values, tagged, work, first):
     inputs.update(option_inputs)
     args = list(step.args) + ["--input", model_in] + extra
     args += opts_mod.as_args(names, values, mounted)
+    if step.checks_itself:  # judged on the verification's inputs, by the verification's criterion
+        given_inputs, given = verification_mod.plan_mounts(values)
+        inputs.update(given_inputs)
+        args += ["--plan", json.dumps(verification_mod.input_plan(values, given, mode="none"))]
     return StepRun(step.name, step.stack, *tagged[step.stack], step.script, args, inputs, work / f"{i}-{step.name}")
 
 
@@ -220,15 +224,6 @@ def convert(engine, source, input_path, output_dir, to="tflite", options=None, v
 
 
 def summary(manifest):
-    v = manifest["verification"]
-    if v.get("skipped"):
-        check = f"verification skipped ({v['reason']})"
-    else:
-        if any("max_err_steps" in o for o in v["outputs"]):
-            worst = max(o.get("max_err_steps", 0.0) for o in v["outputs"])
-            check = f"verified: max error {worst:.2g} quantization steps (tolerance {v['tolerance']:g}, mode {v['mode']})"
-        else:
-            worst = max((o.get("max_rel_err", 0.0) for o in v["outputs"]), default=0.0)
-            check = f"verified: max error {worst:.2g} of output scale (tolerance {v['tolerance']:g}, mode {v['mode']})"
     arts = ", ".join(manifest["artifacts"])
-    return f"{manifest['route']['from']} -> {manifest['route']['to']}: {manifest['output_dir']}/{{{arts}, manifest.json}}; {check}"
+    return (f"{manifest['route']['from']} -> {manifest['route']['to']}: {manifest['output_dir']}/{{{arts}, "
+            f"manifest.json}}; {verification_mod.describe(manifest['verification'])}")

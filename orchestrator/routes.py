@@ -29,6 +29,7 @@ class Step:
     options: tuple = ()  # names of Options this step accepts
     choices: tuple = ()  # (option, allowed values) pairs narrowing an option's choices for this step
     when: tuple = ()  # (option, value): the step is chosen only when the option has that value
+    checks_itself: bool = False  # judges its own attempts on the verification's input plan (gets --plan)
 
 
 @dataclass(frozen=True)
@@ -121,12 +122,15 @@ OPTIONS = {o.name: o for o in (
            "input (default: derived from the signature's names)"),
     Option("params", "path", "Flax msgpack params (flax.serialization) passed to build(params)"),
     # verification
-    Option("sample_input", "path", "verify on this .npy/.npz instead of seeded random inputs"),
+    Option("sample_input", "path", "verify on these inputs first (.npy: samples on axis 0, or one sample; .npz: "
+           "one array per input; a folder of .npy), besides the seeded random ones"),
     Option("seed", "int", "seed of the random verification inputs", default=0),
-    Option("tolerance", "float", "max error relative to the output scale (default by quantization mode)"),
+    Option("verify_samples", "int", "random verification inputs per distribution", default=8),
+    Option("tolerance", "float", "max error relative to the output scale (default: by quantization mode, raised "
+           "to 10x the source's own float32 noise)"),
 )}
 
-VERIFY_OPTIONS = ("sample_input", "seed", "tolerance")
+VERIFY_OPTIONS = ("sample_input", "seed", "verify_samples", "tolerance")
 
 TFJS_OUT = ("quantize_float16", "quantize_uint8", "quantize_uint16", "weight_shard_size_bytes", "metadata")
 TFJS_GRAPH_OUT = TFJS_OUT + ("strip_debug_ops", "control_flow_v2", "use_structured_outputs_names")
@@ -187,9 +191,10 @@ STEPS = (
     # PyTorch -> ONNX (torch stack), ONNX -> TFLite / SavedModel (onnx2tf stack), Darknet -> Keras (TF2 stack)
     Step("pytorch_to_onnx", "pytorch", "onnx", "torch", "export_onnx.py", (), TORCH_EXPORT_OPTIONS),
     Step("onnx_to_tflite", "onnx", "tflite", "onnx2tf", "onnx2tf_convert.py", ("--to", "tflite"),
-         ONNX2TF_TFLITE_OPTIONS, choices=(("quantize", ("none", "float16", "dynamic", "int8", "int8-full")),)),
+         ONNX2TF_TFLITE_OPTIONS, choices=(("quantize", ("none", "float16", "dynamic", "int8", "int8-full")),),
+         checks_itself=True),
     Step("onnx_to_tf_saved_model", "onnx", "tf_saved_model", "onnx2tf", "onnx2tf_convert.py",
-         ("--to", "tf_saved_model"), ONNX2TF_OPTIONS),
+         ("--to", "tf_saved_model"), ONNX2TF_OPTIONS, checks_itself=True),
     Step("darknet_to_keras", "darknet", "keras", "tf2", "darknet_to_keras.py", (), ("weights",)),
     # JAX / Flax -> SavedModel (jax2tf, as tensorflowjs' convert_jax does it), then the TF.js or TFLite converter
     Step("jax_to_tf_saved_model", "jax", "tf_saved_model", "tf2", "jax_to_saved_model.py", (), JAX_OPTIONS),

@@ -1,5 +1,10 @@
 """Shared verification: the source model and the converted model run on the same inputs, each in its own
-stack, and a compare step measures the difference against a tolerance chosen by quantization mode."""
+stack, and a compare step judges the difference (images/shared/parity.py: per distribution, degenerate outputs
+judged on their logits, the tolerance grounded in the source's own float32 noise).
+
+The inputs are an input plan the host writes and the reference runner carries out (images/shared/verify_io.py):
+a batch of samples from each of several distributions, and the user's own samples (--sample_input, and the
+--calibration data) first."""
 
 import json
 import shutil
@@ -21,6 +26,47 @@ def check_for(source, target, values=None):
     if source in routes.RUNNERS and target in routes.RUNNERS:
         return routes.Check(routes.RUNNERS[source], source, routes.RUNNERS[target])
     return None
+
+
+# the random distributions every verification draws from (a batch of --verify_samples inputs each); "pixels"
+# applies where an input's dtype (uint8) or the model (a 1/255 rescaling) says it takes pixel values
+DISTRIBUTIONS = (
+    {"name": "uniform", "kind": "uniform", "low": -1.0, "high": 1.0},
+    {"name": "normal", "kind": "normal", "mean": 0.0, "std": 1.0},
+    {"name": "image", "kind": "uniform", "low": 0.0, "high": 1.0},
+    {"name": "pixels", "kind": "uniform", "low": 0.0, "high": 255.0, "when": "pixels"},
+)
+# modes whose activations are quantized with calibrated ranges: inputs outside the user's data mean nothing, so
+# random distributions are reported but only the user's samples are judged (when there are any)
+INTEGER_MODES = ("int8", "int8-full", "uint8")
+GIVEN = ("sample_input", "calibration")  # the user's data, in the order it is preferred
+
+
+def usable_given(name, path):
+    """Whether a --sample_input/--calibration value holds arrays (a folder of images calibrates, not verifies)."""
+    path = Path(path)
+    if path.is_dir():
+        return any(path.glob("*.npy"))
+    return path.suffix in (".npy", ".npz")
+
+
+def input_plan(values, mounted, mode=None):
+    """The input plan (a JSON-able dict) for a reference runner or a self-checking step; `mounted` maps the
+    GIVEN options to their container paths."""
+    mode = mode or mode_of(values)
+    given = [{"name": n, "file": mounted[n], "judged": True} for n in GIVEN
+             if n in mounted and usable_given(n, values[n])]
+    judge_random = not (given and mode in INTEGER_MODES)
+    plan = {"seed": int(values.get("seed", 0)), "samples": int(values.get("verify_samples", 8)), "given": given,
+            "distributions": [dict(d, judged=judge_random) for d in DISTRIBUTIONS]}
+    if "tolerance" in values and mode_of(values) == "none":
+        plan["tolerance"] = float(values["tolerance"])
+    return plan
+
+
+def plan_mounts(values):
+    """({host path: container path}, {option: container path}) for the GIVEN options that are set."""
+    return opts_mod.mounts([n for n in GIVEN if n in values], values)
 
 
 def stacks_needed(check):
@@ -49,13 +95,15 @@ def plan_runs(check, src_path, from_step, artifact, values, images, work):
     # a step's artifact comes with its folder (files beside it, e.g. ssd.json); a user's input alone
     with_folder = from_step or formats.get(source).with_folder
     inputs = {str(src_path.parent): "/in/model"} if with_folder else {str(src_path): src_in}
-    option_inputs, mounted = opts_mod.mounts(src_runner.options + ("sample_input",), values)
+    option_inputs, mounted = opts_mod.mounts(src_runner.options, values)
     inputs.update(option_inputs)
-    ref_args = ["--format", source, "--input", src_in, "--make-inputs", "--seed", str(values.get("seed", 0))]
-    ref_args += opts_mod.as_args(src_runner.options + ("sample_input",), values, mounted)
+    given_inputs, given = plan_mounts(values)
+    inputs.update(given_inputs)
+    ref_args = ["--format", source, "--input", src_in, "--plan", json.dumps(input_plan(values, given))]
+    ref_args += opts_mod.as_args(src_runner.options, values, mounted)
     ref = StepRun("verify_source", src_runner.stack, *images[src_runner.stack], src_runner.script, ref_args,
                   inputs, ref_dir)
-    # every reference runner writes inputs.json (the TF.js runtime reads no .npz); artifacts come with their folder
+    # every reference runner writes inputs.json (readable by every stack); artifacts come with their folder
     got_args = ["--format", dst_runner.format, "--input", "/in/model/" + artifact.name, "--inputs",
                 "/in/ref/inputs.json"]
     got_args += opts_mod.as_args(dst_runner.options, values, {})
@@ -69,16 +117,25 @@ def plan_runs(check, src_path, from_step, artifact, values, images, work):
     return [ref, got, cmp]
 
 
+KEPT = (("verify-source", "inputs", "inputs"), ("verify-source", "outputs", "source_outputs"),
+        ("verify-source", "logits", "source_logits"), ("verify-source", "perturbed", "source_perturbed"),
+        ("verify-source", "perturbed_logits", "source_perturbed_logits"),
+        ("verify-result", "outputs", "result_outputs"), ("verify-result", "logits", "result_logits"))
+
+
 def collect(runs, keep_dir):
-    """Read the compare result; keep the verification inputs next to the artifacts; return the record."""
+    """Read the compare result; keep every verification array next to the artifacts; return the record."""
     ref, got, cmp = runs
     record = json.loads((Path(cmp.out_dir) / "verification.json").read_text())
     ref_info = json.loads((Path(ref.out_dir) / "run.json").read_text())
     got_info = json.loads((Path(got.out_dir) / "run.json").read_text())
-    record["inputs"] = {"origin": ref_info.get("origin"), "tensors": ref_info.get("inputs"),
+    groups = ref_info.get("groups") or []
+    record["inputs"] = {"samples": ref_info.get("samples"), "specs": ref_info.get("input_specs"),
+                        "distributions": [{k: v for k, v in g.items() if k != "start"} for g in groups],
                         "file": "verification/inputs.npz"}
     record["source_outputs"] = ref_info.get("outputs")
     record["result_outputs"] = got_info.get("outputs")
+    record["logits_ops"] = {"source": ref_info.get("logits") or {}, "result": got_info.get("logits") or {}}
     if "tensors" in got_info:
         record["result_tensors"] = got_info["tensors"]
     layout = {k: got_info[f"{k}_layout"] for k in ("input", "output") if got_info.get(f"{k}_layout")}
@@ -91,18 +148,21 @@ def collect(runs, keep_dir):
         record["passed"] = bool(record.get("passed")) and all(c["passed"] for c in got_info["checks"])
     keep_dir = Path(keep_dir)
     keep_dir.mkdir(parents=True, exist_ok=True)
-    for folder, name, kept in ((ref.out_dir, "inputs", "inputs"), (ref.out_dir, "outputs", "source_outputs"),
-                               (got.out_dir, "outputs", "result_outputs")):
+    folders = {"verify-source": Path(ref.out_dir), "verify-result": Path(got.out_dir)}
+    kept = []
+    for folder, name, as_name in KEPT:
         for ext in (".npz", ".json"):
-            if (Path(folder) / (name + ext)).exists():
-                shutil.copyfile(Path(folder) / (name + ext), keep_dir / (kept + ext))
+            if (folders[folder] / (name + ext)).exists():
+                shutil.copyfile(folders[folder] / (name + ext), keep_dir / (as_name + ext))
+                kept.append(f"verification/{as_name}{ext}")
                 break
-    record["inputs"]["file"] = next(f"verification/{p.name}" for p in sorted(keep_dir.glob("inputs.*")))
+    record["files"] = kept
+    record["inputs"]["file"] = next(f for f in kept if f.startswith("verification/inputs."))
     return record
 
 
 def check(record):
-    """Raise VerificationFailed with the worst output named, when parity failed."""
+    """Raise VerificationFailed with one line naming the worst output, when parity failed."""
     if record.get("passed"):
         return
     failed_checks = [c for c in record.get("checks", []) if not c["passed"]]
@@ -112,15 +172,52 @@ def check(record):
     if not record.get("outputs"):
         raise VerificationFailed(f"verification failed: {record.get('reason', 'no outputs to compare')}")
     bad = [o for o in record["outputs"] if not o.get("passed")]
+    if not bad:  # every output within tolerance, none of them conclusive
+        raise VerificationFailed(f"verification failed: {record.get('reason', 'inconclusive')}; verify on real "
+                                 "inputs with --sample_input FILE.npy (or skip with --no-verify)")
     worst = max(bad, key=lambda o: o.get("max_rel_err", float("inf")))
     if "reason" in worst:
         detail = f"output '{worst['name']}': {worst['reason']} ({worst['shape']} vs {worst['result_shape']})"
     else:
-        if "max_err_steps" in worst:
-            detail = (f"output '{worst['name']}' differs by {worst['max_err_steps']:.3g} quantization steps "
-                      f"(max abs {worst['max_abs_err']:.3g}), tolerance {record['tolerance']:g} steps")
+        where = f" on {worst['worst_distribution']} inputs" if worst.get("worst_distribution") else ""
+        stats = worst["by_distribution"].get(worst.get("worst_distribution"), {})
+        if stats.get("basis") == "logits" and not stats.get("logits", {}).get("passed", True):
+            lg = stats["logits"]
+            detail = (f"output '{worst['name']}' is saturated{where}; its logits differ by {lg['max_rel_err']:.3g} "
+                      f"of their scale (max abs {lg['max_abs_err']:.3g}), tolerance {worst['logits_tolerance']:.2g}")
+        elif "max_err_steps" in worst:
+            detail = (f"output '{worst['name']}' differs by {worst['max_err_steps']:.3g} quantization steps{where} "
+                      f"(max abs {worst['max_abs_err']:.3g}), tolerance {worst['tolerance']:g} steps")
         else:
-            detail = (f"output '{worst['name']}' differs by {worst['max_rel_err']:.3g} of its scale "
-                      f"(max abs {worst['max_abs_err']:.3g}), tolerance {record['tolerance']:g} for mode "
-                      f"{record['mode']}")
+            detail = (f"output '{worst['name']}' differs by {worst['max_rel_err']:.3g} of its scale{where} "
+                      f"(max abs {worst['max_abs_err']:.3g}), tolerance {worst['tolerance']:.2g} ("
+                      f"{worst['tolerance_source']})")
     raise VerificationFailed(f"verification failed: {detail}; --tolerance loosens it, --no-verify skips it")
+
+
+def describe(record):
+    """The summary line's part about verification."""
+    if record.get("skipped"):
+        return f"verification skipped ({record['reason']})"
+    dists = ", ".join(f"{d['name']} {d['count']}" for d in record["inputs"]["distributions"] if d.get("judged"))
+    reported = [d["name"] for d in record["inputs"]["distributions"] if not d.get("judged")]
+    outs = record["outputs"]
+    if any("max_err_steps" in o for o in outs):
+        worst = max(o.get("max_err_steps", 0.0) for o in outs)
+        figure = f"max error {worst:.2g} quantization steps"
+    else:
+        worst = max((o.get("max_rel_err", 0.0) for o in outs), default=0.0)
+        figure = f"max error {worst:.2g} of output scale"
+    line = f"verified on {record['inputs']['samples']} inputs ({dists}"
+    line += f"; {', '.join(reported)} reported only)" if reported else ")"
+    line += f": {figure} (tolerance {record['tolerance']:.2g}, mode {record['mode']})"
+    by_logits = [o["name"] for o in outs if "logits" in o.get("basis", "").split("+")]
+    if by_logits:
+        worst_logit = max(s["logits"]["max_rel_err"] for o in outs for s in o["by_distribution"].values()
+                          if s.get("basis") == "logits")
+        line += (f"; saturated output(s) {', '.join(by_logits)} judged on their logits where saturated "
+                 f"(max error {worst_logit:.2g})")
+    inconclusive = [o["name"] for o in outs if not o.get("conclusive")]
+    if inconclusive:
+        line += f"; inconclusive, not judged: {', '.join(inconclusive)}"
+    return line

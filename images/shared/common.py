@@ -70,14 +70,32 @@ def _jsonable(value):
     return str(value)
 
 
-def save_json_arrays(path, arrays):
-    """{name: array} -> JSON readable by the TF.js runtime stack (which has no .npz reader)."""
-    import numpy as np
+class Spec:
+    """A model input as a runtime declares it: name, shape (None: dynamic), dtype."""
 
-    doc = {k: {"shape": list(np.shape(v)), "dtype": "int32" if np.asarray(v).dtype.kind in "iu" else "float32",
-               "data": np.asarray(v).reshape(-1).tolist()} for k, v in arrays.items()}
-    with open(path, "w") as fh:
-        json.dump(doc, fh)
+    def __init__(self, name, shape, dtype):
+        import numpy as np
+
+        self.name, self.dtype = name, np.dtype(dtype)
+        # runtimes give ints, None, -1 or dimension names for dynamic sizes
+        self.shape = [int(d) if isinstance(d, (int, np.integer)) and d >= 0 else None for d in shape]
+
+    def concrete(self, dynamic=16):
+        """A runnable shape: a dynamic batch becomes 1, other dynamic sizes `dynamic`."""
+        return [1 if (d is None and i == 0) else (dynamic if d is None else d) for i, d in enumerate(self.shape)]
+
+    def fits(self, shape):
+        return len(shape) == len(self.shape) and all(d is None or d == s for d, s in zip(self.shape, shape))
+
+    def to_json(self):
+        return {"name": self.name, "shape": self.shape, "dtype": self.dtype.name}
+
+
+def save_json_arrays(path, arrays):
+    """{name: array} -> JSON readable by every stack, the TF.js runtime included (see verify_io)."""
+    import verify_io
+
+    verify_io.save_arrays(path, arrays)
 
 
 def step_done(out, artifacts, **info):
@@ -99,40 +117,126 @@ def shapes(value):
 
 
 def load_array_file(path):
-    """A .npy -> [array]; a .npz or .json ({name: {shape, dtype, data}}) -> {name: array} (in file order)."""
-    import numpy as np
+    """A .npy -> [array]; a .npz or .json -> {name: array} (in file order). A bad file is the user's error."""
+    import verify_io
 
     try:
-        if path.endswith(".json"):
-            with open(path) as fh:
-                doc = json.load(fh)
-            return {k: np.asarray(v["data"], dtype=v.get("dtype", "float32")).reshape(v["shape"])
-                    for k, v in doc.items()}
-        if path.endswith(".npz"):
-            with np.load(path, allow_pickle=False) as data:
-                return {k: data[k] for k in data.files}
-        return [np.load(path, allow_pickle=False)]
-    except Exception as exc:  # numpy raises several types for bad files
-        reject(f"{path}: not a readable numpy file ({first_line(exc)})")
+        return verify_io.load_arrays(path)
+    except verify_io.InputError as exc:
+        reject(str(exc))
 
 
 def runner_arguments(formats=None, options=()):
     """The command line every verification runner takes (the host's verify.plan_runs writes it):
-    --format F --input MODEL --out DIR, then --make-inputs [--seed N] [--sample_input FILE] as the reference or
-    --inputs REF/inputs.json as the result; `options`: the format options this runner accepts (--name VALUE)."""
+    --format F --input MODEL --out DIR, then --plan JSON as the reference (the input plan: distributions, seed,
+    samples, the user's files) or --inputs REF/inputs.json as the result; `options`: the format options this
+    runner accepts (--name VALUE)."""
     import argparse
 
     p = argparse.ArgumentParser()
     p.add_argument("--format", required=True, choices=formats)
     p.add_argument("--input", required=True)
     p.add_argument("--out", required=True)
-    p.add_argument("--make-inputs", action="store_true")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--sample_input")
+    p.add_argument("--plan")
     p.add_argument("--inputs")
     for name in options:
         p.add_argument("--" + name)
     return p.parse_args()
+
+
+# -- verification runs (every Python stack's runner) -----------------------------------------------
+ULP_PERTURBATION = "inputs moved by one float32 rounding step"
+
+
+def input_specs(model):
+    """The model's inputs as verify_io.InputSpecs: the model's own `input_specs()`, or its `inputs` with a
+    dynamic batch of 1 and other dynamic sizes of 16."""
+    import verify_io
+
+    if hasattr(model, "input_specs"):
+        return model.input_specs()
+    return [verify_io.InputSpec(s.name, s.concrete(), s.dtype) for s in model.inputs]
+
+
+def run_batch(model, batches):
+    """Run the model once per sample of the batches {input: [K, ...]}; ({output: [K, ...]}, {output: [K, ...]}
+    of logits: the tensors feeding the outputs' final softmax/sigmoid/argmax, where the model can tell)."""
+    import numpy as np
+
+    count = len(next(iter(batches.values()))) if batches else 0
+    outputs, logits, checks = {}, {}, []
+    for i in range(count):
+        feeds = {name: batch[i] for name, batch in batches.items()}
+        for name, value in model.run(feeds):
+            outputs.setdefault(name, []).append(np.asarray(value))
+        if hasattr(model, "run_logits"):
+            for name, value in model.run_logits(feeds).items():
+                logits.setdefault(name, []).append(np.asarray(value))
+        checks += [dict(c, sample=i) for c in getattr(model, "checks", None) or [] if not c["passed"]]
+        if getattr(model, "checks", None) and i == 0:
+            checks += [dict(c, sample=0) for c in model.checks if c["passed"]]
+    stack = {n: np.stack(v) for n, v in outputs.items()}
+    return stack, {n: np.stack(v) for n, v in logits.items() if len(v) == count}, checks
+
+
+def verification_run(model, args, info=None):
+    """A runner's whole job: as the reference (--plan) make the inputs, run, and run again with the arithmetic
+    perturbed (the model's `perturbed()`, else inputs moved by one rounding step); as the result (--inputs) run
+    the reference's inputs. Writes inputs/outputs/logits (.npz, and .json for the TF.js runtime), run.json and
+    step.json into --out."""
+    import numpy as np
+
+    import verify_io
+
+    info = dict(info or {})
+    reference = args.plan is not None
+    if reference:
+        specs = input_specs(model)
+        try:
+            batches, groups = verify_io.make_batches(specs, verify_io.read_plan(args.plan),
+                                                     grid=getattr(model, "grid", None))
+        except verify_io.InputError as exc:
+            reject(str(exc))
+        np.savez(os.path.join(args.out, "inputs.npz"), **batches)
+        verify_io.save_arrays(os.path.join(args.out, "inputs.json"), batches)
+        info.update(groups=groups, input_specs=[s.to_json() for s in specs])
+    else:
+        batches = load_array_file(args.inputs)
+        if hasattr(model, "adapt_inputs"):
+            batches, info["input_layout"] = model.adapt_inputs(batches)
+    outputs, logits, checks = run_batch(model, batches)
+    if not reference and hasattr(model, "adapt_outputs"):
+        ref_dir = os.path.dirname(args.inputs)
+        ref_out = os.path.join(ref_dir, "outputs.npz")
+        if os.path.exists(ref_out):
+            ref_logits = os.path.join(ref_dir, "logits.npz")
+            outputs, logits, info["output_layout"] = model.adapt_outputs(
+                outputs, logits, load_array_file(ref_out),
+                load_array_file(ref_logits) if os.path.exists(ref_logits) else {})
+    np.savez(os.path.join(args.out, "outputs.npz"), **outputs)
+    if logits:
+        np.savez(os.path.join(args.out, "logits.npz"), **logits)
+    if reference:
+        perturbed, how = model.perturbed() if hasattr(model, "perturbed") else (None, None)
+        if perturbed is None:
+            perturbed, how = model, ULP_PERTURBATION
+            p_out, p_logits, _ = run_batch(model, verify_io.ulp_perturbed(batches))
+        else:
+            p_out, p_logits, _ = run_batch(perturbed, batches)
+        np.savez(os.path.join(args.out, "perturbed.npz"), **p_out)
+        if p_logits:
+            np.savez(os.path.join(args.out, "perturbed_logits.npz"), **p_logits)
+        info["perturbation"] = how
+    info.update(
+        inputs=[{"name": n, "shape": list(b.shape[1:]), "dtype": b.dtype.name} for n, b in batches.items()],
+        samples=len(next(iter(batches.values()))) if batches else 0,
+        outputs=[{"name": n, "shape": list(v.shape[1:]), "dtype": v.dtype.name} for n, v in outputs.items()],
+        logits={n: getattr(model, "logit_ops", {}).get(n, "") for n in logits},
+    )
+    if checks:
+        info["checks"] = checks
+    write_json(os.path.join(args.out, "run.json"), info)
+    step_done(args.out, ["outputs.npz"], **info)
 
 
 def import_user_file(path):

@@ -50,21 +50,33 @@ def ok_step(spec, out):
         files = ["model.h5"]
     elif script in ("run_model.py", "run_tfjs.js"):
         (out / "outputs.npz").write_bytes(b"fake")
-        if "--make-inputs" in spec.command:
+        info = {"inputs": [], "outputs": [], "samples": 8, "logits": {}}
+        if "--plan" in spec.command:  # the reference: inputs from the plan, a perturbed run, the groups
+            plan = json.loads(arg(spec, "--plan"))
             (out / "inputs.npz").write_bytes(b"fake")
-        (out / "run.json").write_text(json.dumps({"inputs": [], "outputs": [], "origin": {"kind": "random"}}))
+            (out / "perturbed.npz").write_bytes(b"fake")
+            info["groups"] = [dict(d, start=0, count=plan["samples"]) for d in plan["distributions"][:1]]
+            info["perturbation"] = "fake"
+        (out / "run.json").write_text(json.dumps(info))
     elif script == "compare.py":
-        (out / "verification.json").write_text(json.dumps(
-            {"passed": True, "mode": arg(spec, "--mode"), "tolerance": 1e-4, "pairing": "name",
-             "outputs": [{"name": "y", "max_rel_err": 0.0, "max_abs_err": 0.0, "passed": True, "shape": [1]}]}))
+        (out / "verification.json").write_text(json.dumps(verification_record(True, 0.0, arg(spec, "--mode"))))
     (out / "step.json").write_text(json.dumps({"artifacts": files, "versions": {"tensorflow": "fake"}, "info": {}}))
     return RunResult(0, "", "", 0.1)
 
 
+def verification_record(passed, err, mode="none"):
+    """What compare.py writes (parity.judge), reduced to the keys the host reads."""
+    dist = {"max_abs_err": err, "max_rel_err": err, "scale": 1.0, "basis": "outputs", "passed": passed}
+    return {"passed": passed, "mode": mode, "tolerance": 1e-4, "pairing": "name", "conclusive": True,
+            "basis": "outputs",
+            "outputs": [{"name": "y", "result_name": "y", "max_rel_err": err, "max_abs_err": err, "passed": passed,
+                         "shape": [1], "result_shape": [1], "tolerance": 1e-4, "tolerance_source": "mode none default",
+                         "conclusive": True, "basis": "outputs", "worst_distribution": "uniform",
+                         "by_distribution": {"uniform": dist}}]}
+
+
 def failing_compare(spec, out):
-    (out / "verification.json").write_text(json.dumps(
-        {"passed": False, "mode": "none", "tolerance": 1e-4, "pairing": "name",
-         "outputs": [{"name": "y", "max_rel_err": 0.5, "max_abs_err": 0.5, "passed": False, "shape": [1]}]}))
+    (out / "verification.json").write_text(json.dumps(verification_record(False, 0.5)))
     (out / "step.json").write_text("{}")
     return RunResult(0, "", "", 0.1)
 

@@ -3,11 +3,13 @@ default conversion crashes or computes something else.
 
     onnx2tf_convert.py --input model.onnx --out DIR --to tflite|tf_saved_model
         [--quantize none|float16|dynamic|int8|int8-full] [--calibration FILE.npy|FILE.npz|DIR] [--mean M] [--std S]
-        [--keep_nchw all|NAMES] [--param_replacement FILE.json] [--remedies auto|off] [--seed N]
+        [--keep_nchw all|NAMES] [--param_replacement FILE.json] [--remedies auto|off] [--plan JSON]
 
-Every attempt converts in its own process; its float32 TFLite model runs on seeded inputs beside onnxruntime
-(inputs transposed NCHW -> NHWC where onnx2tf changed the layout). The first attempt within 1e-3 of the output
-scale is kept. Order: onnx2tf's defaults; its per-op accuracy check (-cotof) with the automatic
+Every attempt converts in its own process; its float32 TFLite model runs beside onnxruntime on the inputs of the
+verification's plan (several distributions, the user's samples; inputs transposed NCHW -> NHWC where onnx2tf
+changed the layout) and is judged by parity.judge, the criterion of the final verification (saturated outputs
+judged on their logits, the tolerance grounded in onnxruntime's own float32 noise). The first attempt that passes
+is kept. Order: onnx2tf's defaults; its per-op accuracy check (-cotof) with the automatic
 parameter-replacement search (-agj) and a conversion with the JSON it found; the layout optimizations switched
 off (Transpose/StridedSlice suppression); inputs kept NCHW; onnxsim run first and onnx2tf's own pass skipped;
 no onnxsim at all. What was tried, and what worked, goes into step.json (and the manifest).
@@ -24,14 +26,15 @@ import sys
 
 import numpy as np
 
+import parity
 import runtimes
-from common import csv, first_line, reject, step_done
+import verify_io
+from common import csv, first_line, reject, run_batch, step_done
 
 # onnx2tf downloads this sample (20 images, 128x128 RGB, values in [0, 1]) unless it sits in the working folder;
 # conversions have no network, so it is written here (seeded noise): onnx2tf uses it for its own accuracy checks
 # and for calibration only when no --calibration is given (which this step never allows for int8).
 SAMPLE_NAME = "calibration_image_sample_data_20x128x128x3_float32.npy"
-CHECK_TOLERANCE = 1e-3
 VARIANT = {"none": "float32", "float16": "float16", "dynamic": "dynamic_range_quant", "int8": "integer_quant",
            "int8-full": "full_integer_quant"}
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
@@ -138,24 +141,49 @@ def last_error(log):
     return (errors or lines or ["no output"])[-1][:300]
 
 
-def check(folder, stem, reference, feeds):
-    """Max error of the float32 conversion relative to each output's scale (and the per-output layout)."""
-    path = os.path.join(folder, f"{stem}_float32.tflite")
-    if not os.path.exists(path):
-        return None, {}, "onnx2tf wrote no float32 .tflite"
-    model = runtimes.TFLiteModel(path)
-    tf_feeds, _ = runtimes.adapt_inputs(model.inputs, feeds)
-    got, layout = runtimes.adapt_outputs(model.run(tf_feeds), reference)
-    worst, where = 0.0, None
-    for name, ref in reference.items():
-        g = got.get(name)
-        if g is None or g.shape != ref.shape:
-            return float("inf"), layout, f"output '{name}' has shape {None if g is None else list(g.shape)}"
-        scale = float(np.max(np.abs(ref))) or 1.0
-        err = float(np.max(np.abs(ref.astype(np.float64) - g))) / scale
-        if not np.isfinite(err) or err > worst:
-            worst, where = (err if np.isfinite(err) else float("inf")), name
-    return worst, layout, (f"output '{where}'" if where else "")
+class Reference:
+    """onnxruntime on the plan's inputs: outputs, logits, and the same with its graph optimizations off (the noise
+    floor). Every attempt is judged against it with parity.judge, the criterion of the final verification."""
+
+    def __init__(self, model, plan):
+        try:
+            self.batches, self.groups = verify_io.make_batches(model.input_specs(), plan)
+        except verify_io.InputError as exc:
+            reject(str(exc))
+        for group in self.groups:  # the float32 model is judged on every distribution, quantized or not
+            group["judged"] = True
+        self.outputs, self.logits, _ = run_batch(model, self.batches)
+        twin, self.perturbation = model.perturbed()
+        self.perturbed, self.perturbed_logits, _ = run_batch(twin, self.batches)
+        self.tolerance = plan.get("tolerance")
+
+    def judge(self, folder, stem):
+        """(verdict of parity.judge or None, layout, note) for the float32 .tflite an attempt wrote."""
+        path = os.path.join(folder, f"{stem}_float32.tflite")
+        if not os.path.exists(path):
+            return None, {}, "onnx2tf wrote no float32 .tflite"
+        model = runtimes.ConvertedTFLite(path)
+        batches, _ = model.adapt_inputs(self.batches)
+        outputs, logits, _ = run_batch(model, batches)
+        got, got_logits, layout = model.adapt_outputs(outputs, logits, self.outputs, self.logits)
+        verdict = parity.judge(self.outputs, got, self.groups, "none", self.tolerance, perturbed=self.perturbed,
+                               ref_logits=self.logits, got_logits=got_logits, perturbed_logits=self.perturbed_logits)
+        return verdict, layout, ""
+
+
+def summarize(verdict):
+    """The worst output of a verdict, for the attempt's record."""
+    outs = verdict.get("outputs") or []
+    if not outs:
+        return {"where": verdict.get("reason", "")}
+    worst = max(outs, key=lambda o: (not o.get("passed"), o.get("max_rel_err", float("inf"))))
+    record = {"max_rel_err": worst.get("max_rel_err", float("inf")), "where": f"output '{worst['name']}'",
+              "tolerance": worst.get("tolerance"), "basis": verdict.get("basis")}
+    if worst.get("worst_distribution"):
+        record["distribution"] = worst["worst_distribution"]
+    if not verdict.get("conclusive"):
+        record["inconclusive"] = verdict.get("reason", "")
+    return record
 
 
 def first_bad_ops(log, limit=3):
@@ -174,7 +202,7 @@ def main():
     p.add_argument("--keep_nchw")
     p.add_argument("--param_replacement")
     p.add_argument("--remedies", default="auto", choices=("auto", "off"))
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--plan", help="the verification's input plan (JSON): attempts are judged on the same inputs")
     args = p.parse_args()
 
     work = "/tmp/onnx2tf"
@@ -195,8 +223,7 @@ def main():
         unknown = [k for k in keep if k not in [s.name for s in model.inputs]]
         if unknown:
             reject(f"--keep_nchw names no input '{unknown[0]}'; inputs: {', '.join(s.name for s in model.inputs)}")
-    feeds = runtimes.random_feeds(model.inputs, args.seed)
-    reference = dict(model.run(feeds))
+    reference = Reference(model, verify_io.read_plan(args.plan))
 
     base = {"input_onnx_file_path": onnx_path, "output_signaturedefs": True,
             "copy_onnx_input_output_names_to_tflite": True, "non_verbose": False, "verbosity": "info"}
@@ -260,9 +287,9 @@ def main():
             record.update(passed=False, error=last_error(log))
             tried.append(record)
             continue
-        err, layout, where = check(folder, stem, reference, feeds)
-        record.update(max_rel_err=err, where=where, output_layout=layout)
-        record["passed"] = err is not None and err <= CHECK_TOLERANCE
+        verdict, layout, note = reference.judge(folder, stem)
+        record.update(summarize(verdict) if verdict else {"max_rel_err": None, "where": note}, output_layout=layout)
+        record["passed"] = bool(verdict and verdict["passed"])
         tried.append(record)
         if record["passed"]:
             chosen = (name, folder)
@@ -273,10 +300,11 @@ def main():
     if chosen is None:
         summary = "; ".join(f"{t['remedy']}: {describe(t)}" for t in tried)
         print(json.dumps({"tried": tried}, indent=1, default=str), file=sys.stderr)
-        raise SystemExit(f"ERROR: onnx2tf did not convert {os.path.basename(args.input)} faithfully "
-                         f"(tolerance {CHECK_TOLERANCE:g}); tried {summary}")
+        raise SystemExit(f"ERROR: onnx2tf did not convert {os.path.basename(args.input)} faithfully; tried {summary}")
     name, folder = chosen
-    info = {"remedies": {"tried": tried, "used": name}, "quantize": args.quantize, "keep_nchw": keep,
+    info = {"remedies": {"tried": tried, "used": name, "inputs": reference.groups,
+                         "perturbation": reference.perturbation},
+            "quantize": args.quantize, "keep_nchw": keep,
             "onnx_inputs": [s.to_json() for s in model.inputs]}
     if args.to == "tflite":
         variant = os.path.join(folder, f"{stem}_{VARIANT[args.quantize]}.tflite")
@@ -300,9 +328,16 @@ def main():
 def describe(attempt):
     if attempt.get("error"):
         return attempt["error"]
+    if attempt.get("inconclusive"):
+        return attempt["inconclusive"]
     if attempt.get("max_rel_err") is None:
         return attempt.get("where") or "no result"
-    return f"max error {attempt['max_rel_err']:.3g} of the output scale at {attempt.get('where')}"
+    where = attempt.get("where", "")
+    if attempt.get("distribution"):
+        where += f" on {attempt['distribution']} inputs"
+    basis = " (logits)" if attempt.get("basis") == "logits" else ""
+    return (f"max error {attempt['max_rel_err']:.3g} of the output scale{basis} at {where} "
+            f"(tolerance {attempt.get('tolerance', 0):.2g})")
 
 
 def simplify(src, dst):

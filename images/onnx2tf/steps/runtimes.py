@@ -6,7 +6,9 @@ import os
 
 import numpy as np
 
-from common import first_line, reject
+import verify_io
+from common import Spec, first_line, reject
+from tflite_runtime import TFLiteModel
 
 
 def to_last(rank):
@@ -19,118 +21,114 @@ def to_first(rank):
     return (0, rank - 1) + tuple(range(1, rank - 1))
 
 
-class Spec:
-    def __init__(self, name, shape, dtype):
-        self.name, self.dtype = name, np.dtype(dtype)
-        # onnxruntime gives ints or dimension names; TFLite numpy ints (-1: dynamic)
-        self.shape = [int(d) if isinstance(d, (int, np.integer)) and d > 0 else None for d in shape]
-
-    def concrete(self):
-        return [1 if d is None else d for d in self.shape]
-
-    def fits(self, shape):
-        return len(shape) == len(self.shape) and all(d is None or d == s for d, s in zip(self.shape, shape))
-
-    def to_json(self):
-        return {"name": self.name, "shape": self.shape, "dtype": self.dtype.name}
-
-
 class OnnxModel:
-    def __init__(self, path):
+    """onnxruntime on the user's graph. Outputs that end in Softmax/Sigmoid/ArgMax/LogSoftmax also give their
+    logits (the activation's input, added as an extra graph output); `perturbed()` is the same graph with
+    onnxruntime's graph optimizations off."""
+
+    ACTIVATIONS = ("Softmax", "Sigmoid", "ArgMax", "LogSoftmax")
+    PASS_THROUGH = ("Identity", "Reshape", "Squeeze", "Flatten")
+    TYPES = {"tensor(float)": "float32", "tensor(double)": "float64", "tensor(int64)": "int64",
+             "tensor(int32)": "int32", "tensor(bool)": "bool", "tensor(uint8)": "uint8", "tensor(int8)": "int8",
+             "tensor(float16)": "float16"}
+
+    def __init__(self, path, optimize=True, logits=True):
+        import onnx
+
+        self.path = path
+        try:
+            self.proto = onnx.load(path)
+        except Exception as exc:
+            reject(f"{os.path.basename(path)}: not a readable ONNX model ({first_line(exc)})")
+        self.logit_ops, self._logit_names = self._find_logits() if logits else ({}, {})
+        self.session = self._session(optimize)
+        self.inputs = [Spec(i.name, i.shape, self.TYPES.get(i.type, "float32")) for i in self.session.get_inputs()]
+        self.output_names = [o.name for o in self.proto.graph.output]
+        self._last_logits = {}
+
+    def _serialized(self):
+        """The graph, with the logits as extra outputs."""
+        import onnx
+
+        if not self._logit_names:
+            return self.proto.SerializeToString()
+        model = onnx.ModelProto()
+        model.CopyFrom(self.proto)
+        try:
+            known = {v.name: v for v in onnx.shape_inference.infer_shapes(model).graph.value_info}
+        except Exception:
+            known = {}
+        for name in self._logit_names.values():
+            model.graph.output.append(known.get(name) or onnx.helper.make_tensor_value_info(
+                name, onnx.TensorProto.FLOAT, None))
+        return model.SerializeToString()
+
+    def _session(self, optimize):
         import onnxruntime as ort
 
         options = ort.SessionOptions()
         options.log_severity_level = 3
+        if not optimize:
+            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
         try:
-            self.session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+            return ort.InferenceSession(self._serialized(), options, providers=["CPUExecutionProvider"])
         except Exception as exc:
-            reject(f"{os.path.basename(path)}: onnxruntime cannot load it ({first_line(exc)})")
-        types = {"tensor(float)": "float32", "tensor(double)": "float64", "tensor(int64)": "int64",
-                 "tensor(int32)": "int32", "tensor(bool)": "bool", "tensor(uint8)": "uint8", "tensor(int8)": "int8",
-                 "tensor(float16)": "float16"}
-        self.inputs = [Spec(i.name, i.shape, types.get(i.type, "float32")) for i in self.session.get_inputs()]
-        self.output_names = [o.name for o in self.session.get_outputs()]
+            reject(f"{os.path.basename(self.path)}: onnxruntime cannot load it ({first_line(exc)})")
+
+    def _find_logits(self):
+        producer = {o: node for node in self.proto.graph.node for o in node.output}
+        ops, names = {}, {}
+        graph_inputs = {i.name for i in self.proto.graph.input}
+        for out in self.proto.graph.output:
+            node = producer.get(out.name)
+            while node is not None and node.op_type in self.PASS_THROUGH and node.input:
+                node = producer.get(node.input[0])
+            if node is not None and node.op_type in self.ACTIVATIONS and node.input[0] not in graph_inputs:
+                ops[out.name], names[out.name] = node.op_type, node.input[0]
+        return ops, names
+
+    def input_specs(self):
+        """Integer inputs used as Gather indices into a constant table take that table's size as their range."""
+        tables = {t.name: list(t.dims) for t in self.proto.graph.initializer}
+        ranges = {}
+        for node in self.proto.graph.node:
+            if node.op_type == "Gather" and len(node.input) == 2 and node.input[0] in tables:
+                axis = next((a.i for a in node.attribute if a.name == "axis"), 0)
+                dims = tables[node.input[0]]
+                if dims:
+                    ranges[node.input[1]] = (0, int(dims[axis]))
+        return [verify_io.InputSpec(s.name, s.concrete(), s.dtype, ranges.get(s.name)) for s in self.inputs]
 
     def run(self, feeds):
-        values = self.session.run(None, {s.name: feeds[s.name] for s in self.inputs})
-        return list(zip(self.output_names, values))
+        wanted = self.output_names + list(self._logit_names.values())
+        values = self.session.run(wanted, {s.name: feeds[s.name] for s in self.inputs})
+        n = len(self.output_names)
+        self._last_logits = dict(zip(self._logit_names, values[n:]))
+        return list(zip(self.output_names, values[:n]))
+
+    def run_logits(self, feeds):
+        return self._last_logits
+
+    def perturbed(self):
+        twin = OnnxModel.__new__(OnnxModel)
+        twin.__dict__.update(self.__dict__)
+        twin.session = self._session(optimize=False)
+        return twin, "onnxruntime graph optimizations off"
 
 
-def _quantized(d):
-    return np.dtype(d["dtype"]) in (np.int8, np.uint8, np.int16) and d["quantization"][0] != 0
+class ConvertedTFLite(TFLiteModel):
+    """An onnx2tf .tflite fed the reference's NCHW inputs (transposed to its NHWC shapes), its outputs and logits
+    read back into the reference's layout and names."""
 
+    def adapt_inputs(self, batches):
+        return adapt_inputs(self.inputs, batches)
 
-class TFLiteModel:
-    """The TFLite interpreter of this stack (TF 2.19, matching the converter); int8/uint8 inputs and outputs are
-    (de)quantized so comparisons are in float. Tensors are named by the model's signature when it has one (onnx2tf
-    copies the ONNX input and output names there)."""
-
-    def __init__(self, path):
-        import tensorflow as tf
-
-        self.path = path
-        try:
-            self.interp = tf.lite.Interpreter(model_path=path, num_threads=os.cpu_count())
-        except Exception as exc:
-            reject(f"{os.path.basename(path)}: cannot load TFLite model ({first_line(exc)})")
-        signatures = self.interp.get_signature_list()
-        self.runner = None
-        if len(signatures) == 1:
-            key = next(iter(signatures))
-            self.runner = self.interp.get_signature_runner(key)
-            ins, outs = self.runner.get_input_details(), self.runner.get_output_details()
-            self.in_details = [dict(ins[n], name=n) for n in signatures[key]["inputs"]]
-            self.out_details = [dict(outs[n], name=n) for n in signatures[key]["outputs"]]
-        else:
-            self.interp.allocate_tensors()
-            self.in_details = self.interp.get_input_details()
-            self.out_details = self.interp.get_output_details()
-        self.inputs = [Spec(d["name"], list(d.get("shape_signature", d["shape"])),
-                            np.float32 if _quantized(d) else d["dtype"]) for d in self.in_details]
-        self.output_names = [d["name"] for d in self.out_details]
-
-    def quant_scales(self):
-        return {d["name"]: float(d["quantization"][0]) for d in self.out_details if _quantized(d)}
-
-    def op_counts(self):
-        """Operators of the model as stored (the XNNPACK delegate would hide the ops it takes over)."""
-        import tensorflow as tf
-
-        plain = tf.lite.Interpreter(model_path=self.path, experimental_op_resolver_type=(
-            tf.lite.experimental.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES))
-        counts = {}
-        for op in plain._get_ops_details():
-            counts[op["op_name"]] = counts.get(op["op_name"], 0) + 1
-        return counts
-
-    def run(self, feeds):
-        quantized = {}
-        for d, spec in zip(self.in_details, self.inputs):
-            x = np.asarray(feeds[spec.name])
-            if _quantized(d):
-                scale, zero = d["quantization"]
-                info = np.iinfo(d["dtype"])
-                x = np.clip(np.round(x.astype(np.float64) / scale + zero), info.min, info.max)
-            quantized[d["name"]] = x.astype(d["dtype"])
-        if self.runner is not None:
-            result = self.runner(**quantized)
-            raw = [(d, result[d["name"]]) for d in self.out_details]
-        else:
-            for d in self.in_details:
-                if list(d["shape"]) != list(quantized[d["name"]].shape):
-                    self.interp.resize_tensor_input(d["index"], quantized[d["name"]].shape)
-            self.interp.allocate_tensors()
-            for d in self.in_details:
-                self.interp.set_tensor(d["index"], quantized[d["name"]])
-            self.interp.invoke()
-            raw = [(d, self.interp.get_tensor(d["index"])) for d in self.out_details]
-        out = []
-        for d, v in raw:
-            if _quantized(d):
-                scale, zero = d["quantization"]
-                v = ((v.astype(np.float64) - zero) * scale).astype(np.float32)
-            out.append((d["name"], v))
-        return out
+    def adapt_outputs(self, outputs, logits, ref_outputs, ref_logits):
+        got, layout = adapt_outputs(outputs, ref_outputs)
+        names = match(list(outputs), list(ref_outputs)) or {}
+        renamed = {ref: logits[got_name] for ref, got_name in names.items() if got_name in logits}
+        got_logits, _ = adapt_outputs(renamed, {k: v for k, v in ref_logits.items() if k in renamed}, rename=False)
+        return got, got_logits, layout
 
 
 class SavedModel:
@@ -155,7 +153,17 @@ class SavedModel:
         return [(n, out[n].numpy()) for n in self.output_names]
 
 
-LOADERS = {"onnx": OnnxModel, "tflite": TFLiteModel, "tf_saved_model": SavedModel}
+class ConvertedSavedModel(SavedModel):
+    """An onnx2tf SavedModel, bridged to the reference's layout like ConvertedTFLite (no logits)."""
+
+    adapt_inputs = ConvertedTFLite.adapt_inputs
+
+    def adapt_outputs(self, outputs, logits, ref_outputs, ref_logits):
+        got, layout = adapt_outputs(outputs, ref_outputs)
+        return got, {}, layout
+
+
+LOADERS = {"onnx": OnnxModel, "tflite": ConvertedTFLite, "tf_saved_model": ConvertedSavedModel}
 
 
 def load(fmt, path):
@@ -181,63 +189,55 @@ def match(names, wanted):
     return None
 
 
+def _batched(perm):
+    """A per-sample permutation applied to a batch [K, ...]."""
+    return (0,) + tuple(p + 1 for p in perm)
+
+
 def adapt_inputs(specs, given):
-    """Feeds for a converted model from reference inputs {name: array} (ONNX layout): same shape, or the NCHW ->
-    NHWC transposition of it. Returns (feeds, layout record)."""
+    """Batches for a converted model from reference batches {name: [K, ...]} (ONNX layout): same shape, or the
+    NCHW -> NHWC transposition of it. Returns (batches, layout record)."""
     pairs = match([s.name for s in specs], list(given))
     if pairs is None:
         reject(f"the converted model has {len(specs)} input(s), the reference {len(given)}")
     by_name = {s.name: s for s in specs}
     feeds, layout = {}, {}
     for ref_name, arr in given.items():
-        spec = by_name[pairs[ref_name]]
-        if spec.fits(arr.shape):
+        spec, rank = by_name[pairs[ref_name]], arr.ndim - 1
+        if spec.fits(arr.shape[1:]):
             feeds[spec.name], layout[ref_name] = arr, "same"
-        elif arr.ndim >= 3 and spec.fits(arr.transpose(to_last(arr.ndim)).shape):
-            feeds[spec.name] = np.ascontiguousarray(arr.transpose(to_last(arr.ndim)))
-            layout[ref_name] = "NCHW->NHWC" if arr.ndim == 4 else f"transposed {list(to_last(arr.ndim))}"
+        elif rank >= 3 and spec.fits(arr.transpose(_batched(to_last(rank))).shape[1:]):
+            feeds[spec.name] = np.ascontiguousarray(arr.transpose(_batched(to_last(rank))))
+            layout[ref_name] = "NCHW->NHWC" if rank == 4 else f"transposed {list(to_last(rank))}"
         else:
-            reject(f"reference input '{ref_name}' {list(arr.shape)} fits neither the converted input "
+            reject(f"reference input '{ref_name}' {list(arr.shape[1:])} fits neither the converted input "
                    f"'{spec.name}' {spec.shape} nor its NHWC transposition")
         feeds[spec.name] = feeds[spec.name].astype(spec.dtype)
     return feeds, layout
 
 
-def adapt_outputs(got, reference):
-    """Converted outputs [(name, array)] renamed and transposed back to the reference's {name: array}.
-    When both the plain and the transposed layout fit a shape, the one closer to the reference wins."""
-    got = dict(got)
-    pairs = match(list(got), list(reference))
+def adapt_outputs(got, reference, rename=True):
+    """Converted output batches {name: [K, ...]} renamed and transposed back to the reference's. When both the
+    plain and the transposed layout fit a shape, the one closer to the reference (over all samples) wins."""
+    pairs = match(list(got), list(reference)) if rename else {n: n for n in reference if n in got}
     if pairs is None:  # let the compare step report the count mismatch
         return got, {}
     result, layout = {}, {}
     for ref_name, ref in reference.items():
+        if ref_name not in pairs:
+            continue
         g = np.asarray(got[pairs[ref_name]])
+        rank = g.ndim - 1
         candidates = []
         if g.shape == ref.shape:
             candidates.append(("same", g))
-        if g.ndim >= 3:
-            back = g.transpose(to_first(g.ndim))
+        if rank >= 3:
+            back = g.transpose(_batched(to_first(rank)))
             if back.shape == ref.shape:
-                candidates.append(("NHWC->NCHW" if g.ndim == 4 else f"transposed {list(to_first(g.ndim))}", back))
+                candidates.append(("NHWC->NCHW" if rank == 4 else f"transposed {list(to_first(rank))}", back))
         if not candidates:
             result[ref_name], layout[ref_name] = g, "shape differs"
             continue
         best = min(candidates, key=lambda c: float(np.max(np.abs(c[1].astype(np.float64) - ref))) if ref.size else 0)
         layout[ref_name], result[ref_name] = best[0], np.ascontiguousarray(best[1])
     return result, layout
-
-
-def random_feeds(specs, seed):
-    rng = np.random.default_rng(seed)
-    feeds = {}
-    for s in specs:
-        if s.dtype.kind == "f":
-            feeds[s.name] = rng.uniform(-1.0, 1.0, s.concrete()).astype(s.dtype)
-        elif s.dtype.kind in "iu":
-            feeds[s.name] = rng.integers(0, 10, s.concrete()).astype(s.dtype)
-        else:
-            feeds[s.name] = rng.random(s.concrete()) < 0.5
-    return feeds
-
-

@@ -2,9 +2,10 @@
 """Verification reference for `convert ssd`: run the exported tflite_graph.pb in TF1 and keep the raw
 outputs (box encodings, class predictions), the tensors the TFLite model is compared on.
 
-    run_ssd_graph.py --input DIR/tflite_graph.pb --out OUT --make-inputs [--seed N] [--sample_input F.npy]
-Inputs are normalized images in [-1, 1] on the uint8 grid ((q - 128) / 127), so a uint8 model sees exactly
-the same values.
+    run_ssd_graph.py --input DIR/tflite_graph.pb --out OUT --plan JSON
+Inputs follow the plan's distributions (verify_io), mapped onto the uint8 grid of a normalized image
+((q - 128) / 127, clipped to [-1, 1]), so a uint8 model sees exactly the same values. The perturbed run is the
+same graph with TF's graph optimizations off.
 """
 from __future__ import print_function
 
@@ -14,38 +15,53 @@ import os
 
 import numpy as np
 
-from common import first_line, reject, step_done, write_json
+import verify_io
+from common import reject, step_done, write_json
 
 NAMES = {"raw_outputs/box_encodings": "box_encodings", "raw_outputs/class_predictions": "class_predictions"}
+
+
+def on_grid(x):
+    q = np.clip(np.round(np.clip(x, -1.0, 1.0) * 127.0 + 128.0), 0, 255)
+    return ((q - 128.0) / 127.0).astype(np.float32)
+
+
+def session(graph_def, optimize):
+    import tensorflow as tf
+    graph = tf.Graph()
+    with graph.as_default():
+        tf.import_graph_def(graph_def, name="")
+    config = tf.ConfigProto()
+    if not optimize:
+        config.graph_options.rewrite_options.disable_meta_optimizer = True
+        config.graph_options.optimizer_options.opt_level = tf.OptimizerOptions.L0
+    return tf.Session(graph=graph, config=config)
+
+
+def run_all(sess, input_array, batch):
+    outputs = dict((v, []) for v in NAMES.values())
+    for x in batch:
+        fetched = sess.run([n + ":0" for n in NAMES], {input_array + ":0": x})
+        for n, v in zip(NAMES, fetched):
+            outputs[NAMES[n]].append(v)
+    return dict((k, np.stack(v)) for k, v in outputs.items())
 
 
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--input", required=True)
     p.add_argument("--out", required=True)
-    p.add_argument("--make-inputs", action="store_true")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--sample_input")
+    p.add_argument("--plan")
     p.add_argument("--format", default="ssd_graph")
     args = p.parse_args()
     meta = json.load(open(os.path.join(os.path.dirname(args.input), "ssd.json")))
     shape = meta["input_shape"]
-    if args.sample_input:
-        try:
-            x = np.load(args.sample_input, allow_pickle=False)
-        except Exception as exc:
-            reject("%s: not a readable .npy (%s)" % (args.sample_input, first_line(exc)))
-        if x.ndim == 3:
-            x = x[None]
-        if list(x.shape) != shape:
-            reject("%s: array of shape %s does not fit the SSD input of shape %s" % (
-                args.sample_input, list(x.shape), shape))
-        x = x.astype(np.float32)
-        origin = {"kind": "sample", "file": os.path.basename(args.sample_input)}
-    else:
-        rng = np.random.RandomState(args.seed)
-        x = ((rng.randint(0, 256, shape) - 128) / 127.0).astype(np.float32)
-        origin = {"kind": "random", "seed": args.seed, "float_range": [-1.0, 1.0], "grid": "uint8 (q-128)/127"}
+    spec = verify_io.InputSpec(meta["input_array"], shape, "float32")
+    try:
+        batches, groups = verify_io.make_batches([spec], verify_io.read_plan(args.plan), grid=on_grid)
+    except verify_io.InputError as exc:
+        reject(str(exc))
+    batch = batches[spec.name]
 
     import tensorflow as tf
     graph_def = tf.GraphDef()
@@ -53,20 +69,17 @@ def main():
         graph_def.ParseFromString(fh.read())
     # keep only what the raw outputs need: TF itself cannot run the TFLite_Detection_PostProcess node
     graph_def = tf.graph_util.extract_sub_graph(graph_def, list(NAMES))
-    graph = tf.Graph()
-    with graph.as_default():
-        tf.import_graph_def(graph_def, name="")
-    with tf.Session(graph=graph) as sess:
-        fetched = sess.run([n + ":0" for n in NAMES], {meta["input_array"] + ":0": x})
-    outputs = dict((NAMES[n], v) for n, v in zip(NAMES, fetched))
-    np.savez(os.path.join(args.out, "inputs.npz"), **{meta["input_array"]: x})
-    with open(os.path.join(args.out, "inputs.json"), "w") as fh:  # what every result runner reads
-        json.dump({meta["input_array"]: {"shape": list(x.shape), "dtype": "float32",
-                                         "data": x.reshape(-1).tolist()}}, fh)
+    outputs = run_all(session(graph_def, True), meta["input_array"], batch)
+    perturbed = run_all(session(graph_def, False), meta["input_array"], batch)
+    np.savez(os.path.join(args.out, "inputs.npz"), **batches)
+    verify_io.save_arrays(os.path.join(args.out, "inputs.json"), batches)  # what every result runner reads
     np.savez(os.path.join(args.out, "outputs.npz"), **outputs)
-    info = {"inputs": [{"name": meta["input_array"], "shape": shape, "dtype": "float32", "fed_shape": shape}],
-            "outputs": [{"name": k, "shape": list(v.shape), "dtype": str(v.dtype)} for k, v in sorted(outputs.items())],
-            "origin": origin}
+    np.savez(os.path.join(args.out, "perturbed.npz"), **perturbed)
+    info = {"inputs": [{"name": meta["input_array"], "shape": shape, "dtype": "float32"}],
+            "outputs": [{"name": k, "shape": list(v.shape[1:]), "dtype": str(v.dtype)}
+                        for k, v in sorted(outputs.items())],
+            "samples": len(batch), "groups": groups, "input_specs": [spec.to_json()],
+            "grid": "uint8 (q-128)/127", "perturbation": "TF graph optimizations off", "logits": {}}
     write_json(os.path.join(args.out, "run.json"), info)
     step_done(args.out, ["outputs.npz"], **info)
 

@@ -1,20 +1,20 @@
-"""Load a model of a given format and run it on named inputs (TF2 stack). Used by run_model.py."""
+"""Load a model of a given format and run it on named inputs (TF2 stack). Used by run_model.py.
+
+Besides its outputs, a model offers what verification needs to trust them: `input_specs()` (integer ranges of
+embedding inputs, a pixel hint from a Rescaling layer), `run_logits()` (the tensors feeding the outputs' final
+softmax/sigmoid/argmax, read from the model's frozen TF graph) and `perturbed()` (the same model with its
+arithmetic perturbed: float64 for Keras, the graph without TF's graph optimizations otherwise)."""
 
 import os
 
 import numpy as np
 
-from common import csv, first_line, reject, shapes
+import verify_io
+from common import Spec, csv, first_line, reject, shapes
+from tflite_runtime import TFLiteModel, dequantize, quantize  # noqa: F401 (TFLiteModel is a loader)
 
-
-class Spec:
-    def __init__(self, name, shape, dtype):
-        self.name = name
-        self.shape = [int(d) if d is not None and d >= 0 else None for d in shape]
-        self.dtype = np.dtype(dtype)
-
-    def to_json(self):
-        return {"name": self.name, "shape": self.shape, "dtype": self.dtype.name}
+ACTIVATIONS = ("Softmax", "Sigmoid", "ArgMax", "LogSoftmax")
+PASS_THROUGH = ("Identity", "Reshape", "Squeeze", "StopGradient")
 
 
 def _tf():
@@ -31,21 +31,174 @@ def load_keras(path):
         reject(f"{path}: cannot load as a Keras model ({first_line(exc)})")
 
 
-class KerasModel:
+class GraphRunner:
+    """A frozen TF graph in a v1 session: the outputs, and the logits feeding their final activation.
+    `optimize=False` switches TF's graph optimizations off (a perturbation of the arithmetic)."""
+
+    def __init__(self, graph_def, input_names, output_names, optimize=True):
+        tf = _tf()
+        self.graph = tf.Graph()
+        with self.graph.as_default():
+            tf.compat.v1.import_graph_def(graph_def, name="")
+        config = tf.compat.v1.ConfigProto()
+        if not optimize:
+            config.graph_options.rewrite_options.disable_meta_optimizer = True
+            config.graph_options.optimizer_options.opt_level = tf.compat.v1.OptimizerOptions.L0
+        self.session = tf.compat.v1.Session(graph=self.graph, config=config)
+        self.input_names = [_tensor_name(n) for n in input_names]
+        self.output_names = [_tensor_name(n) for n in output_names]
+        self.logit_ops, self.logit_tensors = {}, {}
+        for i, name in enumerate(self.output_names):
+            op = self.graph.get_tensor_by_name(name).op
+            while op.type in PASS_THROUGH and op.inputs:
+                op = op.inputs[0].op
+            if op.type in ACTIVATIONS:
+                self.logit_ops[i], self.logit_tensors[i] = op.type, op.inputs[0].name
+
+    def run(self, arrays):
+        return self.session.run(self.output_names, dict(zip(self.input_names, arrays)))
+
+    def logits(self, arrays):
+        """{output index: logits}"""
+        if not self.logit_tensors:
+            return {}
+        keys = sorted(self.logit_tensors)
+        values = self.session.run([self.logit_tensors[k] for k in keys], dict(zip(self.input_names, arrays)))
+        return dict(zip(keys, values))
+
+
+def _tensor_name(name):
+    return name if ":" in name else name + ":0"
+
+
+def frozen_graph(concrete):
+    """(graph_def, input tensor names, output tensor names) of a concrete function with its variables frozen."""
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    frozen = convert_variables_to_constants_v2(concrete)
+    return (frozen.graph.as_graph_def(), [t.name for t in frozen.inputs],
+            [t.name for t in frozen.outputs])
+
+
+class _GraphBacked:
+    """Logits and the perturbed twin of a model whose frozen graph can be had (`_graph()`)."""
+
+    _runner = None
+
+    def _graph_runner(self):
+        if self._runner is None:
+            try:
+                self._runner = GraphRunner(*self._graph())
+            except Exception:  # a graph that will not freeze (tables, resources): no logits
+                self._runner = False
+        return self._runner or None
+
+    @property
+    def logit_ops(self):
+        runner = self._graph_runner()
+        return {} if runner is None else {self.output_names[i]: op for i, op in runner.logit_ops.items()}
+
+    def run_logits(self, feeds):
+        runner = self._graph_runner()
+        if runner is None:
+            return {}
+        values = runner.logits([feeds[s.name] for s in self.inputs])
+        return {self.output_names[i]: np.asarray(v) for i, v in values.items()}
+
+    def perturbed(self):
+        """The frozen graph with TF's graph optimizations off."""
+        try:
+            runner = GraphRunner(*self._graph(), optimize=False)
+        except Exception:
+            return None, None
+        return _RunnerModel(runner, self.inputs, self.output_names), "TF graph optimizations (grappler) off"
+
+
+class _RunnerModel:
+    def __init__(self, runner, inputs, output_names):
+        self.runner, self.inputs, self.output_names = runner, inputs, output_names
+
+    def run(self, feeds):
+        return list(zip(self.output_names, self.runner.run([feeds[s.name] for s in self.inputs])))
+
+    def run_logits(self, feeds):
+        values = self.runner.logits([feeds[s.name] for s in self.inputs])
+        return {self.output_names[i]: np.asarray(v) for i, v in values.items()}
+
+
+class KerasModel(_GraphBacked):
     def __init__(self, path, args):
         self.model = load_keras(path)
         self.inputs = [Spec(name, t.shape, t.dtype.as_numpy_dtype)
                        for name, t in zip(self.model.input_names, self.model.inputs)]
         self.output_names = list(self.model.output_names)
 
+    def input_specs(self):
+        """Integer inputs feeding an Embedding take its vocabulary; an input rescaled by ~1/255 takes pixels."""
+        tf = _tf()
+        ranges, pixels = {}, set()
+        by_id = {id(t): n for n, t in zip(self.model.input_names, self.model.inputs)}
+        for layer in self.model.layers:
+            try:
+                feeds = layer.input if isinstance(layer.input, list) else [layer.input]
+            except (AttributeError, ValueError):
+                continue
+            names = [by_id[id(t)] for t in feeds if id(t) in by_id]
+            if not names:
+                continue
+            if isinstance(layer, tf.keras.layers.Embedding):
+                ranges[names[0]] = (0, int(layer.input_dim))
+            if isinstance(layer, tf.keras.layers.Rescaling) and 0 < abs(float(np.max(layer.scale))) <= 1 / 100.0:
+                pixels.add(names[0])
+        return [verify_io.InputSpec(s.name, s.concrete(), s.dtype, ranges.get(s.name),
+                                    True if s.name in pixels else None) for s in self.inputs]
+
     def run(self, feeds):
-        outs = self.model([feeds[s.name] for s in self.inputs] if len(self.inputs) > 1 else feeds[self.inputs[0].name],
-                          training=False)
-        outs = outs if isinstance(outs, (list, tuple)) else [outs]
-        return [(n, np.asarray(o)) for n, o in zip(self.output_names, outs)]
+        return _run_keras(self.model, self.inputs, self.output_names, feeds)
+
+    def _graph(self, model=None):
+        tf = _tf()
+        model = model or self.model
+        specs = [tf.TensorSpec(s.concrete(), t.dtype) for s, t in zip(self.inputs, model.inputs)]
+        fn = tf.function(lambda *xs: model(list(xs) if len(xs) > 1 else xs[0], training=False))
+        return frozen_graph(fn.get_concrete_function(*specs))
+
+    def perturbed(self):
+        """The same network in float64 (same weights); else the graph without TF's optimizations."""
+        try:
+            model64 = float64_clone(self.model)
+        except Exception:
+            return super().perturbed()
+        twin = KerasModel.__new__(KerasModel)
+        twin.model, twin.inputs, twin.output_names = model64, self.inputs, self.output_names
+        return twin, "the Keras model in float64"
 
 
-class SavedModel:
+def _run_keras(model, specs, output_names, feeds):
+    outs = model([feeds[s.name] for s in specs] if len(specs) > 1 else feeds[specs[0].name], training=False)
+    outs = outs if isinstance(outs, (list, tuple)) else [outs]
+    return [(n, np.asarray(o)) for n, o in zip(output_names, outs)]
+
+
+def float64_clone(model):
+    """The Keras model rebuilt with every float32 layer in float64, carrying the same weights."""
+    tf = _tf()
+
+    def widen(value):
+        if isinstance(value, dict):
+            return {k: widen(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [widen(v) for v in value]
+        return "float64" if value == "float32" else value
+
+    config = widen(model.get_config())
+    clone = model.__class__.from_config(config) if isinstance(model, tf.keras.Sequential) else \
+        tf.keras.Model.from_config(config)
+    clone.set_weights([w.astype(np.float64) if w.dtype == np.float32 else w for w in model.get_weights()])
+    return clone
+
+
+class SavedModel(_GraphBacked):
     def __init__(self, path, args):
         tf = _tf()
         tags = csv(args.saved_model_tags) or ["serve"]
@@ -66,8 +219,12 @@ class SavedModel:
         result = self.fn(**{s.name: tf.constant(feeds[s.name]) for s in self.inputs})
         return [(n, result[n].numpy()) for n in self.output_names]
 
+    def _graph(self):
+        # the signature's inputs and outputs flatten in sorted-name order, as self.inputs and self.output_names
+        return frozen_graph(self.fn)
 
-class FrozenGraph:
+
+class FrozenGraph(_GraphBacked):
     def __init__(self, path, args):
         tf = _tf()
         graph_def = tf.compat.v1.GraphDef()
@@ -80,14 +237,15 @@ class FrozenGraph:
         out_names = csv(args.output_arrays) or csv(getattr(args, "output_node_names", None))
         if not in_names or not out_names:
             reject(f"{path}: a frozen graph needs --input_arrays and --output_arrays")
-        self.graph = tf.Graph()
-        with self.graph.as_default():
+        self.graph_def = graph_def
+        graph = tf.Graph()
+        with graph.as_default():
             tf.compat.v1.import_graph_def(graph_def, name="")
         given = shapes(args.input_shapes)
         self.inputs = []
         for i, name in enumerate(in_names):
             try:
-                t = self.graph.get_tensor_by_name(name if ":" in name else name + ":0")
+                t = graph.get_tensor_by_name(_tensor_name(name))
             except (KeyError, ValueError):
                 reject(f"{path}: no tensor '{name}' in the graph")
             shape = given[i] if i < len(given) else (t.shape.as_list() if t.shape.rank is not None else None)
@@ -97,73 +255,16 @@ class FrozenGraph:
         self.output_names = out_names
         for name in out_names:
             try:
-                self.graph.get_tensor_by_name(name if ":" in name else name + ":0")
+                graph.get_tensor_by_name(_tensor_name(name))
             except (KeyError, ValueError):
                 reject(f"{path}: no tensor '{name}' in the graph")
-        self.session = tf.compat.v1.Session(graph=self.graph)
+        self._runner = GraphRunner(graph_def, in_names, out_names)
+
+    def _graph(self):
+        return self.graph_def, [s.name for s in self.inputs], self.output_names
 
     def run(self, feeds):
-        fetch = [n if ":" in n else n + ":0" for n in self.output_names]
-        feed = {(s.name if ":" in s.name else s.name + ":0"): feeds[s.name] for s in self.inputs}
-        return list(zip(self.output_names, self.session.run(fetch, feed)))
-
-
-class TFLiteModel:
-    """The TFLite interpreter; quantized inputs and outputs are (de)quantized so comparisons are in float."""
-
-    def __init__(self, path, args):
-        tf = _tf()
-        self.path = path
-        try:
-            self.interp = tf.lite.Interpreter(model_path=path, num_threads=os.cpu_count())
-        except Exception as exc:
-            reject(f"{path}: cannot load TFLite model ({first_line(exc)})")
-        sigs = self.interp.get_signature_list()
-        self.runner = self.interp.get_signature_runner(next(iter(sigs))) if len(sigs) == 1 else None
-        if self.runner is not None:
-            self.in_details = self.runner.get_input_details()
-            self.out_details = self.runner.get_output_details()
-            self.output_names = list(sigs[next(iter(sigs))]["outputs"])
-        else:
-            self.interp.allocate_tensors()
-            self.in_details = {d["name"]: d for d in self.interp.get_input_details()}
-            self.out_details = {d["name"]: d for d in self.interp.get_output_details()}
-            self.output_names = list(self.out_details)
-        self.inputs = [Spec(n, d.get("shape_signature", d["shape"]), np.float32 if _quantized(d) else d["dtype"])
-                       for n, d in self.in_details.items()]
-
-    def op_counts(self):
-        """Operators as stored in the model (the XNNPACK delegate would hide the ops it takes over)."""
-        tf = _tf()
-        plain = tf.lite.Interpreter(model_path=self.path, experimental_op_resolver_type=(
-            tf.lite.experimental.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES))
-        counts = {}
-        for op in plain._get_ops_details():
-            counts[op["op_name"]] = counts.get(op["op_name"], 0) + 1
-        return counts
-
-    def details(self):
-        def pack(d):
-            scale, zero = d["quantization"]
-            return {"shape": d["shape"], "dtype": np.dtype(d["dtype"]).name, "scale": scale, "zero_point": zero}
-        return {"inputs": {n: pack(d) for n, d in self.in_details.items()},
-                "outputs": {n: pack(d) for n, d in self.out_details.items()}}
-
-    def run(self, feeds):
-        q = {n: _quantize(feeds[n], self.in_details[n]) for n in self.in_details}
-        if self.runner is not None:
-            result = self.runner(**q)
-            raw = [(n, result[n]) for n in self.output_names]
-        else:
-            for n, d in self.in_details.items():
-                if list(d["shape"]) != list(q[n].shape):
-                    self.interp.resize_tensor_input(d["index"], q[n].shape)
-            self.interp.allocate_tensors()
-            for n, d in self.in_details.items():
-                self.interp.set_tensor(d["index"], q[n])
-            self.interp.invoke()
-            raw = [(n, self.interp.get_tensor(self.out_details[n]["index"])) for n in self.output_names]
-        return [(n, _dequantize(v, self.out_details[n])) for n, v in raw]
+        return list(zip(self.output_names, self._runner.run([feeds[s.name] for s in self.inputs])))
 
 
 class TFLiteSSD:
@@ -207,9 +308,9 @@ class TFLiteSSD:
 
     def run(self, feeds):
         x = feeds["normalized_input_image_tensor"]
-        self.interp.set_tensor(self.in_detail["index"], _quantize(x, self.in_detail))
+        self.interp.set_tensor(self.in_detail["index"], quantize(x, self.in_detail))
         self.interp.invoke()
-        out = [(n, _dequantize(self.interp.get_tensor(d["index"]), d)) for n, d in self.raw.items()]
+        out = [(n, dequantize(self.interp.get_tensor(d["index"]), d)) for n, d in self.raw.items()]
         if self.postprocess is not None:
             self.checks = self._check_detections()
         return out
@@ -228,33 +329,13 @@ class TFLiteSSD:
         ]
 
 
-def _quantized(d):
-    return np.dtype(d["dtype"]) in (np.int8, np.uint8, np.int16) and d["quantization"][0] != 0
-
-
-def _quantize(x, d):
-    dtype = np.dtype(d["dtype"])
-    if not _quantized(d):
-        return np.asarray(x).astype(dtype)
-    scale, zero = d["quantization"]
-    info = np.iinfo(dtype)
-    return np.clip(np.round(np.asarray(x, np.float64) / scale + zero), info.min, info.max).astype(dtype)
-
-
-def _dequantize(v, d):
-    if not _quantized(d):
-        return np.asarray(v)
-    scale, zero = d["quantization"]
-    return ((np.asarray(v, np.float64) - zero) * scale).astype(np.float32)
-
-
 LOADERS = {
     "keras": KerasModel,
     "keras_saved_model": KerasModel,
     "tf_saved_model": SavedModel,
     "tf_hub": SavedModel,
     "tf_frozen_model": FrozenGraph,
-    "tflite": TFLiteModel,
+    "tflite": lambda path, args: TFLiteModel(path),
     "tflite_ssd": TFLiteSSD,
 }
 

@@ -128,7 +128,7 @@ def main():
     path = os.path.join(args.out, "model.tflite")
     with open(path, "wb") as fh:
         fh.write(flatbuffer)
-    tfl = models.TFLiteModel(path, args)
+    tfl = models.TFLiteModel(path, logits=False)
     step_done(args.out, ["model.tflite"], quantize=args.quantize, size_bytes=len(flatbuffer),
               calibration_samples=len(samples) if args.quantize == "int8" else 0, tflite=tfl.details())
 
