@@ -215,7 +215,7 @@ def describe(record):
     if by_logits:
         worst_logit = max(s["logits"]["max_rel_err"] for o in outs for s in o["by_distribution"].values()
                           if s.get("basis") == "logits")
-        line += (f"; saturated output(s) {', '.join(by_logits)} judged on their logits where saturated "
+        line += (f"; {', '.join(by_logits)} judged on logits where saturated or constant "
                  f"(max error {worst_logit:.2g})")
     inconclusive = [o["name"] for o in outs if not o.get("conclusive")]
     if inconclusive:
