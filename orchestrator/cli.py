@@ -129,6 +129,19 @@ class Orchestrator:
         )
         return pipeline.summary(result)
 
+    def verify(self, source, input, result, to="tflite", build=True, memory="8g", timeout=3600, quiet=False,
+               keep=None, **options):
+        """Check that RESULT (a model of format TO, default tflite) computes what INPUT (a model in format SOURCE)
+        computes, exactly as `convert` checks its own result. Route flags set the mode (e.g. --quantize int8) and
+        the inputs (--sample_input, --verify_samples, --seed); --keep DIR keeps the inputs and outputs.
+        Exit 4 when they differ or when nothing conclusive could be compared."""
+        from orchestrator import pipeline, verify
+
+        record = pipeline.verify_files(_engine(), source, input, result, to=to, options=options,
+                                       build_missing=build, memory=str(memory), timeout=float(timeout),
+                                       log=None if quiet else _log, keep=keep)
+        return f"{source} -> {to}: {result}: {verify.describe(record)}"
+
     def sample(self, format, output_dir, kind=None, seed=1, force=False):
         """Write a small random-weight model of FORMAT into OUTPUT_DIR, for trying routes.
 

@@ -5,6 +5,7 @@ import hashlib
 import json
 import os
 import shutil
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -162,19 +163,9 @@ def convert(engine, source, input_path, output_dir, to="tflite", options=None, v
         if check:
             ref_dir, ref_artifact, _ = produced.get(check.reference_format, (None, None, None))
             ref_model = (ref_dir / ref_artifact) if ref_dir else src
-            runs = verification_mod.plan_runs(check, ref_model, ref_dir is not None, current[0] / current[1], values,
-                                              tagged, work)
-            verify_steps = []
-            for run in runs:
-                if log:
-                    log(f"verify: {run.name} in {run.image}")
-                meta, result = execute(engine, run, memory=memory, timeout=timeout, log=log)
-                verify_steps.append({"name": run.name, "stack": run.stack, "image": run.image,
-                                     "image_id": run.image_id, "seconds": round(result.seconds, 2),
-                                     "versions": meta.get("versions", {})})
-            verification = verification_mod.collect(runs, staging / "verification")
-            verification["steps"] = verify_steps
-            verification["seconds"] = round(time.monotonic() - converted_at, 2)
+            verification = verification_mod.run(engine, check, ref_model, ref_dir is not None,
+                                                 current[0] / current[1], values, tagged, work,
+                                                 staging / "verification", memory=memory, timeout=timeout, log=log)
             verification_mod.check(verification)
         elif not verify:
             verification = {"skipped": True, "reason": "--no-verify"}
@@ -221,6 +212,38 @@ def convert(engine, source, input_path, output_dir, to="tflite", options=None, v
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
+
+
+def verify_files(engine, source, input_path, result_path, to="tflite", options=None, build_missing=True,
+                 memory="8g", timeout=3600.0, log=None, keep=None):
+    """Verify an existing conversion: the source model against RESULT_PATH (a model of format `to`), exactly as
+    `convert` verifies its own result. Returns the verification record; raises VerificationFailed (exit 4)."""
+    if formats.get(source).internal or formats.get(to).internal:
+        raise UsageError(f"'{source if formats.get(source).internal else to}' is an intermediate format of a route")
+    chain = planner.plan(source, to, given=options)
+    values = opts_mod.validate(chain, options or {})
+    src = formats.check_input(source, input_path, weights_dir=values.get("weights_path_prefix"))
+    result = formats.check_input(to, result_path)
+    check = verification_mod.check_for(source, to, values)
+    if check is None:
+        raise UsageError(f"no verification for {source} -> {to} yet")
+    if check.reference_format != source:
+        raise UsageError(f"{source} -> {to} is verified against the route's {check.reference_format} artifact; "
+                         f"give that: orchestrator verify {check.reference_format} ...")
+    stacks = {n: images.get_stack(n) for n in verification_mod.stacks_needed(check)}
+    tagged = {n: images.ensure_image(engine, s, build_if_missing=build_missing, log=log or (lambda _line: None))
+              for n, s in stacks.items()}
+    work = Path(tempfile.mkdtemp(prefix="orchestrator-verify-"))
+    try:
+        keep_dir = Path(keep).absolute() if keep else work / "verification"
+        if keep and keep_dir.exists() and any(keep_dir.iterdir()):
+            raise UsageError(f"{keep_dir}: exists and is not empty")
+        record = verification_mod.run(engine, check, src, False, result, values, tagged, work / "runs", keep_dir,
+                                      memory=memory, timeout=timeout, log=log)
+        verification_mod.check(record)
+        return record
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def summary(manifest):

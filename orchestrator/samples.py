@@ -8,7 +8,9 @@ from orchestrator.errors import UsageError
 from orchestrator.pipeline import _commit, _prepare_output
 from orchestrator.runner import StepRun, execute
 
-KERAS_KINDS = ("cnn", "mlp", "multi", "head", "lstm")
+KERAS_KINDS = ("cnn", "saturated", "mlp", "multi", "head", "lstm")
+# "saturated": logits in the hundreds, so the softmax is one-hot on any input
+TORCH_KINDS = ("cnn", "saturated", "resnet", "dense", "inception", "fire", "shuffle", "inception-v1")
 SAMPLES = {
     # format -> (stack, script, kinds); the first kind is the default
     "keras": ("tf2", "make_model.py", KERAS_KINDS),
@@ -19,7 +21,10 @@ SAMPLES = {
     "ssd": ("tf1", "make_ssd.py", ("float", "quant")),
     # TorchScript, ExportedProgram, state_dict + net.py, pickled module, calibration.npy; CNN architectures that
     # stress NCHW -> NHWC conversion (densely connected, inception, fire modules, channel shuffle)
-    "pytorch": ("torch", "make_torch.py", ("cnn", "resnet", "dense", "inception", "fire", "shuffle")),
+    "pytorch": ("torch", "make_torch.py", TORCH_KINDS),
+    # the same networks exported to ONNX by torch.onnx (model.onnx + calibration.npy); inception-v1: GoogLeNet's
+    # stem and modules (LRN, ceil-mode max-pools, four-branch concats, softmax over 1000 classes)
+    "onnx": ("torch", "make_torch.py", ("inception-v1",) + TORCH_KINDS),
     # model.cfg + model.weights (random) shaped like the tiny YOLOs, 96x96 input, 3 classes; calibration.npy
     "darknet": ("tf2", "make_darknet.py", ("yolov3-tiny", "yolov4-tiny")),
     # module.py (build(params=None) -> (apply_fn, params)) and params.msgpack: a Flax Dense layer or a small CNN
@@ -32,6 +37,8 @@ def _args(fmt, kind, seed):
         return ["--seed", str(seed)] + (["--quantized"] if kind == "quant" else [])
     if fmt in ("pytorch", "darknet", "jax"):
         return ["--kind", kind, "--seed", str(seed)]
+    if fmt == "onnx":
+        return ["--kind", kind, "--seed", str(seed), "--format", "onnx"]
     return ["--kind", kind, "--format", fmt, "--seed", str(seed)]
 
 

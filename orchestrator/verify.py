@@ -8,12 +8,13 @@ a batch of samples from each of several distributions, and the user's own sample
 
 import json
 import shutil
+import time
 from pathlib import Path
 
 from orchestrator import options as opts_mod
 from orchestrator import formats, routes
 from orchestrator.errors import VerificationFailed
-from orchestrator.runner import StepRun
+from orchestrator.runner import StepRun, execute
 
 
 def check_for(source, target, values=None):
@@ -158,6 +159,24 @@ def collect(runs, keep_dir):
                 break
     record["files"] = kept
     record["inputs"]["file"] = next(f for f in kept if f.startswith("verification/inputs."))
+    return record
+
+
+def run(engine, check_, ref_model, from_step, artifact, values, tagged, work, keep_dir, memory="8g",
+        timeout=3600.0, log=None):
+    """Run a verification (reference, result, compare) and return its record, with each run's time."""
+    started = time.monotonic()
+    runs = plan_runs(check_, ref_model, from_step, artifact, values, tagged, work)
+    steps = []
+    for one in runs:
+        if log:
+            log(f"verify: {one.name} in {one.image}")
+        meta, result = execute(engine, one, memory=memory, timeout=timeout, log=log)
+        steps.append({"name": one.name, "stack": one.stack, "image": one.image, "image_id": one.image_id,
+                      "seconds": round(result.seconds, 2), "versions": meta.get("versions", {})})
+    record = collect(runs, keep_dir)
+    record["steps"] = steps
+    record["seconds"] = round(time.monotonic() - started, 2)
     return record
 
 

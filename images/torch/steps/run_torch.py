@@ -32,7 +32,7 @@ class TorchModel:
         self.inputs = [Spec(n, s, "float32") for n, s in zip(names, in_shapes)]
         self.out_names = out_names
         self.output_names = None
-        self._graph, self._logit_nodes, self.logit_ops = None, {}, {}
+        self._graph, self.logit_ops = None, {}
 
     def _names(self, count):
         return self.out_names or [f"output_{i}" for i in range(count)]
@@ -43,45 +43,27 @@ class TorchModel:
         return list(zip(self.output_names, results))
 
     def _find_logits(self, example):
-        """The exported graph and {output index: node feeding its final activation}."""
+        """(callable(arrays) -> {output index: logits}, {output index: op}) or (None, {})."""
         if self.kind == "torchscript":
-            return None, {}
+            return _torchscript_logits(self.model)
         try:
             graph_module = self.model if self.kind == "exported_program" else torch.export.export(
                 self.model, tuple(torch.from_numpy(np.asarray(a, self._dtype())) for a in example)).module()
         except Exception:  # a model torch.export cannot trace: no logits
             return None, {}
-        output = next(n for n in graph_module.graph.nodes if n.op == "output")
-        flat = output.args[0] if isinstance(output.args[0], (list, tuple)) else [output.args[0]]
-        found = {}
-        for i, node in enumerate(flat):
-            while isinstance(node, torch.fx.Node) and _op_name(node) in PASS_THROUGH:
-                node = node.args[0]
-            if isinstance(node, torch.fx.Node) and _op_name(node) in ACTIVATIONS:
-                found[i] = (node.args[0], _op_name(node))
-        return graph_module, found
+        return _fx_logits(graph_module)
 
     def run_logits(self, feeds):
-        arrays = [feeds[s.name] for s in self.inputs]
+        arrays = [np.asarray(feeds[s.name], self._dtype()) for s in self.inputs]
         if self._graph is None:
-            self._graph, self._logit_nodes = self._find_logits(arrays)
+            self._graph, ops = self._find_logits(arrays)
             self._graph = self._graph or False
-            self.logit_ops = {self._names(max(self._logit_nodes) + 1)[i]: op
-                              for i, (_n, op) in self._logit_nodes.items()} if self._logit_nodes else {}
-        if not self._logit_nodes:
+            if ops:
+                self.logit_ops = {self._names(max(ops) + 1)[i]: op for i, op in ops.items()}
+        if not self._graph:
             return {}
-        wanted = {node: i for i, (node, _op) in self._logit_nodes.items()}
-        captured = {}
-
-        class Capture(torch.fx.Interpreter):
-            def run_node(self, n):
-                value = super().run_node(n)
-                if n in wanted:
-                    captured[wanted[n]] = value.detach().cpu().numpy()
-                return value
-
         with torch.no_grad():
-            Capture(self._graph).run(*[torch.from_numpy(np.asarray(a, self._dtype())) for a in arrays])
+            captured = self._graph([torch.from_numpy(a) for a in arrays])
         names = self.output_names or self._names(max(captured) + 1)
         return {names[i]: v for i, v in captured.items()}
 
@@ -112,6 +94,77 @@ class TorchModel64(TorchModel):
 
     def _dtype(self):
         return np.float64
+
+
+def _walk(node, op_of, inputs_of):
+    """From an output's producer back through shape-only ops: (activation op, its input) or (None, None)."""
+    while node is not None and op_of(node) in PASS_THROUGH:
+        node = inputs_of(node)
+    if node is not None and op_of(node) in ACTIVATIONS:
+        return op_of(node), node
+    return None, None
+
+
+def _fx_logits(graph_module):
+    """Logits of an exported program's GraphModule, read with a torch.fx Interpreter."""
+    output = next(n for n in graph_module.graph.nodes if n.op == "output")
+    flat = output.args[0] if isinstance(output.args[0], (list, tuple)) else [output.args[0]]
+    wanted, ops = {}, {}
+    for i, node in enumerate(flat):
+        if not isinstance(node, torch.fx.Node):
+            continue
+        op, act = _walk(node, _op_name, lambda n: n.args[0] if isinstance(n.args[0], torch.fx.Node) else None)
+        if op:
+            wanted[act.args[0]], ops[i] = i, op
+    if not wanted:
+        return None, {}
+
+    def run(tensors):
+        captured = {}
+
+        class Capture(torch.fx.Interpreter):
+            def run_node(self, n):
+                value = super().run_node(n)
+                if n in wanted:
+                    captured[wanted[n]] = value.detach().cpu().numpy()
+                return value
+
+        Capture(graph_module).run(*tensors)
+        return captured
+
+    return run, ops
+
+
+def _torchscript_logits(module):
+    """Logits of a TorchScript module: its frozen graph, cut at each activation's input into a new function."""
+    try:
+        frozen = torch.jit.freeze(module.eval())
+        graph = frozen.graph
+        returned = list(graph.return_node().inputs())
+        if len(returned) == 1 and returned[0].node().kind() == "prim::TupleConstruct":
+            returned = list(returned[0].node().inputs())
+        kind = lambda n: n.kind().split("::")[-1] if n.kind().startswith("aten::") else ""  # noqa: E731
+        functions, ops = {}, {}
+        for i, value in enumerate(returned):
+            op, act = _walk(value.node(), kind, lambda n: next(n.inputs()).node())
+            if not op:
+                continue
+            cut = graph.copy()
+            values = {v.debugName(): v for n in cut.nodes() for v in n.outputs()}
+            for _ in range(len(list(cut.outputs()))):
+                cut.eraseOutput(0)
+            cut.registerOutput(values[next(act.inputs()).debugName()])
+            functions[i] = torch._C._create_function_from_graph(f"logits_{i}", cut)
+            ops[i] = op
+    except Exception:  # a graph this cannot cut: no logits
+        return None, {}
+    if not functions:
+        return None, {}
+
+    def run(tensors):
+        return {i: fn(frozen._c, *tensors).detach().cpu().numpy() for i, fn in functions.items()}
+
+    return run, ops
 
 
 def main():

@@ -132,6 +132,69 @@ class ShuffleNet(nn.Module):
         return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
 
 
-KINDS = {"cnn": SmallCNN, "resnet": SmallResNet, "dense": DenseBlockNet, "inception": InceptionNet,
-         "fire": FireNet, "shuffle": ShuffleNet}
+class SaturatedCNN(SmallCNN):
+    """SmallCNN with logits in the hundreds: its softmax is one-hot on any input (verification must look at the
+    logits to see anything)."""
+
+    def __init__(self, num_classes=10):
+        super().__init__(num_classes)
+        with torch.no_grad():
+            self.fc.weight.mul_(300.0)
+
+
+class ConvReLU(nn.Module):
+    def __init__(self, cin, cout, k, stride=1, padding=0):
+        super().__init__()
+        self.conv = nn.Conv2d(cin, cout, k, stride, padding)
+
+    def forward(self, x):
+        return F.relu(self.conv(x))
+
+
+class InceptionV1Block(nn.Module):
+    """GoogLeNet's inception module: 1x1, 1x1->3x3, 1x1->5x5 and 3x3 max-pool (ceil mode)->1x1 branches."""
+
+    def __init__(self, cin, c1, c3r, c3, c5r, c5, pool):
+        super().__init__()
+        self.b1 = ConvReLU(cin, c1, 1)
+        self.b3 = nn.Sequential(ConvReLU(cin, c3r, 1), ConvReLU(c3r, c3, 3, padding=1))
+        self.b5 = nn.Sequential(ConvReLU(cin, c5r, 1), ConvReLU(c5r, c5, 5, padding=2))
+        self.bp = ConvReLU(cin, pool, 1)
+        self.out_channels = c1 + c3 + c5 + pool
+
+    def forward(self, x):
+        pooled = F.max_pool2d(x, 3, stride=1, padding=1, ceil_mode=True)
+        return torch.cat([self.b1(x), self.b3(x), self.b5(x), self.bp(pooled)], 1)
+
+
+class InceptionV1(nn.Module):
+    """An Inception-v1 (GoogLeNet) stem and three inception modules at a quarter of the width: 7x7/2 conv,
+    3x3/2 max-pools in ceil mode, local response normalization (size 5), four-branch concats, global average
+    pooling and a softmax over the classes."""
+
+    def __init__(self, num_classes=1000, width=0.25):
+        super().__init__()
+        c = lambda n: max(4, int(n * width))  # noqa: E731
+        self.conv1 = ConvReLU(3, c(64), 7, stride=2, padding=3)
+        self.lrn = nn.LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=1.0)
+        self.conv2 = ConvReLU(c(64), c(64), 1)
+        self.conv3 = ConvReLU(c(64), c(192), 3, padding=1)
+        self.i3a = InceptionV1Block(c(192), c(64), c(96), c(128), c(16), c(32), c(32))
+        self.i3b = InceptionV1Block(self.i3a.out_channels, c(128), c(128), c(192), c(32), c(96), c(64))
+        self.i4a = InceptionV1Block(self.i3b.out_channels, c(192), c(96), c(208), c(16), c(48), c(64))
+        self.fc = nn.Linear(self.i4a.out_channels, num_classes)
+
+    def forward(self, x):
+        x = self.lrn(F.max_pool2d(self.conv1(x), 3, stride=2, ceil_mode=True))
+        x = F.max_pool2d(self.lrn(self.conv3(self.conv2(x))), 3, stride=2, ceil_mode=True)
+        x = F.max_pool2d(self.i3b(self.i3a(x)), 3, stride=2, ceil_mode=True)
+        x = torch.flatten(F.adaptive_avg_pool2d(self.i4a(x), 1), 1)
+        return F.softmax(self.fc(x), dim=1)
+
+
+KINDS = {"cnn": SmallCNN, "saturated": SaturatedCNN, "resnet": SmallResNet, "dense": DenseBlockNet,
+         "inception": InceptionNet, "inception-v1": InceptionV1, "fire": FireNet, "shuffle": ShuffleNet}
+# kinds whose input or class count differ from the small samples' 1x3x32x32 and 10 classes
+INPUT_SHAPES = {"inception-v1": (1, 3, 112, 112)}
+CLASSES = {"inception-v1": 1000}
 
