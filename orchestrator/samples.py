@@ -8,8 +8,9 @@ from orchestrator.errors import UsageError
 from orchestrator.pipeline import _commit, _prepare_output
 from orchestrator.runner import StepRun, execute
 
-KERAS_KINDS = ("cnn", "saturated", "mlp", "multi", "head", "lstm")
-# "saturated": logits in the hundreds, so the softmax is one-hot on any input
+KERAS_KINDS = ("cnn", "saturated", "saturated-scaled", "mlp", "multi", "head", "lstm")
+# "saturated": logits in the hundreds, so the softmax is one-hot on any input; "saturated-scaled": the same, its
+# softmax followed by a rescaling (nothing marks where its logits are)
 TORCH_KINDS = ("cnn", "saturated", "resnet", "dense", "inception", "fire", "shuffle", "inception-v1")
 SAMPLES = {
     # format -> (stack, script, kinds); the first kind is the default

@@ -18,11 +18,15 @@ Kinds (subgraph 0 only):
   swap_channels  output channels 0 and 1 swapped in the filter [O, H, W, I] and bias
                  of the first CONV_2D whose output is not a model output
   drop_lrn       first LOCAL_RESPONSE_NORMALIZATION removed, its consumers fed its input
+                 (if it produced a model output, its input's producer writes that output
+                 tensor directly, so output names and the signature stay unchanged)
   zero_bias      constant bias of the first CONV_2D whose bias is not already zero, zeroed
   input_layout   TRANSPOSE perm [0, 2, 1, 3] (H <-> W) inserted after the first 4-D input
   float16        every float32 constant buffer rounded to float16 and back to float32
 
-The kinds are deterministic; --seed is accepted and echoed in the report so
+In the report, "op_index" is the operator's position (for drop_lrn, where the
+removed op was) and "consumers" are operator indices in the tampered model. The
+kinds are deterministic; --seed is accepted and echoed in the report so
 callers can pass one uniformly.
 
 The converter merges identical constants, so one tensor (or one buffer) can
@@ -289,22 +293,48 @@ def tamper_swap_channels(model):
     raise NotApplicable("no CONV_2D with a constant filter of 2+ output channels before the model's last op")
 
 
+def producer_of(model, index):
+    for op in model.subgraphs[SUBGRAPH].operators:
+        if op.outputs is not None and index in [int(v) for v in op.outputs]:
+            return op
+    return None
+
+
+def bypass_into_output(model, source, dropped):
+    """The LRN output is a model output: its input's producer now writes it directly.
+
+    Keeps the model's output tensor (index, name, signature entry) unchanged."""
+    producer = producer_of(model, source)
+    producer.outputs, _ = replace_index(producer.outputs, source, dropped)
+    return rewire_consumers(model, source, dropped), []
+
+
+def bypass_to_input(model, source, dropped):
+    """Readers of the LRN output (ops, model outputs, signatures) read its input."""
+    subgraph = model.subgraphs[SUBGRAPH]
+    consumers = rewire_consumers(model, dropped, source)
+    subgraph.outputs, _ = replace_index(subgraph.outputs, dropped, source)
+    return consumers, retarget_signature_outputs(model, dropped, source)
+
+
 def tamper_drop_lrn(model):
     found = ops_of(model, Op.LOCAL_RESPONSE_NORMALIZATION)
     if not found:
         raise NotApplicable("no LOCAL_RESPONSE_NORMALIZATION op")
     index, op = found[0]
     source, dropped = int(op.inputs[0]), int(op.outputs[0])
-    subgraph = model.subgraphs[SUBGRAPH]
-    if dropped in model_outputs(model) and source in [int(v) for v in subgraph.inputs]:
+    outputs = model_outputs(model)
+    if dropped in outputs and source in [int(v) for v in model.subgraphs[SUBGRAPH].inputs]:
         raise NotApplicable("the LRN op maps a model input straight to a model output")
-    del subgraph.operators[index]
-    consumers = rewire_consumers(model, dropped, source)
-    subgraph.outputs, output_rewired = replace_index(subgraph.outputs, dropped, source)
-    signature_outputs = retarget_signature_outputs(model, dropped, source)
+    keep_output = dropped in outputs and source not in outputs and producer_of(model, source) is not None
+    del model.subgraphs[SUBGRAPH].operators[index]
+    if keep_output:
+        consumers, signatures = bypass_into_output(model, source, dropped)
+    else:
+        consumers, signatures = bypass_to_input(model, source, dropped)
     return {"op_index": index, "op": "LOCAL_RESPONSE_NORMALIZATION", "input": name_of(model, source),
             "removed_output": name_of(model, dropped), "consumers": consumers,
-            "subgraph_output_rewired": bool(output_rewired), "signature_outputs_rewired": signature_outputs}
+            "model_output_kept": keep_output, "signature_outputs_rewired": signatures}
 
 
 def retarget_signature_outputs(model, old, new):

@@ -120,11 +120,19 @@ def test_tf_frozen_model_to_tflite(samples, engine, tmp_path):
     assert m["options"]["input_shapes"] == "1,8:1,4"
 
 
-def test_sample_input_is_used_for_verification(samples, tmp_path):
+def test_sample_input_is_used_first_for_verification(samples, tmp_path):
     src = samples[("keras", "cnn")]
-    x = np.random.default_rng(5).uniform(0, 1, (1, 32, 32, 3)).astype("float32")
+    x = np.random.default_rng(5).uniform(0, 1, (5, 32, 32, 3)).astype("float32")  # 5 samples on axis 0
     np.save(tmp_path / "x.npy", x)
-    proc = cli("convert", "keras", src / "model.h5", tmp_path / "out", "--sample_input", tmp_path / "x.npy")
+    proc = cli("convert", "keras", src / "model.h5", tmp_path / "out", "--sample_input", tmp_path / "x.npy",
+               "--verify_samples", "3")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert manifest(tmp_path / "out")["verification"]["inputs"]["origin"] == {"kind": "sample", "file": "x.npy"}
-    np.testing.assert_array_equal(np.load(tmp_path / "out" / "verification" / "inputs.npz")["image"], x)
+    v = manifest(tmp_path / "out")["verification"]
+    dists = v["inputs"]["distributions"]
+    assert dists[0] == {"name": "sample_input", "kind": "given", "file": "x.npy", "count": 5, "judged": True}
+    assert [(d["name"], d["count"]) for d in dists[1:]] == [("uniform", 3), ("normal", 3), ("image", 3)]
+    assert v["inputs"]["samples"] == 14 and "14 inputs (sample_input 5, uniform 3" in proc.stdout
+    kept = np.load(tmp_path / "out" / "verification" / "inputs.npz")["image"]
+    assert kept.shape == (14, 1, 32, 32, 3)  # samples on axis 0, each with the model's batch axis
+    np.testing.assert_array_equal(kept[:5, 0], x)
+    assert set(v["outputs"][0]["by_distribution"]) == {"sample_input", "uniform", "normal", "image"}

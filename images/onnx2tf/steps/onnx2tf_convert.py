@@ -9,7 +9,8 @@ Every attempt converts in its own process; its float32 TFLite model runs beside 
 verification's plan (several distributions, the user's samples; inputs transposed NCHW -> NHWC where onnx2tf
 changed the layout) and is judged by parity.judge, the criterion of the final verification (saturated outputs
 judged on their logits, the tolerance grounded in onnxruntime's own float32 noise). The first attempt that passes
-is kept. Order: onnx2tf's defaults; its per-op accuracy check (-cotof) with the automatic
+is kept. Order: onnx2tf's defaults; the graph rewritten where onnx_rewrites knows onnx2tf goes wrong (torch's
+5-D LRN); its per-op accuracy check (-cotof) with the automatic
 parameter-replacement search (-agj) and a conversion with the JSON it found; the layout optimizations switched
 off (Transpose/StridedSlice suppression); inputs kept NCHW; onnxsim run first and onnx2tf's own pass skipped;
 no onnxsim at all. What was tried, and what worked, goes into step.json (and the manifest).
@@ -248,7 +249,10 @@ def main():
     os.makedirs(os.path.join(work, "simplified"), exist_ok=True)
     presimplified = os.path.join(work, "simplified", f"{stem}.onnx")  # same stem: same output file names
     remedies = [("default", {})]
+    rewritten, rewrites = rewrite_graph(onnx_path, os.path.join(work, "rewritten", f"{stem}.onnx"))
     if args.remedies == "auto":
+        if rewrites:  # patterns onnx2tf is known to get wrong, rewritten into ones it converts exactly
+            remedies.append(("rewrite_graph", {"input_onnx_file_path": rewritten}))
         remedies += [
             ("accuracy_check_and_auto_param_replacement", {"check_onnx_tf_outputs_elementwise_close_full": True,
                                                            "auto_generate_json": True}),
@@ -273,6 +277,8 @@ def main():
         print(f"onnx2tf: attempt '{name}'", file=sys.stderr, flush=True)
         folder, code, log = run_attempt(name, params, work)
         record = {"remedy": name, "options": sorted(extra)}
+        if name == "rewrite_graph":
+            record["rewrites"] = rewrites
         if name.startswith("accuracy_check"):
             record["first_unmatched_ops"] = first_bad_ops(log)
             found = glob.glob(os.path.join(folder, "*_auto.json")) + glob.glob(os.path.join(work, "*_auto.json"))
@@ -338,6 +344,23 @@ def describe(attempt):
     basis = " (logits)" if attempt.get("basis") == "logits" else ""
     return (f"max error {attempt['max_rel_err']:.3g} of the output scale{basis} at {where} "
             f"(tolerance {attempt.get('tolerance', 0):.2g})")
+
+
+def rewrite_graph(src, dst):
+    """The model with onnx_rewrites applied, saved at dst: (dst, [changes]); ([] when nothing matched)."""
+    import onnx
+
+    import onnx_rewrites
+
+    try:
+        model, changes = onnx_rewrites.apply_all(onnx.load(src))
+    except Exception as exc:  # a rewrite that trips over an unusual graph is just not offered
+        print(f"onnx2tf: graph rewrites skipped ({first_line(exc)})", file=sys.stderr, flush=True)
+        return None, []
+    if changes:
+        os.makedirs(os.path.dirname(dst), exist_ok=True)
+        onnx.save(model, dst)
+    return dst, changes
 
 
 def simplify(src, dst):

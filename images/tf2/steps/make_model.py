@@ -1,6 +1,6 @@
 """Write a small random-weight model (and matching calibration data) for tests and demos.
 
-    make_model.py --kind cnn|saturated|mlp|multi|head|lstm --format keras|keras_saved_model|tf_saved_model|tf_frozen_model
+    make_model.py --kind cnn|saturated|saturated-scaled|mlp|multi|head|lstm --format keras|keras_saved_model|tf_saved_model|tf_frozen_model
                   --out DIR [--seed N]
 Writes DIR/<artifact> and DIR/calibration.npy (or .npz for several inputs); nothing is downloaded.
 """
@@ -20,7 +20,7 @@ def build(kind):
     import tensorflow as tf
 
     L = tf.keras.layers
-    if kind in ("cnn", "saturated"):
+    if kind in ("cnn", "saturated", "saturated-scaled"):
         x = L.Input((32, 32, 3), name="image")
         y = L.Conv2D(8, 3, padding="same", activation="relu")(x)
         y = L.BatchNormalization()(y)
@@ -28,9 +28,12 @@ def build(kind):
         y = L.DepthwiseConv2D(3, padding="same", activation="relu6")(y)
         y = L.Conv2D(16, 1, activation="relu")(y)
         y = L.GlobalAveragePooling2D(name="features")(y)
-        if kind == "saturated":  # logits in the hundreds: the softmax is one-hot on any input
-            y = L.Dense(10, activation="softmax", name="probs", kernel_initializer=tf.keras.initializers.RandomNormal(
-                stddev=300.0))(y)
+        if kind.startswith("saturated"):  # logits in the hundreds: the softmax is one-hot on any input
+            init = tf.keras.initializers.RandomNormal(stddev=300.0)
+            if kind == "saturated-scaled":  # ... and rescaled after it, which hides where the logits are
+                y = L.Dense(10, activation="softmax", kernel_initializer=init)(y)
+                return tf.keras.Model(x, L.Rescaling(0.5, name="probs")(y), name="saturated_scaled_cnn")
+            y = L.Dense(10, activation="softmax", name="probs", kernel_initializer=init)(y)
             return tf.keras.Model(x, y, name="saturated_cnn")
         y = L.Dense(5, activation="softmax", name="probs")(y)
         return tf.keras.Model(x, y, name="small_cnn")

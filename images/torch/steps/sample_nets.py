@@ -139,7 +139,7 @@ class SaturatedCNN(SmallCNN):
     def __init__(self, num_classes=10):
         super().__init__(num_classes)
         with torch.no_grad():
-            self.fc.weight.mul_(300.0)
+            self.fc.weight.mul_(3e4)
 
 
 class ConvReLU(nn.Module):
@@ -183,6 +183,14 @@ class InceptionV1(nn.Module):
         self.i3b = InceptionV1Block(self.i3a.out_channels, c(128), c(128), c(192), c(32), c(96), c(64))
         self.i4a = InceptionV1Block(self.i3b.out_channels, c(192), c(96), c(208), c(16), c(48), c(64))
         self.fc = nn.Linear(self.i4a.out_channels, num_classes)
+        # He-initialized, with a stem strong enough that the LRNs matter (as they do on pixel-scale inputs)
+        with torch.no_grad():
+            for m in self.modules():
+                if isinstance(m, (nn.Conv2d, nn.Linear)):
+                    nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+                    m.bias.uniform_(-0.1, 0.1)
+            self.conv1.conv.weight.mul_(10.0)
+            self.fc.weight.mul_(40.0)  # and logits large enough that the softmax saturates on most inputs
 
     def forward(self, x):
         x = self.lrn(F.max_pool2d(self.conv1(x), 3, stride=2, ceil_mode=True))

@@ -1,0 +1,219 @@
+"""Rewrites of ONNX graphs that onnx2tf converts wrongly or not at all, into equivalent graphs it converts exactly.
+Each rewrite is a function ModelProto -> (ModelProto, [what it changed]); the conversion step tries them as a
+remedy (the model onnxruntime runs as the reference is never changed).
+
+torch_lrn: torch exports nn.LocalResponseNorm / F.local_response_norm not as an ONNX LRN node but through a 5-D
+tensor: Mul(x, x) -> Unsqueeze/Reshape to (N, 1, C, H, W) -> Pad -> AveragePool(kernel [size, 1, 1]) ->
+Squeeze (-> If) -> Mul(alpha) -> Add(k) -> Pow(beta), and Div(x, that). onnx2tf 1.29 cannot convert that 3-D
+average pool (its padding path slices a 5-D tensor with 6 indices). The rewrite puts an ONNX LRN in place of
+the Div when the window is symmetric (odd size: exactly torch's), else the same sum as a 1x1 convolution over
+the squares with a banded 0/1 weight, which only needs 4-D ops.
+"""
+
+import numpy as np
+
+
+def _attrs(node):
+    import onnx
+
+    return {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+
+
+def _constants(graph):
+    """{tensor name: numpy value} of initializers and Constant nodes."""
+    from onnx import numpy_helper
+
+    found = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    for node in graph.node:
+        if node.op_type == "Constant" and node.attribute:
+            a = _attrs(node)
+            if "value" in a:
+                found[node.output[0]] = numpy_helper.to_array(a["value"])
+            elif "value_float" in a:
+                found[node.output[0]] = np.asarray(a["value_float"], np.float32)
+    return found
+
+
+def _scalar(constants, name):
+    value = constants.get(name)
+    return None if value is None or np.size(value) != 1 else float(np.asarray(value).reshape(-1)[0])
+
+
+def _window(start, consumers, constants):
+    """From Mul(x, x) forward to the 3-D AveragePool of torch's LRN: (size, channels before the centre) or None."""
+    node, front = start, None
+    for _ in range(5):
+        following = consumers.get(node.output[0], [])
+        if len(following) != 1:
+            return None
+        node = following[0]
+        if node.op_type == "AveragePool":
+            a = _attrs(node)
+            kernel, strides = list(a.get("kernel_shape", [])), list(a.get("strides", [1, 1, 1]))
+            if len(kernel) != 3 or kernel[1:] != [1, 1] or strides != [1, 1, 1]:
+                return None
+            pads = list(a.get("pads", [0] * 6))
+            if pads[0] or pads[3]:
+                front = pads[0]  # the Pad folded into the pool
+            size = int(kernel[0])
+            return size, size // 2 if front is None else int(front)
+        if node.op_type == "Pad":
+            pads = np.asarray(constants.get(node.input[1], [])).reshape(-1) if len(node.input) > 1 else []
+            if len(pads) == 10:  # (N, 1, C, H, W): the channel axis is 2
+                front = int(pads[2])
+        elif node.op_type not in ("Reshape", "Unsqueeze"):
+            return None
+    return None
+
+
+def _denominator(div, producer, constants):
+    """Div(x, Pow(Add(Mul(s, alpha), k), beta)): (alpha, k, beta) or None."""
+    power = producer.get(div.input[1])
+    if power is None or power.op_type != "Pow":
+        return None
+    beta = _scalar(constants, power.input[1])
+    add = producer.get(power.input[0])
+    if beta is None or add is None or add.op_type != "Add":
+        return None
+    k_name, scaled = (add.input[1], add.input[0]) if add.input[1] in constants else (add.input[0], add.input[1])
+    k = _scalar(constants, k_name)
+    mul = producer.get(scaled)
+    if k is None or mul is None or mul.op_type != "Mul":
+        return None
+    alpha = _scalar(constants, mul.input[1] if mul.input[1] in constants else mul.input[0])
+    return None if alpha is None else (alpha, k, beta)
+
+
+def _channels(model, name):
+    import onnx
+
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model)
+    except Exception:
+        return None
+    for v in list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output):
+        if v.name == name:
+            dims = v.type.tensor_type.shape.dim
+            return dims[1].dim_value if len(dims) >= 2 and dims[1].HasField("dim_value") else None
+    return None
+
+
+def _banded_sum(model, x, out, size, front, alpha, k, beta, tag):
+    """Nodes and initializers computing x / (k + alpha/size * sum over the channel window of x^2)^beta."""
+    from onnx import helper, numpy_helper
+
+    channels = _channels(model, x)
+    if channels is None:
+        return None
+    weight = np.zeros((channels, channels, 1, 1), np.float32)
+    for o in range(channels):
+        weight[o, max(0, o - front):min(channels, o + size - front), 0, 0] = 1.0
+    names = {s: f"{tag}/{s}" for s in ("w", "alpha", "k", "beta", "sq", "sum", "scaled", "base", "den")}
+    inits = [numpy_helper.from_array(weight, names["w"]),
+             numpy_helper.from_array(np.asarray(alpha / size, np.float32), names["alpha"]),
+             numpy_helper.from_array(np.asarray(k, np.float32), names["k"]),
+             numpy_helper.from_array(np.asarray(beta, np.float32), names["beta"])]
+    nodes = [helper.make_node("Mul", [x, x], [names["sq"]], name=names["sq"]),
+             helper.make_node("Conv", [names["sq"], names["w"]], [names["sum"]], name=names["sum"], kernel_shape=[1, 1]),
+             helper.make_node("Mul", [names["sum"], names["alpha"]], [names["scaled"]], name=names["scaled"]),
+             helper.make_node("Add", [names["scaled"], names["k"]], [names["base"]], name=names["base"]),
+             helper.make_node("Pow", [names["base"], names["beta"]], [names["den"]], name=names["den"]),
+             helper.make_node("Div", [x, names["den"]], [out], name=f"{tag}/div")]
+    return nodes, inits
+
+
+def _used_by_subgraphs(node):
+    import onnx
+
+    names = set()
+    for a in node.attribute:
+        graphs = [a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs)
+        for g in graphs:
+            for inner in g.node:
+                names.update(inner.input)
+                names.update(_used_by_subgraphs(inner))
+    return names
+
+
+def _prune(graph):
+    """Drop nodes and initializers nothing needs any more."""
+    needed = {o.name for o in graph.output}
+    kept = []
+    for node in reversed(list(graph.node)):
+        if any(o in needed for o in node.output):
+            kept.append(node)
+            needed.update(i for i in node.input if i)
+            needed.update(_used_by_subgraphs(node))
+    kept.reverse()
+    del graph.node[:]
+    graph.node.extend(kept)
+    inits = [t for t in graph.initializer if t.name in needed]
+    del graph.initializer[:]
+    graph.initializer.extend(inits)
+
+
+def torch_lrn(model):
+    import onnx
+    from onnx import helper
+
+    result = onnx.ModelProto()
+    result.CopyFrom(model)
+    graph = result.graph
+    producer = {o: n for n in graph.node for o in n.output}
+    consumers = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    constants = _constants(graph)
+    replacements, inits, changes = {}, [], []
+    for square in graph.node:
+        if square.op_type != "Mul" or square.input[0] != square.input[1]:
+            continue
+        x = square.input[0]
+        window = _window(square, consumers, constants)
+        if window is None:
+            continue
+        size, front = window
+        for div in consumers.get(x, []):
+            if div.op_type != "Div" or div.input[0] != x or div.output[0] in replacements:
+                continue
+            params = _denominator(div, producer, constants)
+            if params is None:
+                continue
+            alpha, k, beta = params
+            tag = f"lrn_rewrite_{len(changes)}"
+            if size % 2 == 1 and front == size // 2:
+                replacements[div.output[0]] = [helper.make_node("LRN", [x], [div.output[0]], name=tag, size=size,
+                                                                alpha=alpha, beta=beta, bias=k)]
+                how = "ONNX LRN"
+            else:
+                built = _banded_sum(result, x, div.output[0], size, front, alpha, k, beta, tag)
+                if built is None:
+                    continue
+                replacements[div.output[0]], more = built
+                inits += more
+                how = "1x1 convolution over the squares"
+            changes.append(f"LRN of size {size} on '{x}' as {how}")
+    if not replacements:
+        return model, []
+    nodes = []
+    for node in graph.node:
+        nodes.extend(replacements.get(node.output[0], [node]) if node.op_type == "Div" else [node])
+    del graph.node[:]
+    graph.node.extend(nodes)
+    graph.initializer.extend(inits)
+    _prune(graph)
+    return result, changes
+
+
+# name -> rewrite, in the order the remedy applies them
+REWRITES = {"torch_lrn": torch_lrn}
+
+
+def apply_all(model):
+    """(rewritten model, [changes]) after every rewrite that finds something."""
+    changes = []
+    for name, rewrite in REWRITES.items():
+        model, made = rewrite(model)
+        changes += [f"{name}: {c}" for c in made]
+    return model, changes
