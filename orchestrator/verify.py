@@ -132,7 +132,7 @@ def collect(runs, keep_dir):
     got_info = json.loads((Path(got.out_dir) / "run.json").read_text())
     groups = ref_info.get("groups") or []
     record["inputs"] = {"samples": ref_info.get("samples"), "specs": ref_info.get("input_specs"),
-                        "distributions": [{k: v for k, v in g.items() if k != "start"} for g in groups],
+                        "distributions": groups,
                         "file": "verification/inputs.npz"}
     record["source_outputs"] = ref_info.get("outputs")
     record["result_outputs"] = got_info.get("outputs")

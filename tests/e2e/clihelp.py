@@ -26,3 +26,17 @@ def manifest(out):
     return json.loads((Path(out) / "manifest.json").read_text())
 
 
+
+
+def recorded_error_matches(out, v):
+    """The manifest's max_abs_err of every output is what the kept arrays give over the judged samples."""
+    import numpy as np
+
+    ref = np.load(Path(out) / "verification" / "source_outputs.npz")
+    got = np.load(Path(out) / "verification" / "result_outputs.npz")
+    rows = [i for d in v["inputs"]["distributions"] if d["judged"] for i in range(d["start"], d["start"] + d["count"])]
+    for o in v["outputs"]:
+        err = np.max(np.abs(ref[o["name"]][rows].astype(np.float64) - got[o["result_name"]][rows].astype(np.float64)))
+        if abs(err - o["max_abs_err"]) > 1e-6 * abs(err) + 1e-12:
+            return False
+    return True

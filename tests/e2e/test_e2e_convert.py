@@ -5,7 +5,7 @@ import os
 import numpy as np
 import pytest
 
-from clihelp import cli, last_line, manifest
+from clihelp import recorded_error_matches, cli, last_line, manifest
 
 pytestmark = pytest.mark.e2e
 
@@ -31,11 +31,7 @@ def check_common(out, src_file, route, engine):
     for o in v["outputs"]:
         assert o["passed"] and o["max_rel_err"] <= v["tolerance"] and o["shape"] == o["result_shape"]
     # what the manifest claims can be recomputed from the kept verification arrays
-    ref = np.load(out / "verification" / "source_outputs.npz")
-    got = np.load(out / "verification" / "result_outputs.npz")
-    for o in v["outputs"]:
-        err = np.max(np.abs(ref[o["name"]].astype(np.float64) - got[o["result_name"]].astype(np.float64)))
-        assert err == pytest.approx(o["max_abs_err"], rel=1e-6, abs=1e-12)
+    assert recorded_error_matches(out, v)
     assert os.stat(out / "model.tflite").st_uid == os.getuid()
     return m
 

@@ -8,7 +8,7 @@ import pickle
 import numpy as np
 import pytest
 
-from clihelp import cli, last_line, manifest
+from clihelp import recorded_error_matches, cli, last_line, manifest
 
 pytestmark = pytest.mark.e2e
 
@@ -41,11 +41,7 @@ def check_torch_route(out, steps):
     v = m["verification"]
     assert v["passed"] is True and v["outputs"] and all(o["passed"] for o in v["outputs"])
     # the recorded numbers are the kept arrays' numbers
-    ref = np.load(out / "verification" / "source_outputs.npz")
-    got = np.load(out / "verification" / "result_outputs.npz")
-    for o in v["outputs"]:
-        err = np.max(np.abs(ref[o["name"]].astype(np.float64) - got[o["result_name"]].astype(np.float64)))
-        assert err == pytest.approx(o["max_abs_err"], rel=1e-6, abs=1e-12)
+    assert recorded_error_matches(out, v)
     return m
 
 

@@ -5,7 +5,6 @@ embedding inputs, a pixel hint from a Rescaling layer), `run_logits()` (the tens
 softmax/sigmoid/argmax, read from the model's frozen TF graph) and `perturbed()` (the same model with its
 arithmetic perturbed: float64 for Keras, the graph without TF's graph optimizations otherwise)."""
 
-import os
 
 import numpy as np
 
