@@ -22,7 +22,9 @@ def build(kind):
     L = tf.keras.layers
     if kind in ("cnn", "saturated", "saturated-scaled"):
         x = L.Input((32, 32, 3), name="image")
-        y = L.Conv2D(8, 3, padding="same", activation="relu")(x)
+        # the saturated kinds have non-zero biases, as trained models do (a zeroed bias must make a difference)
+        bias = "random_normal" if kind.startswith("saturated") else "zeros"
+        y = L.Conv2D(8, 3, padding="same", activation="relu", bias_initializer=bias)(x)
         y = L.BatchNormalization()(y)
         y = L.MaxPooling2D()(y)
         y = L.DepthwiseConv2D(3, padding="same", activation="relu6")(y)
