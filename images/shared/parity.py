@@ -225,10 +225,17 @@ def compare_output(name, got_name, ref, got, groups, mode, override=None, pertur
     return entry
 
 
+def _ratio(err, tol):
+    """err / tol, with a zero tolerance (--tolerance 0) meaning any error is infinitely bad."""
+    if tol > 0:
+        return err / tol
+    return 0.0 if err == 0 else float("inf")
+
+
 def _badness(stats, in_steps, steps, tol, logit_tol):
-    own = (stats["max_abs_err"] / steps / tol) if in_steps else (stats["max_rel_err"] / tol)
+    own = _ratio(stats["max_abs_err"] / steps, tol) if in_steps else _ratio(stats["max_rel_err"], tol)
     if stats.get("basis") == "logits":
-        own = max(own, stats["logits"]["max_rel_err"] / logit_tol)
+        own = max(own, _ratio(stats["logits"]["max_rel_err"], logit_tol))
     return own
 
 

@@ -186,3 +186,21 @@ def test_inception_v1_with_its_lrn_dropped_is_caught(engine, inception, tmp_path
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert (tmp_path / "kept" / "inputs.npz").is_file()
     shutil.rmtree(tmp_path / "kept")
+
+
+def test_the_unit_tests_fake_compare_and_runner_write_what_the_real_ones_do(saturated):
+    """Contract: every key the unit tests' FakeEngine writes for compare.py and the runners exists in a real run."""
+    import sys
+
+    sys.path.insert(0, str(HERE.parent / "unit"))
+    import fakes
+
+    real = manifest(saturated["tflite"])["verification"]
+    fake = fakes.verification_record(True, 0.0)
+    assert set(fake) - {"tolerance"} <= set(real) and "tolerance" in real
+    real_out, fake_out = real["outputs"][0], fake["outputs"][0]
+    assert set(fake_out) - {"by_distribution"} <= set(real_out)
+    assert set(fake_out["by_distribution"]["uniform"]) <= set(real_out["by_distribution"]["uniform"])
+    # the reference runner's groups (what the fake writes into run.json) reach the manifest as the distributions
+    assert {"name", "kind", "start", "count", "judged"} <= set(real["inputs"]["distributions"][0])
+    assert real["perturbation"] and real["inputs"]["samples"] == 24

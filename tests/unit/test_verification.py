@@ -172,3 +172,11 @@ def test_input_plan_judges_only_user_data_in_integer_modes(tmp_path):
     (tmp_path / "images").mkdir()
     (tmp_path / "images" / "a.png").write_bytes(b"png")
     assert verify.input_plan({"calibration": tmp_path / "images"}, {"calibration": "/in/x"})["given"] == []
+
+
+def test_zero_tolerance_names_the_worst_distribution():
+    ref = np.random.default_rng(7).uniform(-1, 1, (16, 1, 3))
+    got = ref.copy()
+    got[8:] += 1e-3
+    v = parity.judge({"y": ref}, {"y": got}, groups(8, 8), override=0.0)
+    assert not v["passed"] and v["outputs"][0]["worst_distribution"] == "g1"
