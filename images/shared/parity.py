@@ -207,10 +207,15 @@ def compare_output(name, got_name, ref, got, groups, mode, override=None, pertur
             failures.append(group["name"])
     worst_group = max(judged, key=lambda gr: _badness(by_group[gr["name"]], in_steps, steps, tol, logit_tol),
                       default=None)
-    worst = by_group[worst_group["name"]] if worst_group else {}
-    entry.update({k: worst[k] for k in ("max_abs_err", "max_rel_err", "mean_abs_err", "scale") if k in worst})
-    if in_steps and worst:
-        entry.update(quant_step=steps, max_err_steps=worst["max_abs_err"] / steps)
+    if judged:  # over every judged sample: the largest errors, the mean error; the scale of the worst group
+        stats = [by_group[gr["name"]] for gr in judged]
+        weights = [gr["count"] for gr in judged]
+        entry.update(max_abs_err=max(st["max_abs_err"] for st in stats),
+                     max_rel_err=max(st["max_rel_err"] for st in stats),
+                     mean_abs_err=float(np.average([st["mean_abs_err"] for st in stats], weights=weights)),
+                     scale=by_group[worst_group["name"]]["scale"])
+    if in_steps and judged:
+        entry.update(quant_step=steps, max_err_steps=entry["max_abs_err"] / steps)
     if worst_group:
         entry["worst_distribution"] = worst_group["name"]
     tops = [by_group[gr["name"]]["top1_agreement"] for gr in judged if "top1_agreement" in by_group[gr["name"]]]
