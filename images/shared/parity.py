@@ -23,8 +23,9 @@ TOLERANCES = {"none": 1e-4, "float16": 1e-2, "dynamic": 5e-2, "int8": 1.5e-1, "i
               # TF.js weight quantization (--quantize_float16/uint16/uint8): activations stay float32
               "weights_float16": 1e-2, "weights_uint16": 1e-3, "weights_uint8": 1e-1}
 # where the converted model reports its outputs' quantization step: max |error| in steps. TOCO fuses and rounds
-# differently from TF's fake-quant graph: on random-weight SSDs, up to 6 steps (90% of values within 2).
-STEP_TOLERANCES = {"uint8": 8.0, "int8": 8.0, "int8-full": 8.0}
+# differently from TF's fake-quant graph: on a random-weight quantization-aware SSD, over 24 inputs of three
+# distributions, up to 10 steps (mean 0.4 to 0.6 steps).
+STEP_TOLERANCES = {"uint8": 12.0, "int8": 8.0, "int8-full": 8.0}
 NOISE_FACTOR = 10.0  # tolerance >= this many times the reference's own float32 noise floor
 NOISE_CAP = 100.0  # ... but never more than this many times the mode's default
 SATURATED = 1e-3  # a probability-like sample whose every value lies this close to 0 or 1 carries no detail
@@ -260,6 +261,8 @@ def judge(ref, got, groups, mode="none", override=None, perturbed=None, steps=No
     bases = sorted({b for o in conclusive for b in o["basis"].split("+")})
     result.update(outputs=outs, conclusive=bool(conclusive), basis="+".join(bases) if bases else "none",
                   passed=bool(conclusive) and all(o["passed"] for o in outs))
+    if any("max_err_steps" in o for o in outs):
+        result["metric"] = "max|ref-got| in quantization steps of the converted output, per output and distribution"
     tols = [o["tolerance"] for o in outs if "tolerance" in o]
     if tols:
         result["tolerance"] = max(tols)

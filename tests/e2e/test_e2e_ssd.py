@@ -72,8 +72,8 @@ def test_uint8_with_quantization_aware_graph(ssd, tmp_path):
     info = m["steps"][1]["info"]
     assert info["input_quantization"] == {"dtype": "uint8", "scale": pytest.approx(1 / 127), "zero_point": 128}
     v = m["verification"]
-    assert v["mode"] == "uint8" and "quantization steps" in v["metric"] and v["tolerance"] == 8
-    assert all(o["max_err_steps"] <= 8 and o["quant_step"] > 0 for o in v["outputs"])
+    assert v["mode"] == "uint8" and "quantization steps" in v["metric"] and v["tolerance"] == 12
+    assert all(o["max_err_steps"] <= 12 and o["quant_step"] > 0 for o in v["outputs"])
     assert v["result_tensors"]["inputs"]["normalized_input_image_tensor"]["dtype"] == "uint8"
     check_verified(m)
     assert "max_detections 5" in v["checks"][1]["detail"]
