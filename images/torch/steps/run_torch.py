@@ -150,10 +150,14 @@ def _torchscript_logits(module):
             if not op:
                 continue
             cut = graph.copy()
-            values = {v.debugName(): v for n in cut.nodes() for v in n.outputs()}
+            # a copy renumbers unnamed values: find the logits by their producer's position and output index
+            logit = next(act.inputs())
+            position = list(graph.nodes()).index(logit.node())
+            index = list(logit.node().outputs()).index(logit)
+            copied = list(list(cut.nodes())[position].outputs())[index]
             for _ in range(len(list(cut.outputs()))):
                 cut.eraseOutput(0)
-            cut.registerOutput(values[next(act.inputs()).debugName()])
+            cut.registerOutput(copied)
             functions[i] = torch._C._create_function_from_graph(f"logits_{i}", cut)
             ops[i] = op
     except Exception:  # a graph this cannot cut: no logits
