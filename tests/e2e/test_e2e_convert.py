@@ -125,7 +125,7 @@ def test_sample_input_is_used_first_for_verification(samples, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     v = manifest(tmp_path / "out")["verification"]
     dists = v["inputs"]["distributions"]
-    assert dists[0] == {"name": "sample_input", "kind": "given", "file": "x.npy", "count": 5, "judged": True}
+    assert dists[0] == {"name": "sample_input", "kind": "given", "file": "x.npy", "start": 0, "count": 5, "judged": True}
     assert [(d["name"], d["count"]) for d in dists[1:]] == [("uniform", 3), ("normal", 3), ("image", 3)]
     assert v["inputs"]["samples"] == 14 and "14 inputs (sample_input 5, uniform 3" in proc.stdout
     kept = np.load(tmp_path / "out" / "verification" / "inputs.npz")["image"]
