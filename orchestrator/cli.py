@@ -145,12 +145,14 @@ class Orchestrator:
     def sample(self, format, output_dir, kind=None, seed=1, force=False):
         """Write a small random-weight model of FORMAT into OUTPUT_DIR, for trying routes.
 
-        keras, keras_saved_model, tf_saved_model, tf_frozen_model: KIND cnn (default), mlp, multi (two inputs,
-        two outputs) or head (a classifier for the cnn's 16 'features'), with calibration data. ssd: KIND float
-        (default) or quant (quantization-aware), as a model-zoo folder ssd_model/ and ssd_model.tar.gz.
-        pytorch: KIND cnn, resnet, dense, inception, fire or shuffle, as TorchScript, .pt2, state_dict + net.py and a
-        pickled module. darknet: KIND yolov3-tiny or yolov4-tiny (model.cfg + model.weights). jax: KIND dense or
-        cnn (module.py:build + params.msgpack)."""
+        keras, keras_saved_model, tf_saved_model, tf_frozen_model: KIND cnn (default), saturated (logits in the
+        hundreds: a one-hot softmax), saturated-scaled (the same, rescaled after the softmax), mlp, multi (two
+        inputs, two outputs) or head (a classifier for the cnn's 16 'features'), with calibration data. ssd: KIND
+        float (default) or quant (quantization-aware), as a model-zoo folder ssd_model/ and ssd_model.tar.gz.
+        pytorch: KIND cnn, saturated, resnet, dense, inception, inception-v1 (GoogLeNet-style: LRN, ceil-mode
+        pools, 1000 classes), fire or shuffle, as TorchScript, .pt2, state_dict + net.py and a pickled module.
+        onnx: the same kinds exported by torch.onnx (model.onnx). darknet: KIND yolov3-tiny or yolov4-tiny
+        (model.cfg + model.weights). jax: KIND dense or cnn (module.py:build + params.msgpack)."""
         from orchestrator import samples
 
         info = samples.make_sample(_engine(), format, output_dir, kind=kind, seed=int(seed), force=force, log=_log)
