@@ -3,14 +3,13 @@
 import datetime
 import hashlib
 import json
-import os
 import shutil
 import tempfile
 import time
 import uuid
 from pathlib import Path
 
-from orchestrator import __version__, formats, images, planner, routes, ssd
+from orchestrator import __version__, formats, images, planner, ssd
 from orchestrator import verify as verification_mod
 from orchestrator import options as opts_mod
 from orchestrator.errors import UsageError
