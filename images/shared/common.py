@@ -164,7 +164,7 @@ def run_batch(model, batches):
     import numpy as np
 
     count = len(next(iter(batches.values()))) if batches else 0
-    outputs, logits, checks = {}, {}, []
+    outputs, logits, checks = {}, {}, {}
     for i in range(count):
         feeds = {name: batch[i] for name, batch in batches.items()}
         for name, value in model.run(feeds):
@@ -172,11 +172,12 @@ def run_batch(model, batches):
         if hasattr(model, "run_logits"):
             for name, value in model.run_logits(feeds).items():
                 logits.setdefault(name, []).append(np.asarray(value))
-        checks += [dict(c, sample=i) for c in getattr(model, "checks", None) or [] if not c["passed"]]
-        if getattr(model, "checks", None) and i == 0:
-            checks += [dict(c, sample=0) for c in model.checks if c["passed"]]
+        for check in getattr(model, "checks", None) or []:  # per check: its first failure, else its first pass
+            known = checks.get(check["name"])
+            if known is None or (known["passed"] and not check["passed"]):
+                checks[check["name"]] = dict(check, sample=i)
     stack = {n: np.stack(v) for n, v in outputs.items()}
-    return stack, {n: np.stack(v) for n, v in logits.items() if len(v) == count}, checks
+    return stack, {n: np.stack(v) for n, v in logits.items() if len(v) == count}, list(checks.values())
 
 
 def verification_run(model, args, info=None):
