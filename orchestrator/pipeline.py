@@ -227,6 +227,9 @@ def verify_files(engine, source, input_path, result_path, to="tflite", options=N
     if check is None:
         raise UsageError(f"no verification for {source} -> {to} yet")
     if check.reference_format != source:
+        if formats.get(check.reference_format).internal:
+            raise UsageError(f"{source} -> {to} is verified against an intermediate artifact of the route "
+                             f"({check.reference_format}); `orchestrator convert` verifies it")
         raise UsageError(f"{source} -> {to} is verified against the route's {check.reference_format} artifact; "
                          f"give that: orchestrator verify {check.reference_format} ...")
     stacks = {n: images.get_stack(n) for n in verification_mod.stacks_needed(check)}
