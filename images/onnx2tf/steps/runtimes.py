@@ -127,6 +127,9 @@ class ConvertedTFLite(TFLiteModel):
         got, layout = adapt_outputs(outputs, ref_outputs)
         names = match(list(outputs), list(ref_outputs)) or {}
         renamed = {ref: logits[got_name] for ref, got_name in names.items() if got_name in logits}
+        # the logits' ops are recorded under the reference's names too
+        self.logit_ops = {ref: self.logit_ops[got_name] for ref, got_name in names.items()
+                          if got_name in self.logit_ops}
         got_logits, _ = adapt_outputs(renamed, {k: v for k, v in ref_logits.items() if k in renamed}, rename=False)
         return got, got_logits, layout
 
