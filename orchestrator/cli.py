@@ -7,7 +7,7 @@ Errors from the library become one line on stderr and a documented exit code (se
 
 import sys
 
-from orchestrator.errors import OrchestratorError, UsageError
+from orchestrator.errors import OrchestratorError
 
 
 def _log(line):
@@ -108,9 +108,10 @@ class Orchestrator:
     def plan(self, source, to="tflite", **options):
         """Print the chain of steps from SOURCE format to TO without running it (a step-choosing flag such as
         --converter mlir picks the chain it would use)."""
-        from orchestrator import planner
+        from orchestrator import pipeline, planner
 
-        return planner.describe_plan(planner.plan(source, to, given=options))
+        chain, values = pipeline.plan(source, to, options, complete=False)
+        return planner.describe_plan(chain, values)
 
     def convert(self, source, input, output_dir, to="tflite", verify=True, force=False, build=True,
                 memory="8g", timeout=3600, quiet=False, **options):
@@ -171,16 +172,18 @@ class Orchestrator:
 
 def _normalize_argv(argv):
     """`--no-flag` -> `--flag=False` (fire's own spelling is `--noflag`); `--a-b` is kept (fire maps it).
-    A repeatable route flag (routes.REPEATABLE, e.g. one --input-signature per input) given several times becomes
+    A repeatable route flag (Option.repeatable, e.g. one --input-signature per input) given several times becomes
     one flag whose values are joined with ';' (fire would keep only the last)."""
-    from orchestrator.routes import REPEATABLE
+    from orchestrator.routes import OPTIONS
+
+    repeatable = {o.name for o in OPTIONS.values() if o.repeatable}
 
     out, repeated, i = [], {}, 0
     while i < len(argv):
         arg = argv[i]
         flag, eq, value = arg.partition("=")
         name = flag[2:].replace("-", "_") if flag.startswith("--") else None
-        if name in REPEATABLE:
+        if name in repeatable:
             if not eq:
                 if i + 1 >= len(argv):
                     out.append(arg)  # let fire report the missing value

@@ -8,6 +8,7 @@ import os
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
 
 from orchestrator.errors import BuildFailed, EnvironmentProblem
 
@@ -51,8 +52,28 @@ class RunResult:
     timed_out: bool = False
 
 
+@runtime_checkable
+class ContainerEngine(Protocol):
+    """What the orchestrator needs of a container engine. The Docker engine below implements it; so does the unit
+    tests' fake, and tests/engine_contract.py runs the same checks against both."""
+
+    def info(self) -> dict: ...
+
+    def image(self, ref) -> dict: ...  # {'id', 'tags', 'size', 'labels', 'created'}, or None when absent
+
+    def build(self, context_dir, tag, buildargs=None, labels=None, nocache=False, log=None) -> str: ...
+
+    def import_rootfs(self, tarball, repository, tag, changes=()) -> str: ...
+
+    def save(self, refs, path) -> None: ...
+
+    def load(self, path) -> list: ...
+
+    def run(self, spec, log=None) -> "RunResult": ...
+
+
 class Engine:
-    """A connection to a Docker engine."""
+    """A connection to a Docker engine (a ContainerEngine)."""
 
     def __init__(self, client=None):
         self._client = client
@@ -137,10 +158,16 @@ class Engine:
         return info["id"]
 
     def save(self, refs, path):
-        """`docker save` several images into one tar (the engine's /images/get?names=... endpoint)."""
+        """`docker save` several images into one tar (the engine's GET /images/get?names=...)."""
+        from requests.exceptions import HTTPError
+
         api = self.client.api
-        response = api._get(api._url("/images/get"), params={"names": list(refs)}, stream=True)
-        api._raise_for_status(response)
+        url = f"{api.base_url}/v{api.api_version}/images/get"
+        response = api.get(url, params={"names": list(refs)}, stream=True)
+        try:
+            response.raise_for_status()
+        except HTTPError as exc:
+            raise EnvironmentProblem(f"the engine cannot save {', '.join(refs)}: {exc}") from exc
         with open(path, "wb") as fh:
             for chunk in response.iter_content(chunk_size=1 << 20):
                 fh.write(chunk)
@@ -150,12 +177,19 @@ class Engine:
             images = self.client.images.load(fh)
         return [t for img in images for t in img.tags]
 
-    def remove_image(self, ref):
-        self.client.images.remove(ref, force=True)
-
     # -- containers ---------------------------------------------------------------------------
     def run(self, spec, log=None):
         """Run one container to completion; stream its output to `log`; always remove it."""
+        from requests.exceptions import ConnectionError as ReqConnectionError
+        from requests.exceptions import ReadTimeout
+
+        try:
+            return self._run(spec, log)
+        except (ReqConnectionError, ReadTimeout) as exc:
+            raise EnvironmentProblem(f"lost the connection to the Docker engine while {spec.name_hint} ran "
+                                     f"({type(exc).__name__}); is dockerd still running?") from exc
+
+    def _run(self, spec, log):
         import docker
         from requests.exceptions import ConnectionError as ReqConnectionError
         from requests.exceptions import ReadTimeout
@@ -187,6 +221,9 @@ class Engine:
                 status = container.wait(timeout=spec.timeout)
                 exit_code = int(status.get("StatusCode", -1))
             except (ReadTimeout, ReqConnectionError):
+                # over a unix socket a read timeout arrives as a ConnectionError too: the clock tells them apart
+                if time.monotonic() - start < spec.timeout * 0.99:
+                    raise
                 timed_out = True
                 container.kill()
                 exit_code = -1

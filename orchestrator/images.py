@@ -12,7 +12,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from orchestrator import machine
+from orchestrator import machine, protocol
 from orchestrator.errors import EnvironmentProblem, InputError, UsageError
 
 REPO = "orchestrator"
@@ -41,10 +41,22 @@ class Stack:
     smoke_test: str = ""  # Python the recipe runs in the finished image (its main libraries import)
     wheelhouse: str = ""  # why the build needs local wheels (default wheelhouse: pip's find-links)
     helpers: tuple = ()  # files of images/shared/ a stack with its own Dockerfile takes (into _build/shared/)
+    interpreter: str = "python"  # runs its step scripts
+    environment: tuple = ()  # (name, value) pairs set in its containers
+    compare_in: str = ""  # the stack that compares its results, when it has no compare step itself
 
     @property
     def shared(self):
         return bool(self.recipe)
+
+    def has_script(self, name):
+        """Whether its image carries step script `name` (its own steps/, or a shared file it takes)."""
+        return (self.path / "steps" / name).is_file() or any(f.name == name for f in self.shared_files())
+
+    @property
+    def compares_in(self):
+        """The stack whose images/shared/compare.py compares this stack's results."""
+        return self.compare_in or self.name
 
     def shared_files(self):
         """The files of images/shared/ this stack's image carries: all step helpers for a recipe stack, else
@@ -103,15 +115,14 @@ def load_stack(path):
         meta = json.loads(meta_file.read_text())
     except (OSError, ValueError) as exc:
         raise EnvironmentProblem(f"{meta_file}: cannot read stack description ({exc})") from exc
-    for required in ("description", "base"):
-        if required not in meta:
-            raise EnvironmentProblem(f"{meta_file}: missing key '{required}'")
-    if meta["base"] not in SUITES:
-        raise EnvironmentProblem(f"{meta_file}: base '{meta['base']}' is not one of {', '.join(SUITES)}")
+    why = protocol.problem("stack", meta)
+    if why:
+        raise EnvironmentProblem(f"{meta_file}: {why}")
     lock = meta.get("lock", "requirements.lock")
     stack = Stack(path.name, path, meta["description"], meta["base"], tuple(meta.get("runs_formats", ())), lock,
                   meta.get("recipe", ""), meta.get("smoke_test", ""), meta.get("wheelhouse", ""),
-                  tuple(meta.get("shared_helpers", ())))
+                  tuple(meta.get("shared_helpers", ())), meta.get("interpreter", "python"),
+                  tuple(sorted(meta.get("environment", {}).items())), meta.get("compare_in", ""))
     for required in (stack.dockerfile, path / lock, *stack.shared_files()):
         if not required.is_file():
             raise EnvironmentProblem(f"{required}: missing (every stack needs a Dockerfile, or a recipe, and a lock)")
@@ -316,6 +327,20 @@ def ensure_image(engine, stack, build_if_missing=True, opts=None, log=print):
         return build_stack(engine, stack, opts, log=log)
     except EnvironmentProblem as exc:
         raise EnvironmentProblem(f"image {tag} for stack '{stack.name}' is missing and cannot be built: {exc}") from exc
+
+
+def ready(engine, names, build_missing=True, opts=None, log=None):
+    """{stack: runner.StackImage} for the named stacks, each image found or built (ensure_image)."""
+    from orchestrator.runner import StackImage
+
+    found = {}
+    for name in names:
+        if name not in found:
+            stack = get_stack(name)
+            tag, image_id = ensure_image(engine, stack, build_if_missing=build_missing, opts=opts,
+                                         log=log or (lambda _line: None))
+            found[name] = StackImage.of(stack, tag, image_id)
+    return found
 
 
 def list_images(engine, root=None):

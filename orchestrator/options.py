@@ -7,7 +7,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from orchestrator import routes
+from orchestrator import protocol, routes
 from orchestrator.errors import InputError, UsageError
 
 SHAPES_RE = re.compile(r"^-?\d+(,-?\d+)*(:-?\d+(,-?\d+)*)*$")
@@ -145,16 +145,38 @@ def coerce(option, value):
     return str(value)
 
 
-def validate(chain, given):
-    """Check option names against the chain (and verification), coerce values, apply cross-option rules.
+def accepted(chain):
+    """Every option name a chain accepts, in order: its input's, its steps', the name of its final artifact,
+    verification's, and deprecated spellings of any of them."""
+    from orchestrator import formats
+
+    names = list(formats.get(chain[0].source).adapter.options)
+    for step in chain:
+        names += [o for o in step.accepts() if o not in names]
+    names += [o.name for o in routes.OPTIONS.values() if o.names_artifact == chain[-1].target and o.name not in names]
+    names += [o for o in routes.VERIFY_OPTIONS if o not in names]
+    names += [o.name for o in routes.OPTIONS.values() if any(new in names for _, new in o.replaced_by)]
+    return names
+
+
+def required(chain):
+    """(option, what needs it) for every option the chain cannot do without."""
+    from orchestrator import formats
+
+    route = f"{chain[0].source} -> {chain[-1].target}"
+    needs = [(o, route) for o in formats.get(chain[0].source).adapter.required]
+    needs += [(o, f"{step.source} -> {step.target}") for step in chain for o in step.required]
+    return needs
+
+
+def validate(chain, given, complete=True):
+    """Check option names against the chain (and verification), coerce values, apply each option's rules.
+    `complete`: also insist on the options the chain requires (a `plan` shows them instead).
 
     Returns {name: value} holding only what was given (defaults stay with the step scripts)."""
-    allowed = []
-    for step in chain:
-        allowed += [o for o in step.options if o not in allowed]
-    allowed += [o for o in routes.VERIFY_OPTIONS if o not in allowed]
-    if any(n in allowed for by_value, _ in routes.DEPRECATED.values() for n in by_value.values()):
-        allowed += [o for o in routes.DEPRECATED if o not in allowed]
+    from orchestrator import formats
+
+    allowed = accepted(chain)
     route = f"{chain[0].source} -> {chain[-1].target}"
     result = {}
     for raw_name, value in given.items():
@@ -162,43 +184,59 @@ def validate(chain, given):
         if name not in allowed:
             raise UsageError(f"unknown option --{raw_name} for {route}; options: "
                              + " ".join(f"--{o}" for o in allowed))
-        result[name] = coerce(routes.OPTIONS[name], value)
-    name = result.get("model_tflite")
-    if name is not None and (not name.endswith(".tflite") or "/" in name or name.startswith(".")):
-        raise UsageError(f"--model_tflite wants a file name ending in .tflite (got '{name}')")
-    for old, (by_value, warning) in routes.DEPRECATED.items():
-        if old in result:
-            value = result.pop(old)
+        option = routes.OPTIONS[name]
+        result[name] = coerce(option, value)
+        if option.model_format:  # a model given as an option: checked like an INPUT of its format
+            formats.check(option.model_format, result[name])
+        if option.only_to and chain[-1].target not in option.only_to:
+            raise UsageError(f"--{name} is for --to {' or '.join(option.only_to)} only")
+    for name in list(result):
+        option = routes.OPTIONS[name]
+        if option.names_artifact:
+            value = result[name]
+            suffix = formats.get(option.names_artifact).artifact.rpartition(".")[2]
+            if not value.endswith("." + suffix) or "/" in value or value.startswith("."):
+                raise UsageError(f"--{name} wants a file name ending in .{suffix} (got '{value}')")
+        if option.replaced_by:
+            value = result.pop(name)
+            by_value = dict(option.replaced_by)
             if value not in by_value:
-                raise UsageError(f"--{old} must be one of {', '.join(map(str, by_value))}")
-            print(f"orchestrator: warning: {warning}", file=sys.stderr)
-            new = by_value[value]
-            if new not in allowed:
-                raise UsageError(f"--{old} has no meaning for {route}")
-            result.setdefault(new, True)
+                raise UsageError(f"--{name} must be one of {', '.join(map(str, by_value))}")
+            print(f"orchestrator: warning: --{name} is deprecated; use "
+                  f"{' or '.join('--' + n for n in by_value.values())}", file=sys.stderr)
+            if by_value[value] not in allowed:
+                raise UsageError(f"--{name} has no meaning for {route}")
+            result.setdefault(by_value[value], True)
     for step in chain:
-        for name, allowed in step.choices:
-            if name in result and result[name] not in allowed:
-                shown = ", ".join(str(a).lower() if isinstance(a, bool) else str(a) for a in allowed)
-                raise UsageError(f"--{name} {str(result[name]).lower() if isinstance(result[name], bool) else result[name]}"
-                                 f" is not available in step {step.name} ({step.source} -> {step.target}); "
-                                 f"choose: {shown}")
-    for (opt, val), needed in routes.REQUIRES.items():
-        if result.get(opt) == val and needed not in result:
-            raise UsageError(f"--{opt} {val} needs --{needed}")
-    for group in routes.TOGETHER:
-        given_now = [g for g in group if g in result]
-        if given_now and len(given_now) != len(group):
-            missing = [g for g in group if g not in result]
-            raise UsageError(f"--{given_now[0]} needs --{missing[0]}")
-    for step in chain:
-        for needed in routes.STEP_REQUIRED.get(step.name, ()):
+        for name, allowed_values in step.choices:
+            if name in result and result[name] not in allowed_values:
+                shown = ", ".join(str(a).lower() if isinstance(a, bool) else str(a) for a in allowed_values)
+                value = str(result[name]).lower() if isinstance(result[name], bool) else result[name]
+                raise UsageError(f"--{name} {value} is not available in step {step.name} ({step.source} -> "
+                                 f"{step.target}); choose: {shown}")
+    for name in list(result):
+        option = routes.OPTIONS[name]
+        for value, needed in option.requires:
+            if result[name] == value and needed not in result:
+                raise UsageError(f"--{name} {value} needs --{needed}")
+        if option.together and option.together not in result:
+            raise UsageError(f"--{name} needs --{option.together}")
+    if complete:
+        for needed, what in required(chain):
             if needed not in result:
-                raise UsageError(f"{step.source} -> {step.target} needs --{needed}")
+                raise UsageError(f"{what} needs --{needed}")
     return result
 
 
-def mounts(names, values, root="/in/opt"):
+def artifact_names(values, target):
+    """{artifact file name: the name the user chose for it} from options that name the final artifact."""
+    from orchestrator import formats
+
+    return {formats.get(target).artifact: values[o.name] for o in routes.OPTIONS.values()
+            if o.names_artifact == target and o.name in values}
+
+
+def mounts(names, values, root=protocol.OPTION_DIR):
     """Read-only mounts for the file-valued options among `names`: ({host path: container path}, {option (or
     (option, i)): container value}). A CodeRef mounts its file's folder (the code may import its neighbours)."""
     inputs, mounted = {}, {}
@@ -222,7 +260,7 @@ def as_args(names, values, mounted):
     Path options are replaced by their container path (`mounted`)."""
     args = []
     for name in names:
-        if name not in values or name in routes.HOST_OPTIONS:
+        if name not in values:
             continue
         value = values[name]
         if name in mounted:

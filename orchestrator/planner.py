@@ -112,28 +112,21 @@ def alternatives(chain, steps=routes.STEPS):
     return found
 
 
-def options_of(chain):
-    names = []
-    for step in chain:
-        for name in step.options:
-            if name not in names:
-                names.append(name)
-    return names
+def describe_plan(chain, values=None):
+    from orchestrator import options, verify
 
-
-def describe_plan(chain):
     lines = [f"{chain[0].source} -> {chain[-1].target}: {len(chain)} step(s)"]
     for i, step in enumerate(chain, 1):
         lines.append(f"  {i}. {step.name}: {step.source} -> {step.target} in stack {step.stack}"
                      f" (images/{step.stack}/steps/{step.script} {' '.join(step.args)})".rstrip())
-    from orchestrator import verify
-
-    check = verify.check_for(chain[0].source, chain[-1].target)
+    check = verify.check_for(chain, values)
     if check:
         lines.append(f"  verify: {check.reference_format} in {check.reference.stack} vs {chain[-1].target} in "
-                     f"{check.result.stack}, compared in {routes.COMPARE.stack}")
+                     f"{check.result.stack}, compared in {check.compare_stack}")
     else:
         lines.append("  verify: not available for this pair")
-    opts = options_of(chain) + list(routes.VERIFY_OPTIONS)
-    lines.append("  options: " + " ".join(f"--{o}" for o in opts))
+    needed = [name for name, _ in options.required(chain)]
+    if needed:
+        lines.append("  required: " + " ".join(f"--{o}" for o in needed))
+    lines.append("  options: " + " ".join(f"--{o}" for o in options.accepted(chain)))
     return "\n".join(lines)

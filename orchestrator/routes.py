@@ -1,12 +1,14 @@
-"""Conversion steps, their options and the model runners used for verification, declared as data.
+"""Conversion steps and their options, declared as data: one record per option and one per step.
 
 A route is a chain of steps found by the planner. Adding a route means adding a `Step` here (and, if
 needed, one script in images/<stack>/steps/). Every step runs
-    python /opt/steps/<script> <args...> --input <mounted input> --out /out [--<option> <value> ...]
-in its stack's image and writes its artifact (named by the target format) into /out, plus /out/step.json.
+    <stack's interpreter> /opt/steps/<script> <args...> --input <mounted input> --out /out [--<option> <value> ...]
+in its stack's image and writes its artifact (named by the target format) into /out, plus /out/step.json
+(images/shared/step_sdk.py). How a format's input is checked and mounted lives with the format (formats.py,
+inputs.py); how a format's models run for verification is the format's `runner`.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
@@ -16,6 +18,25 @@ class Option:
     help: str
     choices: tuple = ()
     default: object = None
+    requires: tuple = ()  # (value, option): that value needs that option too
+    together: str = ""  # an option that must be given with this one
+    repeatable: bool = False  # one value per input; given several times, the values are joined with ';'
+    replaced_by: tuple = ()  # deprecated: (value, option) pairs; the value sets that option instead
+    names_artifact: str = ""  # the file name of this format's artifact in OUTPUT_DIR (the host renames it)
+    model_format: str = ""  # a path option holding a model of this format (checked like an INPUT of it)
+    only_to: tuple = ()  # the option means something only for these targets
+    new_reference: bool = False  # the step that takes it changes what the model computes: verification's
+    #                              reference is that step's artifact, not the user's input
+
+
+@dataclass(frozen=True)
+class Runner:
+    """How to run a model of one kind on inputs, for verification: `kind` is the runner script's --format."""
+
+    kind: str
+    stack: str
+    script: str = "run_model.py"
+    options: tuple = ()
 
 
 @dataclass(frozen=True)
@@ -26,35 +47,24 @@ class Step:
     stack: str
     script: str
     args: tuple = ()
-    options: tuple = ()  # names of Options this step accepts
+    options: tuple = ()  # names of Options this step's script takes
     choices: tuple = ()  # (option, allowed values) pairs narrowing an option's choices for this step
-    when: tuple = ()  # (option, value): the step is chosen only when the option has that value
+    when: tuple = ()  # (option, value): the step is chosen only when the option has that value (host-side)
+    required: tuple = ()  # options the step cannot do without
     checks_itself: bool = False  # judges its own attempts on the verification's input plan (gets --plan)
+    result_runner: Runner = None  # its result runs in this runner (it knows what the step changed, e.g. the
+    #                               layout); a chain that goes on past the step has no runner for its result
 
-
-@dataclass(frozen=True)
-class Check:
-    """How a route's result is verified when the default (source runner vs target runner) does not fit."""
-
-    reference: "Runner"
-    reference_format: str  # the format in the chain whose artifact the reference runs on
-    result: "Runner"
-
-
-@dataclass(frozen=True)
-class Runner:
-    """How to run a model of one format on inputs, for verification."""
-
-    format: str
-    stack: str
-    script: str = "run_model.py"
-    options: tuple = ()
+    def accepts(self):
+        """Every option name this step accepts: its script's, and the one choosing it."""
+        return self.options + ((self.when[0],) if self.when else ())
 
 
 OPTIONS = {o.name: o for o in (
     Option("quantize", "choice", "post-training quantization (SSD routes: none or uint8; ONNX/PyTorch routes: int8 "
            "keeps float input/output, int8-full makes them int8 too)",
-           ("none", "float16", "dynamic", "int8", "int8-full", "uint8"), "none"),
+           ("none", "float16", "dynamic", "int8", "int8-full", "uint8"), "none",
+           requires=(("int8", "calibration"), ("int8-full", "calibration"))),
     Option("calibration", "path", "representative inputs for int8: a .npy (samples on axis 0), an .npz "
            "(one array per input) or a folder of .npy files (ONNX/PyTorch routes: or of images)"),
     Option("inference_input_type", "choice", "input type of an int8 model", ("int8", "uint8", "float32"), "int8"),
@@ -84,16 +94,19 @@ OPTIONS = {o.name: o for o in (
     Option("quantize_float16", "optcsv", "store weights as float16: all, or a comma list of node names with *"),
     Option("quantize_uint8", "optcsv", "store weights as affine-quantized uint8: all, or a comma list of names"),
     Option("quantize_uint16", "optcsv", "store weights as affine-quantized uint16: all, or a comma list of names"),
-    Option("quantization_bytes", "int", "deprecated: 1 = --quantize_uint8, 2 = --quantize_uint16"),
+    Option("quantization_bytes", "int", "deprecated: 1 = --quantize_uint8, 2 = --quantize_uint16",
+           replaced_by=((1, "quantize_uint8"), (2, "quantize_uint16"))),
     Option("weight_shard_size_bytes", "int", "bytes per weight shard file", default=4194304),
     Option("output_node_names", "csv", "output nodes of a frozen graph, comma-separated"),
     Option("control_flow_v2", "bool", "keep control flow v2 ops in graph models"),
     Option("metadata", "metadata", "user metadata: NAME:FILE.json,... stored in model.json"),
     Option("use_structured_outputs_names", "bool", "graph model outputs keep the SavedModel's structured names"),
     Option("weights_path_prefix", "path", "folder holding the weight shards of a TF.js model.json kept elsewhere"),
-    Option("model_tflite", "str", "file name of the .tflite written into OUTPUT_DIR (default model.tflite)"),
-    Option("base_model", "path", "Keras .h5 base network to put a TF.js head under (with --base_layer)"),
-    Option("base_layer", "str", "layer of --base_model whose output feeds the head"),
+    Option("model_tflite", "str", "file name of the .tflite written into OUTPUT_DIR (default model.tflite)",
+           names_artifact="tflite"),
+    Option("base_model", "path", "Keras .h5 base network to put a TF.js head under (with --base_layer)",
+           together="base_layer", model_format="keras", only_to=("tflite",), new_reference=True),
+    Option("base_layer", "str", "layer of --base_model whose output feeds the head", together="base_model"),
     # PyTorch -> ONNX (torch stack)
     Option("input_shape", "shapes", "input shapes of the PyTorch model, e.g. 1,3,224,224 (several inputs: "
            "1,3,224,224:1,10)"),
@@ -111,15 +124,15 @@ OPTIONS = {o.name: o for o in (
     Option("remedies", "choice", "when onnx2tf's default conversion fails or computes something else: try its "
            "remedies (auto) or stop (off)", ("auto", "off"), "auto"),
     Option("mean", "csv", "calibration normalization (x - mean) / std, per channel; images are scaled to [0, 1] "
-           "first"),
-    Option("std", "csv", "calibration normalization (x - mean) / std, per channel"),
+           "first", together="std"),
+    Option("std", "csv", "calibration normalization (x - mean) / std, per channel", together="mean"),
     # Darknet
     Option("weights", "path", "the Darknet .weights file of the .cfg"),
     # JAX / Flax
     Option("input_signature", "signatures", "an input of apply_fn as SHAPE:DTYPE, e.g. 3,4:float32 or b,4:float32 "
-           "(a name is a dynamic dimension); repeat the flag for several inputs"),
+           "(a name is a dynamic dimension); repeat the flag for several inputs", repeatable=True),
     Option("polymorphic_shapes", "polyshapes", "jax2tf polymorphic shape of an input, e.g. '(b, 4)'; repeat per "
-           "input (default: derived from the signature's names)"),
+           "input (default: derived from the signature's names)", repeatable=True),
     Option("params", "path", "Flax msgpack params (flax.serialization) passed to build(params)"),
     # verification
     Option("sample_input", "path", "verify on these inputs first (.npy: samples on axis 0, or one sample; .npz: "
@@ -130,28 +143,26 @@ OPTIONS = {o.name: o for o in (
            "to 10x the source's own float32 noise)"),
 )}
 
+DEFAULT_TARGET = "tflite"  # TO when none is given
+
 VERIFY_OPTIONS = ("sample_input", "seed", "verify_samples", "tolerance")
 
 TFJS_OUT = ("quantize_float16", "quantize_uint8", "quantize_uint16", "weight_shard_size_bytes", "metadata")
 TFJS_GRAPH_OUT = TFJS_OUT + ("strip_debug_ops", "control_flow_v2", "use_structured_outputs_names")
 
-# options handled on the host (choosing steps, preparing the input, naming the output), not passed to scripts
-HOST_OPTIONS = ("converter", "weights_path_prefix", "model_tflite")
-
-SSD_EXPORT_OPTIONS = ("pipeline_config", "checkpoint", "add_postprocessing_op", "max_detections",
-                      "max_classes_per_detection", "use_regular_nms")
-SSD_CONVERT_OPTIONS = ("converter", "quantize", "mean_values", "std_dev_values", "default_ranges_min",
-                       "default_ranges_max", "graphviz")
+SSD_EXPORT_OPTIONS = ("add_postprocessing_op", "max_detections", "max_classes_per_detection", "use_regular_nms")
+SSD_CONVERT_OPTIONS = ("quantize", "mean_values", "std_dev_values", "default_ranges_min", "default_ranges_max",
+                       "graphviz")
+SSD_RESULT = Runner("tflite_ssd", "tf2", options=("max_detections",))  # the .tflite with its post-processing op
 
 TFLITE_CHOICES = (("quantize", ("none", "float16", "dynamic", "int8")),)
-TFLITE_OPTIONS = ("quantize", "calibration", "inference_input_type", "inference_output_type", "allow_custom_ops",
-                  "model_tflite")
+TFLITE_OPTIONS = ("quantize", "calibration", "inference_input_type", "inference_output_type", "allow_custom_ops")
 
 JAX_OPTIONS = ("input_signature", "polymorphic_shapes", "params")
 TORCH_EXPORT_OPTIONS = ("input_shape", "model_code", "model_args", "opset", "dynamic_batch", "input_names",
                         "output_names", "exporter")
 ONNX2TF_OPTIONS = ("keep_nchw", "param_replacement", "remedies")
-ONNX2TF_TFLITE_OPTIONS = ONNX2TF_OPTIONS + ("quantize", "calibration", "mean", "std", "model_tflite")
+ONNX2TF_TFLITE_OPTIONS = ONNX2TF_OPTIONS + ("quantize", "calibration", "mean", "std")
 
 STEPS = (
     Step("keras_to_tflite", "keras", "tflite", "tf2", "to_tflite.py", ("--from", "keras"), TFLITE_OPTIONS,
@@ -162,7 +173,7 @@ STEPS = (
          TFLITE_OPTIONS + ("signature_name", "saved_model_tags"), choices=TFLITE_CHOICES),
     Step("tf_frozen_model_to_tflite", "tf_frozen_model", "tflite", "tf2", "to_tflite.py",
          ("--from", "tf_frozen_model"), TFLITE_OPTIONS + ("input_arrays", "output_arrays", "input_shapes"),
-         choices=TFLITE_CHOICES),
+         choices=TFLITE_CHOICES, required=("input_arrays", "output_arrays")),
     # the tensorflowjs_converter table (TF2 stack)
     Step("keras_to_tfjs_layers", "keras", "tfjs_layers_model", "tf2", "tfjs_convert.py",
          ("--from", "keras", "--to", "tfjs_layers_model"), TFJS_OUT),
@@ -174,97 +185,40 @@ STEPS = (
          ("--from", "tf_saved_model", "--to", "tfjs_graph_model"), TFJS_GRAPH_OUT + ("signature_name",
                                                                                     "saved_model_tags")),
     Step("tf_frozen_model_to_tfjs_graph", "tf_frozen_model", "tfjs_graph_model", "tf2", "tfjs_convert.py",
-         ("--from", "tf_frozen_model", "--to", "tfjs_graph_model"), TFJS_GRAPH_OUT + ("output_node_names",)),
+         ("--from", "tf_frozen_model", "--to", "tfjs_graph_model"), TFJS_GRAPH_OUT + ("output_node_names",),
+         required=("output_node_names",)),
     Step("tf_hub_to_tfjs_graph", "tf_hub", "tfjs_graph_model", "tf2", "tfjs_convert.py",
          ("--from", "tf_hub", "--to", "tfjs_graph_model"), TFJS_GRAPH_OUT + ("signature_name", "saved_model_tags")),
     Step("tfjs_layers_to_keras", "tfjs_layers_model", "keras", "tf2", "tfjs_convert.py",
-         ("--from", "tfjs_layers_model", "--to", "keras"), ("weights_path_prefix", "base_model", "base_layer")),
+         ("--from", "tfjs_layers_model", "--to", "keras"), ("base_model", "base_layer")),
     Step("tfjs_layers_to_keras_saved_model", "tfjs_layers_model", "keras_saved_model", "tf2", "tfjs_convert.py",
-         ("--from", "tfjs_layers_model", "--to", "keras_saved_model"), ("weights_path_prefix",)),
+         ("--from", "tfjs_layers_model", "--to", "keras_saved_model")),
     Step("tfjs_layers_to_tfjs_layers", "tfjs_layers_model", "tfjs_layers_model", "tf2", "tfjs_convert.py",
-         ("--from", "tfjs_layers_model", "--to", "tfjs_layers_model"), TFJS_OUT + ("weights_path_prefix",)),
+         ("--from", "tfjs_layers_model", "--to", "tfjs_layers_model"), TFJS_OUT),
     Step("tfjs_layers_to_tfjs_graph", "tfjs_layers_model", "tfjs_graph_model", "tf2", "tfjs_convert.py",
-         ("--from", "tfjs_layers_model", "--to", "tfjs_graph_model"), TFJS_GRAPH_OUT + ("weights_path_prefix",)),
+         ("--from", "tfjs_layers_model", "--to", "tfjs_graph_model"), TFJS_GRAPH_OUT),
     # not in the tensorflowjs_converter table: a graph model back to a SavedModel (and on to TFLite)
-    Step("tfjs_graph_to_tf_saved_model", "tfjs_graph_model", "tf_saved_model", "tf2", "tfjs_graph_to_saved_model.py",
-         (), ("weights_path_prefix",)),
-    # PyTorch -> ONNX (torch stack), ONNX -> TFLite / SavedModel (onnx2tf stack), Darknet -> Keras (TF2 stack)
-    Step("pytorch_to_onnx", "pytorch", "onnx", "torch", "export_onnx.py", (), TORCH_EXPORT_OPTIONS),
+    Step("tfjs_graph_to_tf_saved_model", "tfjs_graph_model", "tf_saved_model", "tf2", "tfjs_graph_to_saved_model.py"),
+    # PyTorch -> ONNX (torch stack), ONNX -> TFLite / SavedModel (onnx2tf stack, NHWC: its results run in its own
+    # stack, whose runner transposes the reference's NCHW inputs and outputs), Darknet -> Keras (TF2 stack)
+    Step("pytorch_to_onnx", "pytorch", "onnx", "torch", "export_onnx.py", (), TORCH_EXPORT_OPTIONS,
+         required=("input_shape",)),
     Step("onnx_to_tflite", "onnx", "tflite", "onnx2tf", "onnx2tf_convert.py", ("--to", "tflite"),
          ONNX2TF_TFLITE_OPTIONS, choices=(("quantize", ("none", "float16", "dynamic", "int8", "int8-full")),),
-         checks_itself=True),
+         checks_itself=True, result_runner=Runner("tflite", "onnx2tf")),
     Step("onnx_to_tf_saved_model", "onnx", "tf_saved_model", "onnx2tf", "onnx2tf_convert.py",
-         ("--to", "tf_saved_model"), ONNX2TF_OPTIONS, checks_itself=True),
-    Step("darknet_to_keras", "darknet", "keras", "tf2", "darknet_to_keras.py", (), ("weights",)),
+         ("--to", "tf_saved_model"), ONNX2TF_OPTIONS, checks_itself=True,
+         result_runner=Runner("tf_saved_model", "onnx2tf")),
+    Step("darknet_to_keras", "darknet", "keras", "tf2", "darknet_to_keras.py"),
     # JAX / Flax -> SavedModel (jax2tf, as tensorflowjs' convert_jax does it), then the TF.js or TFLite converter
-    Step("jax_to_tf_saved_model", "jax", "tf_saved_model", "tf2", "jax_to_saved_model.py", (), JAX_OPTIONS),
-    # TF1 Object Detection API SSD
+    Step("jax_to_tf_saved_model", "jax", "tf_saved_model", "tf2", "jax_to_saved_model.py", (), JAX_OPTIONS,
+         required=("input_signature",)),
+    # TF1 Object Detection API SSD: exported for TFLite in TF1, converted by TOCO (TF1) or the MLIR converter (TF2);
+    # the exported graph (in TF1) is the reference of the .tflite with its post-processing op
     Step("ssd_export", "ssd", "ssd_graph", "tf1", "ssd_export.py", (), SSD_EXPORT_OPTIONS),
     Step("ssd_toco", "ssd_graph", "tflite", "tf1", "ssd_toco.py", (), SSD_CONVERT_OPTIONS,
-         choices=(("quantize", ("none", "uint8")),), when=("converter", "toco")),
+         choices=(("quantize", ("none", "uint8")),), when=("converter", "toco"), result_runner=SSD_RESULT),
     Step("ssd_mlir", "ssd_graph", "tflite", "tf2", "ssd_mlir.py", (), SSD_CONVERT_OPTIONS,
-         choices=(("quantize", ("none", "uint8")), ("graphviz", (False,))), when=("converter", "mlir")),
+         choices=(("quantize", ("none", "uint8")), ("graphviz", (False,))), when=("converter", "mlir"),
+         result_runner=SSD_RESULT),
 )
-
-RUNNERS = {r.format: r for r in (
-    Runner("keras", "tf2"),
-    Runner("keras_saved_model", "tf2"),
-    Runner("tf_saved_model", "tf2", options=("signature_name", "saved_model_tags")),
-    Runner("tf_frozen_model", "tf2", options=("input_arrays", "output_arrays", "input_shapes", "output_node_names")),
-    Runner("tf_hub", "tf2", options=("signature_name", "saved_model_tags")),  # a TF2 Hub module is a SavedModel
-    Runner("tflite", "tf2"),
-    Runner("tfjs_layers_model", "tfjs", "run_tfjs.js"),
-    Runner("tfjs_graph_model", "tfjs", "run_tfjs.js"),
-    Runner("pytorch", "torch", "run_torch.py", options=("input_shape", "model_code", "model_args", "input_names",
-                                                         "output_names")),
-    Runner("onnx", "onnx2tf"),
-    Runner("jax", "tf2", "run_jax.py", options=JAX_OPTIONS),
-)}
-
-# onnx2tf's results run in its own stack: its TFLite interpreter matches its converter, and its runner
-# transposes the reference's NCHW inputs and outputs to and from the converted model's NHWC
-ONNX2TF_RESULTS = {fmt: Runner(fmt, "onnx2tf") for fmt in ("tflite", "tf_saved_model")}
-
-CHECKS = {
-    # SSD: the exported frozen graph in TF1 against the .tflite, on the raw box encodings and class predictions
-    ("ssd", "tflite"): Check(Runner("ssd_graph", "tf1", "run_ssd_graph.py"), "ssd_graph",
-                             Runner("tflite_ssd", "tf2", options=("max_detections",))),
-    # PyTorch in torch (NCHW) against the ONNX model / the onnx2tf conversion (NHWC)
-    ("pytorch", "onnx"): Check(RUNNERS["pytorch"], "pytorch", RUNNERS["onnx"]),
-    **{("pytorch", fmt): Check(RUNNERS["pytorch"], "pytorch", runner) for fmt, runner in ONNX2TF_RESULTS.items()},
-    **{("onnx", fmt): Check(RUNNERS["onnx"], "onnx", runner) for fmt, runner in ONNX2TF_RESULTS.items()},
-    # Darknet: the Keras model built from cfg + weights is the reference of what follows it
-    **{("darknet", fmt): Check(RUNNERS["keras"], "keras", RUNNERS[fmt])
-       for fmt in ("tflite", "tfjs_layers_model", "tfjs_graph_model", "keras_saved_model")},
-    # no runner bridges NCHW references and the TF.js runtime yet: these convert unverified (the manifest says so)
-    ("pytorch", "tfjs_graph_model"): None,
-    ("onnx", "tfjs_graph_model"): None,
-}
-
-# the stack that compares reference and result outputs
-COMPARE = Runner("compare", "tf2", script="compare.py")
-
-# required options per (step) when another option has a value: (step option, value) -> option required
-REQUIRES = {
-    ("quantize", "int8"): "calibration",
-    ("quantize", "int8-full"): "calibration",
-}
-STEP_REQUIRED = {
-    "pytorch_to_onnx": ("input_shape",),
-    "darknet_to_keras": ("weights",),
-    "jax_to_tf_saved_model": ("input_signature",),
-    "tf_frozen_model_to_tflite": ("input_arrays", "output_arrays"),
-    "tf_frozen_model_to_tfjs_graph": ("output_node_names",),
-}
-
-# options that may be given several times (one value per input): joined with ';' in the order given
-REPEATABLE = ("input_signature", "polymorphic_shapes")
-
-# options that go together
-TOGETHER = (("base_model", "base_layer"), ("mean", "std"))
-
-# deprecated option -> (replacement by value, warning)
-DEPRECATED = {
-    "quantization_bytes": ({1: "quantize_uint8", 2: "quantize_uint16"},
-                           "--quantization_bytes is deprecated; use --quantize_uint8 or --quantize_uint16"),
-}

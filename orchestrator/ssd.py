@@ -6,6 +6,7 @@ import re
 import tarfile
 from pathlib import Path, PurePosixPath
 
+from orchestrator import protocol
 from orchestrator.errors import InputError
 
 CONFIG_NAME = "pipeline.config"
@@ -137,14 +138,10 @@ def check_config(config):
             "quantized": "quantization" in rewriter}
 
 
-CONSUMED_OPTIONS = ("pipeline_config", "checkpoint")
-
-
 def prepare(src, values, scratch):
     """Mounts and arguments for the first step of an SSD route.
 
-    Returns (inputs {host path: container path}, container path of the model folder, extra args, facts,
-    the options consumed here)."""
+    Returns (inputs {host path: container path}, container path of the model folder, extra args, facts)."""
     src = Path(src)
     folder = safe_extract(src, Path(scratch) / "unpacked") if is_tarball(src) else src
     if not folder.is_dir():
@@ -155,7 +152,7 @@ def prepare(src, values, scratch):
         raise InputError(config, "has no graph_rewriter { quantization }: the model was trained without "
                                  "quantization, so its graph has no ranges for uint8; give --default_ranges_min and "
                                  "--default_ranges_max (e.g. 0 and 6; accuracy suffers), or retrain with quantization")
-    model_in = f"/in/model/{src.name if folder is src else 'model'}"
+    model_in = f"{protocol.MODEL_DIR}/{src.name if folder is src else 'model'}"
     inputs = {str(folder): model_in}
 
     def container_path(path, mount_dir, mount_at):
@@ -166,7 +163,7 @@ def prepare(src, values, scratch):
             mount_at = inputs.setdefault(str(mount_dir), mount_at)  # one mount per folder
             return f"{mount_at}/{Path(path).name}"
 
-    args = ["--pipeline_config", container_path(config, config.parent, "/in/opt/config"),
-            "--checkpoint", container_path(prefix, prefix.parent, "/in/opt/checkpoint")]
+    args = ["--pipeline_config", container_path(config, config.parent, f"{protocol.OPTION_DIR}/config"),
+            "--checkpoint", container_path(prefix, prefix.parent, f"{protocol.OPTION_DIR}/checkpoint")]
     facts.update(pipeline_config=str(config), checkpoint=str(prefix))
-    return inputs, model_in, args, facts, CONSUMED_OPTIONS
+    return inputs, model_in, args, facts

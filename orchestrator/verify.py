@@ -9,24 +9,50 @@ a batch of samples from each of several distributions, and the user's own sample
 import json
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from orchestrator import options as opts_mod
-from orchestrator import formats, routes
-from orchestrator.errors import VerificationFailed
+from orchestrator import formats, images, protocol, routes
+from orchestrator.errors import StepFailed, VerificationFailed
 from orchestrator.runner import StepRun, execute
 
+COMPARE_SCRIPT = "compare.py"  # images/shared/compare.py: in every stack that compares (stack.json compare_in)
 
-def check_for(source, target, values=None):
-    """The Check for a route: declared in routes.CHECKS, else the source's and target's runners; or None."""
-    if values and "base_model" in values and target != "keras":
-        # a head merged under a base network: the merged Keras model (step 1) is the reference
-        return routes.Check(routes.RUNNERS["keras"], "keras", routes.RUNNERS[target])
-    if (source, target) in routes.CHECKS:
-        return routes.CHECKS[(source, target)]  # None: declared unverified
-    if source in routes.RUNNERS and target in routes.RUNNERS:
-        return routes.Check(routes.RUNNERS[source], source, routes.RUNNERS[target])
-    return None
+
+@dataclass(frozen=True)
+class Check:
+    """How a route's result is verified: which model is the reference, and which runners run both."""
+
+    reference: routes.Runner
+    reference_format: str  # the format in the chain whose model the reference runs on
+    result: routes.Runner
+
+    @property
+    def compare_stack(self):
+        return images.get_stack(self.result.stack).compares_in
+
+
+def check_for(chain, values=None):
+    """The Check for a chain, derived from its records; or None when nothing can run its result or its source.
+
+    The reference is the first model of the chain that a runner can run (the user's input, else e.g. the Keras
+    model built from a Darknet cfg), or the artifact of a step that takes an option changing what the model
+    computes (e.g. --base_model). The result runs in the last step's own result runner, else in its format's."""
+    values = values or {}
+    models = [chain[0].source] + [step.target for step in chain[:-1]]
+    for i, step in enumerate(chain):
+        if any(routes.OPTIONS[o].new_reference for o in step.options if o in values):
+            models = models[i + 1:i + 2]  # nothing when it is the last step: no model computes what it does
+    reference = next((fmt for fmt in models if formats.get(fmt).runner), None)
+    if reference is None:
+        return None
+    if any(step.result_runner for step in chain[:-1]):
+        return None  # a step's result needs that step's own runner, and the chain went on past it
+    result = chain[-1].result_runner or formats.get(chain[-1].target).runner
+    if result is None:
+        return None
+    return Check(formats.get(reference).runner, reference, result)
 
 
 # the random distributions every verification draws from (a batch of --verify_samples inputs each); "pixels"
@@ -70,10 +96,6 @@ def plan_mounts(values):
     return opts_mod.mounts([n for n in GIVEN if n in values], values)
 
 
-def stacks_needed(check):
-    return [check.reference.stack, check.result.stack, routes.COMPARE.stack]
-
-
 def mode_of(values):
     """The quantization mode that picks the tolerance: --quantize, or TF.js weight quantization."""
     if "quantize" in values:
@@ -84,100 +106,110 @@ def mode_of(values):
     return "none"
 
 
-def plan_runs(check, src_path, from_step, artifact, values, images, work):
-    """The three StepRuns of a verification (as data; the pipeline executes them in order).
-
-    `from_step`: the reference model is an artifact of a step of the route, not the user's input."""
-    src_runner, dst_runner = check.reference, check.result
-    source = src_runner.format
-    src_path, artifact, work = Path(src_path), Path(artifact), Path(work)
-    ref_dir, got_dir, cmp_dir = work / "verify-source", work / "verify-result", work / "verify-compare"
-    src_in = f"/in/model/{src_path.name}"
-    # a step's artifact comes with its folder (files beside it, e.g. ssd.json); a user's input alone
-    with_folder = from_step or formats.get(source).with_folder
-    inputs = {str(src_path.parent): "/in/model"} if with_folder else {str(src_path): src_in}
-    option_inputs, mounted = opts_mod.mounts(src_runner.options, values)
-    inputs.update(option_inputs)
-    given_inputs, given = plan_mounts(values)
-    inputs.update(given_inputs)
-    ref_args = ["--format", source, "--input", src_in, "--plan", json.dumps(input_plan(values, given))]
-    ref_args += opts_mod.as_args(src_runner.options, values, mounted)
-    ref = StepRun("verify_source", src_runner.stack, *images[src_runner.stack], src_runner.script, ref_args,
-                  inputs, ref_dir)
-    # every reference runner writes inputs.json (readable by every stack); artifacts come with their folder
-    got_args = ["--format", dst_runner.format, "--input", "/in/model/" + artifact.name, "--inputs",
-                "/in/ref/inputs.json"]
-    got_args += opts_mod.as_args(dst_runner.options, values, {})
-    got = StepRun("verify_result", dst_runner.stack, *images[dst_runner.stack], dst_runner.script, got_args,
-                  {str(artifact.parent): "/in/model", str(ref_dir): "/in/ref"}, got_dir)
-    cmp_args = ["--ref", "/in/ref", "--got", "/in/got", "--mode", mode_of(values)]
-    if "tolerance" in values:
-        cmp_args += ["--tolerance", str(values["tolerance"])]
-    cmp = StepRun("compare", routes.COMPARE.stack, *images[routes.COMPARE.stack], routes.COMPARE.script, cmp_args,
-                  {str(ref_dir): "/in/ref", str(got_dir): "/in/got"}, cmp_dir)
-    return [ref, got, cmp]
-
-
 KEPT = (("verify-source", "inputs", "inputs"), ("verify-source", "outputs", "source_outputs"),
         ("verify-source", "logits", "source_logits"), ("verify-source", "perturbed", "source_perturbed"),
         ("verify-source", "perturbed_logits", "source_perturbed_logits"),
         ("verify-result", "outputs", "result_outputs"), ("verify-result", "logits", "result_logits"))
 
 
-def collect(runs, keep_dir):
-    """Read the compare result; keep every verification array next to the artifacts; return the record."""
-    ref, got, cmp = runs
-    record = json.loads((Path(cmp.out_dir) / "verification.json").read_text())
-    ref_info = json.loads((Path(ref.out_dir) / "run.json").read_text())
-    got_info = json.loads((Path(got.out_dir) / "run.json").read_text())
-    groups = ref_info.get("groups") or []
-    record["inputs"] = {"samples": ref_info.get("samples"), "specs": ref_info.get("input_specs"),
-                        "distributions": groups,
-                        "file": "verification/inputs.npz"}
-    record["source_outputs"] = ref_info.get("outputs")
-    record["result_outputs"] = got_info.get("outputs")
-    record["logits_ops"] = {"source": ref_info.get("logits") or {}, "result": got_info.get("logits") or {}}
-    if "tensors" in got_info:
-        record["result_tensors"] = got_info["tensors"]
-    layout = {k: got_info[f"{k}_layout"] for k in ("input", "output") if got_info.get(f"{k}_layout")}
-    if layout:  # NCHW reference vs NHWC conversion: how inputs were fed and outputs read back
-        record["layout"] = layout
-    if "transpose_ops" in got_info:
-        record["transpose_ops"] = got_info["transpose_ops"]
-    if got_info.get("checks"):
-        record["checks"] = got_info["checks"]
-        record["passed"] = bool(record.get("passed")) and all(c["passed"] for c in got_info["checks"])
-    keep_dir = Path(keep_dir)
-    keep_dir.mkdir(parents=True, exist_ok=True)
-    folders = {"verify-source": Path(ref.out_dir), "verify-result": Path(got.out_dir)}
-    kept = []
-    for folder, name, as_name in KEPT:
-        for ext in (".npz", ".json"):
-            if (folders[folder] / (name + ext)).exists():
-                shutil.copyfile(folders[folder] / (name + ext), keep_dir / (as_name + ext))
-                kept.append(f"verification/{as_name}{ext}")
-                break
-    record["files"] = kept
-    record["inputs"]["file"] = next(f for f in kept if f.startswith("verification/inputs."))
-    return record
+class Verification:
+    """One verification: the reference runner makes the inputs (the input plan) and runs the reference model, the
+    result runner runs the converted model on the same inputs, the compare step judges them. It plans, runs and
+    collects its own three runs."""
 
+    def __init__(self, check, values):
+        self.check = check
+        self.values = values
 
-def run(engine, check_, ref_model, from_step, artifact, values, tagged, work, keep_dir, memory="8g",
-        timeout=3600.0, log=None):
-    """Run a verification (reference, result, compare) and return its record, with each run's time."""
-    started = time.monotonic()
-    runs = plan_runs(check_, ref_model, from_step, artifact, values, tagged, work)
-    steps = []
-    for one in runs:
-        if log:
-            log(f"verify: {one.name} in {one.image}")
-        meta, result = execute(engine, one, memory=memory, timeout=timeout, log=log)
-        steps.append({"name": one.name, "stack": one.stack, "image": one.image, "image_id": one.image_id,
-                      "seconds": round(result.seconds, 2), "versions": meta.get("versions", {})})
-    record = collect(runs, keep_dir)
-    record["steps"] = steps
-    record["seconds"] = round(time.monotonic() - started, 2)
-    return record
+    def stacks(self):
+        return [self.check.reference.stack, self.check.result.stack, self.check.compare_stack]
+
+    def plan_runs(self, reference, result, ready, work):
+        """The three StepRuns (as data). `reference`: the reference model as mounted (inputs.Mounted); `result`:
+        the converted model (its folder is mounted: files beside it come along); `ready`: {stack: StackImage}."""
+        ref_runner, got_runner, values = self.check.reference, self.check.result, self.values
+        result, work = Path(result), Path(work)
+        ref_dir, got_dir, cmp_dir = work / "verify-source", work / "verify-result", work / "verify-compare"
+        inputs = dict(reference.mounts)
+        option_inputs, mounted = opts_mod.mounts(ref_runner.options, values)
+        inputs.update(option_inputs)
+        given_inputs, given = plan_mounts(values)
+        inputs.update(given_inputs)
+        ref_args = ["--format", ref_runner.kind, "--input", reference.model, "--plan",
+                    json.dumps(input_plan(values, given))]
+        ref_args += opts_mod.as_args(ref_runner.options, values, mounted)
+        ref = StepRun("verify_source", ready[ref_runner.stack], ref_runner.script, ref_args, inputs, ref_dir)
+        # every reference runner writes inputs.json (readable by every stack)
+        got_args = ["--format", got_runner.kind, "--input", f"{protocol.MODEL_DIR}/{result.name}", "--inputs",
+                    f"{protocol.REFERENCE_DIR}/inputs.json"]
+        got_args += opts_mod.as_args(got_runner.options, values, {})
+        got = StepRun("verify_result", ready[got_runner.stack], got_runner.script, got_args,
+                      {str(result.parent): protocol.MODEL_DIR, str(ref_dir): protocol.REFERENCE_DIR}, got_dir)
+        cmp_args = ["--ref", protocol.REFERENCE_DIR, "--got", protocol.RESULT_DIR, "--mode", mode_of(values)]
+        if "tolerance" in values:
+            cmp_args += ["--tolerance", str(values["tolerance"])]
+        cmp = StepRun("compare", ready[self.check.compare_stack], COMPARE_SCRIPT, cmp_args,
+                      {str(ref_dir): protocol.REFERENCE_DIR, str(got_dir): protocol.RESULT_DIR}, cmp_dir)
+        return [ref, got, cmp]
+
+    def run(self, engine, reference, result, ready, work, keep_dir, memory="8g", timeout=3600.0, log=None):
+        """Run the verification and return its record, with each run's time."""
+        started = time.monotonic()
+        runs = self.plan_runs(reference, result, ready, work)
+        steps = []
+        for one in runs:
+            if log:
+                log(f"verify: {one.name} in {one.image.tag}")
+            meta, outcome = execute(engine, one, memory=memory, timeout=timeout, log=log)
+            steps.append({"name": one.name, "stack": one.stack, "image": one.image.tag, "image_id": one.image.id,
+                          "seconds": round(outcome.seconds, 2), "versions": meta.get("versions", {})})
+        record = self.collect(runs, keep_dir)
+        record["steps"] = steps
+        record["seconds"] = round(time.monotonic() - started, 2)
+        return record
+
+    @staticmethod
+    def _run_info(run):
+        info, why = protocol.read("run", Path(run.out_dir) / "run.json")
+        if why:
+            raise StepFailed(run.name, run.image.tag, 0, "", run.command(), reason=f"the runner broke its protocol: {why}")
+        return info
+
+    def collect(self, runs, keep_dir):
+        """Read the compare result; keep every verification array next to the artifacts; return the record."""
+        ref, got, cmp = runs
+        record = json.loads((Path(cmp.out_dir) / "verification.json").read_text())
+        ref_info, got_info = self._run_info(ref), self._run_info(got)
+        groups = ref_info.get("groups") or []
+        record["inputs"] = {"samples": ref_info.get("samples"), "specs": ref_info.get("input_specs"),
+                            "distributions": groups,
+                            "file": "verification/inputs.npz"}
+        record["source_outputs"] = ref_info.get("outputs")
+        record["result_outputs"] = got_info.get("outputs")
+        record["logits_ops"] = {"source": ref_info.get("logits") or {}, "result": got_info.get("logits") or {}}
+        if "tensors" in got_info:
+            record["result_tensors"] = got_info["tensors"]
+        layout = {k: got_info[f"{k}_layout"] for k in ("input", "output") if got_info.get(f"{k}_layout")}
+        if layout:  # NCHW reference vs NHWC conversion: how inputs were fed and outputs read back
+            record["layout"] = layout
+        if "transpose_ops" in got_info:
+            record["transpose_ops"] = got_info["transpose_ops"]
+        if got_info.get("checks"):
+            record["checks"] = got_info["checks"]
+            record["passed"] = bool(record.get("passed")) and all(c["passed"] for c in got_info["checks"])
+        keep_dir = Path(keep_dir)
+        keep_dir.mkdir(parents=True, exist_ok=True)
+        folders = {"verify-source": Path(ref.out_dir), "verify-result": Path(got.out_dir)}
+        kept = []
+        for folder, name, as_name in KEPT:
+            for ext in (".npz", ".json"):
+                if (folders[folder] / (name + ext)).exists():
+                    shutil.copyfile(folders[folder] / (name + ext), keep_dir / (as_name + ext))
+                    kept.append(f"verification/{as_name}{ext}")
+                    break
+        record["files"] = kept
+        record["inputs"]["file"] = next(f for f in kept if f.startswith("verification/inputs."))
+        return record
 
 
 def check(record):

@@ -1,73 +1,12 @@
-"""Helpers shared by the step scripts of the Python 3 stacks (tf2, torch, onnx2tf): copied into each image's
-/opt/steps by the build (stack.json "shared": true). They run inside containers, never on the host."""
+"""Helpers of the Python 3 stacks' step scripts (tf2, torch, onnx2tf; stack.json "recipe"), beside the step SDK
+(step_sdk.py, which the Python 2.7 stack shares). Copied into each image's /opt/steps; they run inside containers,
+never on the host."""
 
-import json
 import os
-import platform
 import sys
 
-EX_DATAERR = 65  # the host reports this exit status as bad input (exit 2), with our last stderr line
-
-
-def reject(message):
-    """Stop: the input is unusable. One line, no traceback."""
-    print(f"ERROR: {message}", file=sys.stderr, flush=True)
-    sys.exit(EX_DATAERR)
-
-
-def first_line(exc):
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
-
-
-# libraries whose versions a step reports, when it has imported them
-REPORTED = ("tensorflow", "keras", "tf_keras", "torch", "onnx", "onnxruntime", "onnxsim", "onnxscript", "onnx2tf",
-            "tensorflowjs", "jax", "flax")
-
-
-def versions():
-    """Versions of the libraries that matter, as installed in this image (imported or not: a step may run its
-    converter in a child process)."""
-    from importlib import metadata
-
-    import numpy
-
-    found = {"python": platform.python_version(), "numpy": numpy.__version__}
-    for name in REPORTED:
-        module = sys.modules.get(name)
-        if module is not None and isinstance(getattr(module, "__version__", None), str):
-            found[name] = module.__version__
-            continue
-        try:
-            found[name] = metadata.version(name.replace("_", "-"))
-        except metadata.PackageNotFoundError:
-            pass
-    if "tensorflow" in sys.modules and "keras" not in found:
-        try:
-            import keras
-
-            found["keras"] = keras.__version__
-        except ImportError:
-            pass
-    return found
-
-
-def write_json(path, data):
-    with open(path, "w") as fh:
-        json.dump(data, fh, indent=2, sort_keys=True, default=_jsonable)
-        fh.write("\n")
-
-
-def _jsonable(value):
-    import numpy as np
-
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, (set, tuple)):
-        return list(value)
-    return str(value)
+from step_sdk import (EX_DATAERR, boolean, fail, first_line, reject, runner_done, step_done,  # noqa: F401
+                      versions, write_json)
 
 
 class Spec:
@@ -96,10 +35,6 @@ def save_json_arrays(path, arrays):
     import verify_io
 
     verify_io.save_arrays(path, arrays)
-
-
-def step_done(out, artifacts, **info):
-    write_json(os.path.join(out, "step.json"), {"artifacts": artifacts, "versions": versions(), "info": info})
 
 
 def csv(value):
@@ -236,8 +171,7 @@ def verification_run(model, args, info=None):
     )
     if checks:
         info["checks"] = checks
-    write_json(os.path.join(args.out, "run.json"), info)
-    step_done(args.out, ["outputs.npz"], **info)
+    runner_done(args.out, info)
 
 
 def import_user_file(path):

@@ -73,7 +73,7 @@ def test_changed_lock_changes_tag(stack_root):
 def test_renamed_file_changes_tag(stack_root):
     stack = images.discover_stacks(stack_root)["tf2"]
     before = stack.tag()
-    (stack.path / "steps" / "compare.py").rename(stack.path / "steps" / "compare2.py")
+    (stack.path / "steps" / "to_tflite.py").rename(stack.path / "steps" / "to_tflite2.py")
     assert stack.tag() != before
 
 
@@ -143,8 +143,24 @@ def test_stack_description_is_validated(tmp_path):
     bad = tmp_path / "images" / "odd"
     bad.mkdir(parents=True)
     (bad / "stack.json").write_text(json.dumps({"description": "x", "base": "buster"}))
-    with pytest.raises(EnvironmentProblem, match="base 'buster' is not one of"):
+    with pytest.raises(EnvironmentProblem, match="odd/stack.json: base: 'buster' is not one of"):
         images.discover_stacks(tmp_path / "images")
+    (bad / "stack.json").write_text(json.dumps({"description": "x", "base": "bookworm", "shared": True}))
+    with pytest.raises(EnvironmentProblem, match="Additional properties are not allowed .'shared' was unexpected"):
+        images.discover_stacks(tmp_path / "images")
+
+
+def test_every_stack_follows_the_stack_schema():
+    from orchestrator import protocol
+
+    for stack in images.discover_stacks().values():
+        meta = json.loads((stack.path / "stack.json").read_text())
+        assert protocol.problem("stack", meta) is None, stack.name
+        assert stack.interpreter in ("python", "node")
+        if stack.compare_in:
+            assert images.get_stack(stack.compare_in).has_script("compare.py")
+        else:
+            assert stack.has_script("compare.py"), f"{stack.name} neither compares nor names a stack that does"
 
 
 def test_unknown_stack():

@@ -14,7 +14,7 @@ TFJS = planner.plan("jax", "tfjs_graph_model")
 def test_chain_goes_through_a_saved_model():
     assert [s.name for s in TFJS] == ["jax_to_tf_saved_model", "tf_saved_model_to_tfjs_graph"]
     assert [s.name for s in planner.plan("jax", "tflite")] == ["jax_to_tf_saved_model", "tf_saved_model_to_tflite"]
-    check = verify.check_for("jax", "tflite")
+    check = verify.check_for(planner.plan("jax", "tflite"))
     assert (check.reference.stack, check.reference.script, check.reference_format) == ("tf2", "run_jax.py", "jax")
 
 
@@ -24,7 +24,10 @@ def test_code_input_keeps_the_function_name(tmp_path):
     got = formats.check_input("jax", f"{module}:build")
     assert got == Path(f"{module.resolve()}:build")
     assert got.name == "m.py:build" and got.parent == tmp_path.resolve()  # the folder is what gets mounted
-    assert formats.code_file(got) == module.resolve()
+    source = formats.check("jax", f"{module}:build")
+    assert source.files == {"m.py": module.resolve()}  # the file is hashed, its folder mounted
+    mounted = formats.get("jax").adapter.prepare(source, {}, tmp_path / "scratch")
+    assert mounted.mounts == {str(tmp_path.resolve()): "/in/model"} and mounted.model == "/in/model/m.py:build"
     with pytest.raises(UsageError, match="takes FILE.py:FUNCTION"):
         formats.check_input("jax", str(module))
     with pytest.raises(InputError, match="no such file"):

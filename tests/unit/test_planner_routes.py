@@ -56,9 +56,10 @@ def test_converter_option_chooses_the_step():
     assert [s.name for s in planner.plan("ssd", "tflite", given={"converter": "mlir"})] == ["ssd_export", "ssd_mlir"]
 
 
-def test_plan_description_names_steps_and_options():
+def test_plan_description_names_steps_options_and_required_ones():
     text = planner.describe_plan(planner.plan("tf_frozen_model", "tflite"))
     assert "tf_frozen_model_to_tflite" in text and "--input_arrays" in text and "verify:" in text
+    assert "required: --input_arrays --output_arrays" in text
 
 
 # -- route table consistency ------------------------------------------------------------------
@@ -69,19 +70,25 @@ STACKS = images.discover_stacks()
 def test_step_is_consistent(step):
     assert step.source in formats.FORMATS and step.target in formats.FORMATS
     assert step.stack in STACKS, f"stack {step.stack} has no images/{step.stack}/stack.json"
-    assert (STACKS[step.stack].path / "steps" / step.script).is_file()
-    for name in step.options:
+    assert STACKS[step.stack].has_script(step.script)
+    for name in step.accepts() + step.required:
         assert name in routes.OPTIONS
+    assert set(step.required) <= set(step.options)
 
 
-@pytest.mark.parametrize("runner", list(routes.RUNNERS.values()) + [routes.COMPARE], ids=lambda r: r.format)
+RUNNERS = [f.runner for f in formats.FORMATS.values() if f.runner] + [s.result_runner for s in routes.STEPS
+                                                                       if s.result_runner]
+
+
+@pytest.mark.parametrize("runner", RUNNERS, ids=lambda r: f"{r.kind}-{r.stack}")
 def test_runner_is_consistent(runner):
     assert runner.stack in STACKS
-    assert (STACKS[runner.stack].path / "steps" / runner.script).is_file()
-    if runner.format != "compare":
-        assert runner.format in STACKS[runner.stack].runs_formats
+    assert STACKS[runner.stack].has_script(runner.script)
+    assert runner.kind in STACKS[runner.stack].runs_formats
     for name in runner.options:
         assert name in routes.OPTIONS
+    compare = STACKS[STACKS[runner.stack].compares_in]
+    assert compare.has_script("compare.py") and not compare.compare_in
 
 
 def test_step_names_are_unique():
@@ -89,9 +96,13 @@ def test_step_names_are_unique():
     assert len(names) == len(set(names))
 
 
-def test_required_options_exist():
-    for (opt, _val), needed in routes.REQUIRES.items():
-        assert opt in routes.OPTIONS and needed in routes.OPTIONS
-    for step_name, needed in routes.STEP_REQUIRED.items():
-        assert step_name in {s.name for s in routes.STEPS}
-        assert all(n in routes.OPTIONS for n in needed)
+def test_option_rules_name_options_that_exist():
+    for option in routes.OPTIONS.values():
+        for value, needed in option.requires:
+            assert value in option.choices and needed in routes.OPTIONS
+        assert not option.together or routes.OPTIONS[option.together].together == option.name
+        assert all(new in routes.OPTIONS for _, new in option.replaced_by)
+        assert not option.model_format or option.model_format in formats.FORMATS
+        assert not option.names_artifact or option.names_artifact in formats.FORMATS
+    for fmt in formats.FORMATS.values():
+        assert all(o in routes.OPTIONS for o in fmt.adapter.options + fmt.adapter.required)

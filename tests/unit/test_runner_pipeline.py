@@ -9,7 +9,7 @@ from orchestrator.errors import StepFailed, StepRejectedInput, UsageError, Verif
 
 
 def _run(tmp_path, **kw):
-    return runner.StepRun("keras_to_tflite", "tf2", "orchestrator/tf2:abc", "sha256:x", "to_tflite.py",
+    return runner.StepRun("keras_to_tflite", runner.StackImage("tf2", "orchestrator/tf2:abc", "sha256:x"), "to_tflite.py",
                           ["--input", "/in/model/m.h5"], {str(tmp_path / "m.h5"): "/in/model/m.h5"},
                           tmp_path / "out", **kw)
 

@@ -107,10 +107,10 @@ def test_not_a_tarball(tmp_path):
 
 def test_prepare_mounts_the_folder_and_passes_container_paths(tmp_path):
     d = model_dir(tmp_path)
-    inputs, model_in, args, facts, consumed = ssd.prepare(d, {}, tmp_path / "scratch")
+    inputs, model_in, args, facts = ssd.prepare(d, {}, tmp_path / "scratch")
     assert inputs == {str(d): "/in/model/m"} and model_in == "/in/model/m"
     assert args == ["--pipeline_config", "/in/model/m/pipeline.config", "--checkpoint", "/in/model/m/model.ckpt"]
-    assert facts["height"] == 160 and consumed == ("pipeline_config", "checkpoint")
+    assert facts["height"] == 160
 
 
 def test_prepare_mounts_overrides_from_elsewhere(tmp_path):
@@ -120,7 +120,7 @@ def test_prepare_mounts_overrides_from_elsewhere(tmp_path):
     (other / "my.config").write_text(CONFIG)
     (other / "ck.index").write_bytes(b"i")
     (other / "ck.data-00000-of-00001").write_bytes(b"d")
-    inputs, _, args, _, _ = ssd.prepare(d, {"pipeline_config": other / "my.config", "checkpoint": other / "ck"},
+    inputs, _, args, _ = ssd.prepare(d, {"pipeline_config": other / "my.config", "checkpoint": other / "ck"},
                                         tmp_path / "s")
     assert args == ["--pipeline_config", "/in/opt/config/my.config", "--checkpoint", "/in/opt/config/ck"]
     assert inputs == {str(d): "/in/model/m", str(other): "/in/opt/config"}

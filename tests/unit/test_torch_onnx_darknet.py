@@ -58,7 +58,7 @@ def test_model_args_must_be_a_json_list_or_object(bad):
 def test_required_and_paired_options(tmp_path):
     with pytest.raises(UsageError, match="pytorch -> onnx needs --input_shape"):
         options.validate(PYTORCH, {})
-    with pytest.raises(UsageError, match="darknet -> keras needs --weights"):
+    with pytest.raises(UsageError, match="darknet -> tflite needs --weights"):  # the cfg's input adapter needs it
         options.validate(DARKNET, {})
     with pytest.raises(UsageError, match="--quantize int8-full needs --calibration"):
         options.validate(ONNX, {"quantize": "int8-full"})
@@ -103,12 +103,22 @@ def test_onnx_and_darknet_input_checks(tmp_path):
 
 
 def test_verification_runs_where_the_layout_bridge_is():
-    check = verification.check_for("pytorch", "tflite")
-    assert (check.reference.stack, check.reference.script) == ("torch", "run_torch.py")
-    assert check.result.stack == "onnx2tf"  # its interpreter matches its converter, and it transposes NCHW
-    assert verification.check_for("onnx", "tf_saved_model").reference == routes.RUNNERS["onnx"]
-    assert verification.check_for("darknet", "tflite").reference_format == "keras"
-    assert verification.check_for("onnx", "tfjs_graph_model") is None  # declared unverified
+    def check(source, target, values=None):
+        return verification.check_for(planner.plan(source, target), values)
+
+    got = check("pytorch", "tflite")
+    assert (got.reference.stack, got.reference.script) == ("torch", "run_torch.py")
+    assert got.result.stack == "onnx2tf"  # its interpreter matches its converter, and it transposes NCHW
+    assert got.compare_stack == "onnx2tf"  # compared in the result's own stack
+    assert check("pytorch", "onnx").compare_stack == "onnx2tf"  # no tf2 image needed
+    assert check("onnx", "tf_saved_model").reference == formats.get("onnx").runner
+    assert check("darknet", "tflite").reference_format == "keras"
+    assert check("onnx", "tfjs_graph_model") is None  # the onnx2tf step's result needs its own runner
+    assert check("ssd", "tflite").reference_format == "ssd_graph" and check("ssd", "tflite").result.kind == "tflite_ssd"
+    assert check("tfjs_layers_model", "tfjs_layers_model").compare_stack == "tf2"  # tfjs names tf2 to compare
+    merged = check("tfjs_layers_model", "tflite", {"base_model": "b.h5", "base_layer": "x"})
+    assert merged.reference_format == "keras"  # the step taking --base_model changes what the model computes
+    assert check("tfjs_layers_model", "tflite").reference_format == "tfjs_layers_model"
 
 
 def test_collect_keeps_layout_and_transpose_count(tmp_path):
@@ -116,12 +126,12 @@ def test_collect_keeps_layout_and_transpose_count(tmp_path):
     for d in (ref, got, cmp):
         d.mkdir()
     (cmp / "verification.json").write_text(json.dumps({"passed": True, "outputs": []}))
-    (ref / "run.json").write_text(json.dumps({"origin": {"kind": "random"}, "inputs": [], "outputs": []}))
+    (ref / "run.json").write_text(json.dumps({"inputs": [], "outputs": [], "samples": 0}))
     (ref / "inputs.npz").write_bytes(b"x")
-    (got / "run.json").write_text(json.dumps({"outputs": [], "input_layout": {"x": "NCHW->NHWC"},
+    (got / "run.json").write_text(json.dumps({"inputs": [], "outputs": [], "samples": 0, "input_layout": {"x": "NCHW->NHWC"},
                                               "output_layout": {"y": "same"}, "transpose_ops": 2}))
     runs = [type("R", (), {"out_dir": d})() for d in (ref, got, cmp)]
-    record = verification.collect(runs, tmp_path / "keep")
+    record = verification.Verification(None, {}).collect(runs, tmp_path / "keep")
     assert record["layout"] == {"input": {"x": "NCHW->NHWC"}, "output": {"y": "same"}}
     assert record["transpose_ops"] == 2
 

@@ -10,7 +10,7 @@ import argparse
 import os
 import tarfile
 
-from common import step_done
+from step_sdk import step_done
 
 HYPERPARAMS = """
         activation: RELU_6
@@ -94,7 +94,7 @@ def randomize(sess, variables, seed):
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--out", required=True)
-    p.add_argument("--quantized", action="store_true")
+    p.add_argument("--kind", default="float", choices=("float", "quant"))
     p.add_argument("--size", type=int, default=160)
     p.add_argument("--classes", type=int, default=3)
     p.add_argument("--depth", default="0.25")
@@ -108,7 +108,8 @@ def main():
 
     folder = os.path.join(args.out, "ssd_model")
     os.makedirs(folder)
-    text = pipeline_config(args.size, args.classes, args.depth, args.quantized)
+    quantized = args.kind == "quant"
+    text = pipeline_config(args.size, args.classes, args.depth, quantized)
     with open(os.path.join(folder, "pipeline.config"), "w") as fh:
         fh.write(text)
     config = pipeline_pb2.TrainEvalPipelineConfig()
@@ -118,7 +119,7 @@ def main():
         model = model_builder.build(config.model, is_training=False)
         image = tf.placeholder(tf.float32, [1, args.size, args.size, 3], name="normalized_input_image_tensor")
         model.predict(image, true_image_shapes=None)
-        if args.quantized:
+        if quantized:
             graph_rewriter_builder.build(config.graph_rewriter, is_training=False)()
         tf.train.get_or_create_global_step()
         saver = tf.train.Saver()
@@ -128,7 +129,7 @@ def main():
             saver.save(sess, os.path.join(folder, "model.ckpt"))
     with tarfile.open(os.path.join(args.out, "ssd_model.tar.gz"), "w:gz") as tar:
         tar.add(folder, arcname="ssd_model")
-    step_done(args.out, ["ssd_model", "ssd_model.tar.gz"], quantized=args.quantized, size=args.size,
+    step_done(args.out, ["ssd_model", "ssd_model.tar.gz"], quantized=quantized, size=args.size,
               classes=args.classes)
 
 

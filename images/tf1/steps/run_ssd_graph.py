@@ -16,7 +16,7 @@ import os
 import numpy as np
 
 import verify_io
-from common import reject, step_done, write_json
+from step_sdk import reject, runner_done
 
 NAMES = {"raw_outputs/box_encodings": "box_encodings", "raw_outputs/class_predictions": "class_predictions"}
 
@@ -80,8 +80,7 @@ def main():
                         for k, v in sorted(outputs.items())],
             "samples": len(batch), "groups": groups, "input_specs": [spec.to_json()],
             "grid": "uint8 (q-128)/127", "perturbation": "TF graph optimizations off", "logits": {}}
-    write_json(os.path.join(args.out, "run.json"), info)
-    step_done(args.out, ["outputs.npz"], **info)
+    runner_done(args.out, info)
 
 
 if __name__ == "__main__":

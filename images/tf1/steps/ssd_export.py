@@ -11,7 +11,7 @@ from __future__ import print_function
 import argparse
 import os
 
-from common import first_line, reject, step_done, truthy, write_json
+from step_sdk import first_line, reject, step_done, boolean, write_json
 
 INPUT_ARRAY = "normalized_input_image_tensor"
 POSTPROCESS_OUTPUTS = ["TFLite_Detection_PostProcess", "TFLite_Detection_PostProcess:1",
@@ -56,11 +56,11 @@ def main():
         reader = tf.train.NewCheckpointReader(args.checkpoint)
     except Exception as exc:
         reject("%s: not a readable checkpoint (%s)" % (args.checkpoint, first_line(exc)))
-    add_op = truthy(args.add_postprocessing_op)
+    add_op = boolean(args.add_postprocessing_op)
     try:
         export_tflite_ssd_graph_lib.export_tflite_graph(
             config, args.checkpoint, args.out, add_op, args.max_detections, args.max_classes_per_detection,
-            detections_per_class=args.detections_per_class, use_regular_nms=truthy(args.use_regular_nms))
+            detections_per_class=args.detections_per_class, use_regular_nms=boolean(args.use_regular_nms))
     except (tf.errors.NotFoundError, tf.errors.InvalidArgumentError) as exc:
         reject("%s: checkpoint does not fit %s (%s)" % (args.checkpoint, args.pipeline_config, first_line(exc)))
     quantized = config.HasField("graph_rewriter") and config.graph_rewriter.HasField("quantization")
@@ -70,7 +70,7 @@ def main():
         "output_arrays": POSTPROCESS_OUTPUTS if add_op else RAW_OUTPUTS,
         "raw_outputs": RAW_OUTPUTS, "add_postprocessing_op": add_op, "max_detections": args.max_detections,
         "max_classes_per_detection": args.max_classes_per_detection,
-        "use_regular_nms": truthy(args.use_regular_nms), "quantization_aware": quantized,
+        "use_regular_nms": boolean(args.use_regular_nms), "quantization_aware": quantized,
         "checkpoint_variables": len(reader.get_variable_to_shape_map()),
     }
     write_json(os.path.join(args.out, "ssd.json"), meta)

@@ -11,9 +11,8 @@ import argparse
 import json
 import os
 import subprocess
-import sys
 
-from common import first_line, reject, step_done, truthy
+from step_sdk import boolean, fail, first_line, reject, step_done
 
 
 def main():
@@ -58,12 +57,11 @@ def main():
                    "(%s)" % (args.input, first_line(exc)))
         lines = [ln for ln in text.splitlines() if ln.strip()]
         detail = next((ln for ln in lines if "rror" in ln), lines[-1] if lines else type(exc).__name__)
-        print("ERROR: TOCO failed: " + detail.strip(), file=sys.stderr)
-        sys.exit(1)
+        fail("TOCO failed: " + detail.strip())
     with open(os.path.join(args.out, "model.tflite"), "wb") as fh:
         fh.write(flatbuffer)
     artifacts = ["model.tflite"]
-    if truthy(args.graphviz):
+    if boolean(args.graphviz):
         conv = converter()
         conv.output_format = tf.lite.constants.GRAPHVIZ_DOT
         dot = conv.convert()

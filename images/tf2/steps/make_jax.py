@@ -58,7 +58,6 @@ def main():
     p.add_argument("--kind", default="dense", choices=sorted(MODULES))
     p.add_argument("--out", required=True)
     p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--format", default="jax")
     args = p.parse_args()
     source, signature = MODULES[args.kind]
     path = os.path.join(args.out, "module.py")

@@ -8,9 +8,8 @@ Reads ssd.json beside the graph. Writes model.tflite.
 import argparse
 import json
 import os
-import sys
 
-from common import reject, step_done
+from common import fail, reject, step_done
 
 
 def main():
@@ -44,8 +43,7 @@ def main():
     except Exception as exc:
         lines = [ln for ln in str(exc).splitlines() if ln.strip()]
         detail = next((ln for ln in lines if "rror" in ln), lines[-1] if lines else type(exc).__name__)
-        print(f"ERROR: the MLIR converter failed: {detail.strip()}", file=sys.stderr)
-        sys.exit(1)
+        fail(f"the MLIR converter failed: {detail.strip()}")
     with open(os.path.join(args.out, "model.tflite"), "wb") as fh:
         fh.write(flatbuffer)
     info = {"converter": "mlir", "quantize": args.quantize, "size_bytes": len(flatbuffer),

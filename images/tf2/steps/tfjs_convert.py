@@ -11,7 +11,7 @@ import shutil
 import subprocess
 import sys
 
-from common import first_line, reject, step_done
+from common import fail, first_line, reject, step_done
 
 # flags passed through unchanged (value flags)
 VALUE_FLAGS = ("signature_name", "saved_model_tags", "weight_shard_size_bytes", "output_node_names", "metadata")
@@ -65,8 +65,7 @@ def main():
         lines = [ln.strip() for ln in (proc.stderr + proc.stdout).splitlines() if ln.strip()]
         keys = ("Unsupported", "Error", "error:", "not supported")
         detail = next((ln for ln in reversed(lines) if any(k in ln for k in keys)), lines[-1] if lines else "")
-        print(f"ERROR: tensorflowjs_converter failed: {detail}", file=sys.stderr, flush=True)
-        sys.exit(1)
+        fail(f"tensorflowjs_converter failed: {detail}")
     artifacts = []
     for name in sorted(os.listdir(staging)):
         shutil.move(os.path.join(staging, name), os.path.join(args.out, name))

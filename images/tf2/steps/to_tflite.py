@@ -15,7 +15,7 @@ import sys
 import numpy as np
 
 import models
-from common import csv, first_line, load_array_file, reject, shapes, step_done
+from common import boolean, csv, first_line, load_array_file, reject, shapes, step_done
 
 
 def calibration_samples(path, specs):
@@ -100,7 +100,7 @@ def main():
     import tensorflow as tf
 
     converter, specs = make_converter(args)
-    converter.allow_custom_ops = args.allow_custom_ops.lower() in ("1", "true", "yes")
+    converter.allow_custom_ops = boolean(args.allow_custom_ops)
     if args.quantize == "float16":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.target_spec.supported_types = [tf.float16]

@@ -1,0 +1,342 @@
+"""Input adapters: how a source format's INPUT is checked on the host, hashed for the manifest, and mounted into
+the first step (and into the verification's reference runner). One small adapter per kind of input, registered
+with its formats in formats.py; the pipeline only calls `check` and `prepare`.
+
+Checks are cheap and need no ML library: they reject bad input before any container starts, with one line
+naming the file and the cause.
+"""
+
+import hashlib
+import json
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from orchestrator import protocol, ssd
+from orchestrator.errors import InputError, UsageError
+
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+ZIP_SIGNATURE = b"PK\x03\x04"
+PICKLE_PROTO = b"\x80"  # a pickle (torch.save before zip files) starts with PROTO
+MODEL = protocol.MODEL_DIR
+
+
+def sha256_file(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def file_hashes(path):
+    """{relative path: sha256} for a file or every file under a folder."""
+    path = Path(path)
+    if path.is_file():
+        return {path.name: sha256_file(path)}
+    return {f.relative_to(path).as_posix(): sha256_file(f) for f in sorted(path.rglob("*")) if f.is_file()}
+
+
+@dataclass
+class Source:
+    """A checked INPUT: what the rest of the conversion needs to know of it."""
+
+    path: Path  # the user's input, resolved (a code reference keeps its ':NAME')
+    files: dict  # {name in the manifest: host file} hashed into the manifest
+    state: dict = field(default_factory=dict)  # what the adapter parsed while checking (parsed once)
+
+    def hashes(self):
+        return {name: sha256_file(f) for name, f in self.files.items()}
+
+
+@dataclass
+class Mounted:
+    """The input as the first step (or a reference runner) sees it."""
+
+    mounts: dict  # host path -> container path, read-only
+    model: str  # container path given as --input
+    args: list = field(default_factory=list)  # extra arguments of the first step
+    facts: dict = field(default_factory=dict)  # what preparing found out (the manifest's input.model)
+
+
+class Adapter:
+    """A plain file or folder, checked by `inspect(path)`, mounted as itself."""
+
+    expects = "file"  # what INPUT must be: "file", "folder" or "file or folder" (for the messages)
+    options = ()  # options this input takes: accepted for routes starting here, consumed here (not passed on)
+    required = ()  # options it cannot do without
+
+    def __init__(self, inspect=None, expects=None):
+        self._inspect = inspect
+        if expects:
+            self.expects = expects
+
+    def check(self, fmt, path, values=None):
+        """Reject an input that cannot be a model of this format; return its Source."""
+        if "://" in str(path):
+            raise InputError(path, "is a URL; conversions run with no network: download the model (e.g. the Hub "
+                                   "module's .tar.gz, unpacked) and give its folder")
+        path = Path(path)
+        if not path.exists():
+            raise InputError(path, "no such file or folder")
+        if self.expects == "file" and path.is_dir():
+            raise InputError(path, f"is a folder; format '{fmt.name}' expects a file ({fmt.description})")
+        if self.expects == "folder" and not path.is_dir():
+            raise InputError(path, f"is a file; format '{fmt.name}' expects a folder ({fmt.description})")
+        state = self.inspect(path, values or {}) or {}
+        path = path.resolve()
+        return Source(path, self.files(path, values or {}), state)
+
+    def inspect(self, path, values):
+        if self._inspect:
+            self._inspect(path)
+
+    def files(self, path, values):
+        if path.is_file():
+            return {path.name: path}
+        return {f.relative_to(path).as_posix(): f for f in sorted(path.rglob("*")) if f.is_file()}
+
+    def prepare(self, source, values, scratch):
+        container = f"{MODEL}/{source.path.name}"
+        return Mounted({str(source.path): container}, container)
+
+
+class TfjsModel(Adapter):
+    """model.json and its weight shards: beside it, or in the folder --weights_path_prefix names (gathered into one
+    folder for the TF.js tools). The manifest is parsed and the shards checked once."""
+
+    options = ("weights_path_prefix",)
+
+    def __init__(self, expected):
+        super().__init__()
+        self.expected = expected  # "layers-model" or "graph-model"
+
+    def inspect(self, path, values):
+        try:
+            doc = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            raise InputError(path, f"is not valid JSON ({exc})") from exc
+        if not isinstance(doc, dict) or "modelTopology" not in doc:
+            raise InputError(path, "is not a TensorFlow.js model.json (no modelTopology)")
+        found = doc.get("format")
+        if found and found != self.expected:
+            raise InputError(path, f"is a TensorFlow.js {found}, not a {self.expected}")
+        return {"doc": doc, "shards": check_weights_manifest(path, doc, values.get("weights_path_prefix"))}
+
+    def check(self, fmt, path, values=None):
+        source = super().check(fmt, path, values)
+        source.files = {source.path.name: source.path, **{f.name: f for f in source.state["shards"]}}
+        return source
+
+    def files(self, path, values):
+        return {}  # set from the checked shards
+
+    def prepare(self, source, values, scratch):
+        if "weights_path_prefix" not in values:
+            return Mounted({str(source.path.parent): MODEL}, f"{MODEL}/{source.path.name}")
+        folder = Path(scratch) / "tfjs"
+        folder.mkdir(parents=True)
+        shutil.copyfile(source.path, folder / "model.json")
+        weights_dir = Path(values["weights_path_prefix"])
+        for group in source.state["doc"].get("weightsManifest", []):
+            for p in group["paths"]:
+                target = folder / p
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(weights_dir / p, target)
+        return Mounted({str(folder): MODEL}, f"{MODEL}/model.json")
+
+
+class CodeReference(Adapter):
+    """FILE.py:NAME: the file's folder is mounted (the code may import its neighbours); the file is hashed. Only its
+    existence is checked here: the code runs in a no-network container."""
+
+    expects = "FILE.py:NAME"
+
+    def check(self, fmt, path, values=None):
+        file, sep, name = str(path).rpartition(":")
+        if not sep or not file or not name.isidentifier():
+            raise UsageError(f"'{path}': format '{fmt.name}' takes FILE.py:FUNCTION, e.g. module.py:build")
+        if "://" in file:
+            raise InputError(path, "is a URL; conversions run with no network")
+        file = Path(file)
+        if not file.is_file():
+            raise InputError(file, "no such file")
+        if file.suffix != ".py":
+            raise InputError(file, "is not a Python file (.py)")
+        file = file.resolve()
+        return Source(Path(f"{file}:{name}"), {file.name: file}, {"file": file, "name": name})
+
+    def prepare(self, source, values, scratch):
+        file = source.state["file"]
+        return Mounted({str(file.parent): MODEL}, f"{MODEL}/{file.name}:{source.state['name']}")
+
+
+class DarknetModel(Adapter):
+    """A .cfg with its .weights (--weights): both hashed, both mounted."""
+
+    options = required = ("weights",)
+
+    def files(self, path, values):
+        weights = Path(values["weights"]) if values.get("weights") else None
+        return {path.name: path, **({weights.name: weights} if weights else {})}
+
+    def inspect(self, path, values):
+        _check_darknet(path)
+
+    def prepare(self, source, values, scratch):
+        mounted = super().prepare(source, values, scratch)
+        weights = Path(values["weights"])
+        mounted.mounts[str(weights)] = f"{protocol.OPTION_DIR}/weights/{weights.name}"
+        mounted.args += ["--weights", f"{protocol.OPTION_DIR}/weights/{weights.name}"]
+        return mounted
+
+
+class SsdModel(Adapter):
+    """A model-zoo folder (pipeline.config + checkpoint) or its tarball, unpacked safely; --pipeline_config and
+    --checkpoint override what is found in it."""
+
+    expects = "file or folder"
+    options = ("pipeline_config", "checkpoint")
+
+    def inspect(self, path, values):
+        if path.is_file() and not ssd.is_tarball(path):
+            raise InputError(path, "is a file; an SSD model is a model-zoo folder or its .tar.gz")
+
+    def prepare(self, source, values, scratch):
+        mounts, model, args, facts = ssd.prepare(source.path, values, scratch)
+        return Mounted(mounts, model, args, facts)
+
+
+# -- content checks (cheap, no ML library) ---------------------------------------------------------------------
+def _head(path, n=1100):
+    with open(path, "rb") as fh:
+        return fh.read(n)
+
+
+def _is_hdf5(head):
+    # the HDF5 superblock sits at offset 0, 512, 1024, ... (a user block may precede it)
+    return any(head[off:off + 8] == HDF5_SIGNATURE for off in (0, 512, 1024))
+
+
+def _check_nonempty(path):
+    if path.stat().st_size == 0:
+        raise InputError(path, "is empty")
+
+
+def check_keras(path):
+    _check_nonempty(path)
+    head = _head(path)
+    if _is_hdf5(head) or head.startswith(ZIP_SIGNATURE):
+        return
+    if head.startswith(b"TFL3", 4):
+        raise InputError(path, "is a TFLite model, not a Keras HDF5 file (FROM should be tflite)")
+    raise InputError(path, "is not a Keras model: no HDF5 signature (corrupt or not an .h5 file)")
+
+
+def check_saved_model(path):
+    if not ((path / "saved_model.pb").is_file() or (path / "saved_model.pbtxt").is_file()):
+        raise InputError(path, "is not a SavedModel folder: no saved_model.pb")
+
+
+def check_keras_saved_model(path):
+    check_saved_model(path)
+    if not (path / "keras_metadata.pb").is_file():
+        raise InputError(path, "is a SavedModel without Keras metadata (keras_metadata.pb); use FROM tf_saved_model")
+
+
+def check_frozen(path):
+    _check_nonempty(path)
+    head = _head(path)
+    if _is_hdf5(head):
+        raise InputError(path, "is an HDF5 (Keras) file, not a frozen GraphDef (FROM should be keras)")
+    if head.startswith(b"TFL3", 4):
+        raise InputError(path, "is a TFLite model, not a frozen GraphDef")
+
+
+def check_tflite(path):
+    _check_nonempty(path)
+    if _head(path, 8)[4:8] != b"TFL3":
+        raise InputError(path, "is not a TFLite flatbuffer (no TFL3 identifier)")
+
+
+def check_pytorch(path):
+    _check_nonempty(path)
+    head = _head(path)
+    if head.startswith(ZIP_SIGNATURE) or head.startswith(PICKLE_PROTO):
+        return  # TorchScript, ExportedProgram and torch.save files are zip archives (or, older, pickles)
+    if _is_hdf5(head):
+        raise InputError(path, "is an HDF5 (Keras) file, not a PyTorch model (FROM should be keras)")
+    if head.startswith(b"TFL3", 4):
+        raise InputError(path, "is a TFLite model, not a PyTorch model")
+    if head[:1] == b"\x08":
+        raise InputError(path, "looks like an ONNX model, not a PyTorch model (FROM should be onnx)")
+    raise InputError(path, "is not a PyTorch file: neither a zip archive (torch.save, TorchScript, .pt2) nor a pickle")
+
+
+def check_onnx(path):
+    _check_nonempty(path)
+    head = _head(path)
+    if head.startswith(ZIP_SIGNATURE) or head.startswith(PICKLE_PROTO):
+        raise InputError(path, "is a PyTorch/zip file, not an ONNX model (FROM should be pytorch)")
+    if _is_hdf5(head) or head.startswith(b"TFL3", 4):
+        raise InputError(path, "is a Keras or TFLite model, not an ONNX model")
+    if head[:1] != b"\x08":  # ModelProto field 1 (ir_version), a varint
+        raise InputError(path, "is not an ONNX model (no ModelProto ir_version field at its start)")
+
+
+def _check_darknet(path):
+    _check_nonempty(path)
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError):
+        raise InputError(path, "is not a Darknet .cfg (not a text file)") from None
+    first = next((ln.strip() for ln in text.splitlines() if ln.strip() and not ln.strip().startswith(("#", ";"))), "")
+    if first not in ("[net]", "[network]"):
+        raise InputError(path, "is not a Darknet .cfg: it must start with a [net] section")
+
+
+DTYPE_BYTES = {"float32": 4, "int32": 4, "bool": 1, "uint8": 1, "uint16": 2, "float16": 2, "int8": 1,
+               "int16": 2, "complex64": 8}
+
+
+def check_weights_manifest(path, doc, weights_dir=None):
+    """Every shard inside the model's folder (or `weights_dir`; checked before anything is read), present, and
+    exactly as long as the weights it declares. Returns the shard files."""
+    folder = Path(weights_dir).resolve() if weights_dir else path.parent.resolve()
+    manifest = doc.get("weightsManifest", [])
+    if not isinstance(manifest, list):
+        raise InputError(path, "weightsManifest is not a list")
+    groups = []
+    for group in manifest:
+        try:
+            paths, weights = list(group["paths"]), list(group["weights"])
+        except (KeyError, TypeError):
+            raise InputError(path, "weightsManifest entry without paths and weights") from None
+        files = []
+        for p in paths:
+            target = (folder / str(p)).resolve()
+            if folder not in target.parents:
+                raise InputError(path, f"weight path '{p}' points outside the {'weights' if weights_dir else 'model'}"
+                                       " folder")
+            files.append(target)
+        groups.append((files, weights))
+    for files, weights in groups:
+        for f in files:
+            if not f.is_file():
+                raise InputError(path, f"weight shard '{f.name}' is missing")
+        expected = 0
+        for w in weights:
+            dtype = (w.get("quantization") or {}).get("dtype") or w.get("dtype", "float32")
+            if dtype not in DTYPE_BYTES:
+                expected = None  # strings have no fixed size
+                break
+            count = 1
+            for d in w.get("shape", []):
+                count *= int(d)
+            expected += count * DTYPE_BYTES[dtype]
+        actual = sum(f.stat().st_size for f in files)
+        if expected is not None and actual != expected:
+            names = ", ".join(f.name for f in files)
+            raise InputError(path, f"weight shards ({names}) hold {actual} bytes but the manifest declares "
+                                   f"{expected}")
+    return [f for files, _ in groups for f in files]

@@ -1,0 +1,57 @@
+"""Atomic output: everything is written into a staging folder beside OUTPUT_DIR and moved into place only when
+complete. A failure at any point leaves no half-written OUTPUT_DIR (an old one stays untouched until the commit)."""
+
+import shutil
+import uuid
+from pathlib import Path
+
+from orchestrator.errors import UsageError
+
+
+class Staging:
+    """`with Staging(output_dir, force) as stage:` write into `stage.path`, then `stage.commit()`; leaving the block
+    without a commit removes the staging folder."""
+
+    def __init__(self, output_dir, force=False):
+        self.out = Path(output_dir).absolute()
+        if self.out.exists() and not self.out.is_dir():
+            raise UsageError(f"{self.out}: exists and is not a folder")
+        if self.out.is_dir() and any(self.out.iterdir()) and not force:
+            raise UsageError(f"{self.out}: exists and is not empty; pass --force to replace it")
+        self.path = self.out.parent / f".{self.out.name}.partial-{uuid.uuid4().hex[:8]}"
+        self.committed = False
+
+    @property
+    def work(self):
+        """Scratch space inside the staging folder (removed before the commit)."""
+        return self.path / ".work"
+
+    def __enter__(self):
+        self.out.parent.mkdir(parents=True, exist_ok=True)
+        self.path.mkdir()
+        return self
+
+    def __exit__(self, *exc):
+        if self.path.exists():
+            shutil.rmtree(self.path, ignore_errors=True)
+        return False
+
+    def place(self, src, name):
+        """Move a file or folder into the staging folder as `name`; return its new path."""
+        dest = self.path / name
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(src), str(dest))
+        return dest
+
+    def commit(self):
+        """Move the finished staging folder into place; replace an old OUTPUT_DIR only at the very end."""
+        shutil.rmtree(self.work, ignore_errors=True)
+        trash = None
+        if self.out.exists():
+            trash = self.out.parent / f".{self.out.name}.old-{uuid.uuid4().hex[:8]}"
+            self.out.rename(trash)
+        self.path.rename(self.out)
+        if trash is not None:
+            shutil.rmtree(trash, ignore_errors=True)
+        self.committed = True
+        return self.out
