@@ -7,14 +7,34 @@ from orchestrator.engine import RunResult
 
 
 class FakeEngine:
+    """A ContainerEngine (orchestrator.engine) that runs nothing: step scripts play scripted behaviours, and the
+    contract's shell commands (tests/engine_contract.py) what a real container would do."""
+
     def __init__(self, images=None, behaviours=None):
         self.images = dict(images or {})  # ref -> info
         self.behaviours = behaviours or {}  # script name -> callable(spec, out_dir) -> RunResult or None
         self.specs = []
         self.builds = []
+        self.saved = {}
+
+    def info(self):
+        return {"server": "fake", "api": "1.0", "os": "linux", "arch": "amd64"}
 
     def image(self, ref):
         return self.images.get(ref)
+
+    def import_rootfs(self, tarball, repository, tag, changes=()):
+        ref = f"{repository}:{tag}"
+        self.images[ref] = {"id": f"sha256:{len(self.images):064d}", "tags": [ref], "size": 1,
+                            "labels": {c.split(" ", 1)[1].split("=")[0]: "" for c in changes if c.startswith("LABEL")}}
+        return self.images[ref]["id"]
+
+    def save(self, refs, path):
+        Path(path).write_text(json.dumps(list(refs)))
+        self.saved[str(path)] = list(refs)
+
+    def load(self, path):
+        return json.loads(Path(path).read_text())
 
     def build(self, context_dir, tag, buildargs=None, labels=None, nocache=False, log=None):
         ctx = Path(context_dir)
@@ -26,11 +46,33 @@ class FakeEngine:
 
     def run(self, spec, log=None):
         self.specs.append(spec)
+        if spec.command[:2] == ["sh", "-c"]:
+            return _shell(spec)
         out = Path(next(m.source for m in spec.mounts if m.target == "/out"))
         script = Path(spec.command[1]).name
         behaviour = self.behaviours.get(script, ok_step)
         result = behaviour(spec, out)
         return result if result is not None else RunResult(0, "", "", 0.1)
+
+
+def _shell(spec):
+    """The contract's commands: `sleep N` past the timeout, or echo/echo >&2/echo > /out/F/exit N."""
+    text = spec.command[2]
+    if text.startswith("sleep"):
+        return RunResult(-1, "", "", spec.timeout, timed_out=int(text.split()[1]) > spec.timeout)
+    stdout, stderr, code = [], [], 0
+    for part in (p.strip() for p in text.split(";")):
+        if part.startswith("exit"):
+            code = int(part.split()[1])
+        elif part.endswith(">&2"):
+            stderr.append(part[5:-4].strip())
+        elif " > /out/" in part:
+            words, target = part.split(" > ")
+            out = Path(next(m.source for m in spec.mounts if m.target == "/out"))
+            (out / target[len("/out/"):]).write_text(words[5:] + "\n")
+        elif part.startswith("echo"):
+            stdout.append(part[5:])
+    return RunResult(code, "".join(w + "\n" for w in stdout), "".join(w + "\n" for w in stderr), 0.01)
 
 
 def arg(spec, name):

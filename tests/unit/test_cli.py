@@ -1,6 +1,7 @@
 import pytest
 
 from orchestrator import cli, engine
+from orchestrator.errors import EnvironmentProblem
 
 
 def run(capsys, *argv):
@@ -45,7 +46,7 @@ def test_no_engine_is_exit_5_with_the_fix(capsys, monkeypatch, tmp_path):
 
 def test_debug_shows_the_traceback(monkeypatch, tmp_path):
     monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/nothing.sock")
-    with pytest.raises(Exception, match="no Docker engine"):
+    with pytest.raises(EnvironmentProblem, match="no Docker engine"):
         cli.main(["engine", "--debug"])
 
 

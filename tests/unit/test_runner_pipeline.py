@@ -5,7 +5,7 @@ import pytest
 
 from fakes import FakeEngine, exit_with, failing_compare
 from orchestrator import pipeline, runner
-from orchestrator.errors import StepFailed, StepRejectedInput, UsageError, VerificationFailed
+from orchestrator.errors import InputError, StepFailed, StepRejectedInput, UsageError, VerificationFailed
 
 
 def _run(tmp_path, **kw):
@@ -132,7 +132,7 @@ def test_calibration_is_mounted_read_only(built_engine, keras_file, tmp_path):
 def test_bad_input_fails_before_any_container(built_engine, tmp_path):
     bad = tmp_path / "bad.h5"
     bad.write_bytes(b"garbage" * 20)
-    with pytest.raises(Exception, match="bad.h5: is not a Keras model"):
+    with pytest.raises(InputError, match="bad.h5: is not a Keras model"):
         pipeline.convert(built_engine, "keras", bad, tmp_path / "out")
     assert built_engine.specs == [] and not (tmp_path / "out").exists()
 
@@ -163,7 +163,7 @@ def test_weights_path_prefix_gathers_shards_and_model_tflite_names_the_result(bu
 
 def test_missing_shard_under_weights_path_prefix(built_engine, tmp_path):
     model = _layers_model(tmp_path / "m", tmp_path / "m")
-    with pytest.raises(Exception, match="weight shard 'group1-shard1of1.bin' is missing"):
+    with pytest.raises(InputError, match="weight shard 'group1-shard1of1.bin' is missing"):
         pipeline.convert(built_engine, "tfjs_layers_model", model, tmp_path / "out",
                          options={"weights_path_prefix": str(tmp_path)})
 

@@ -13,6 +13,7 @@ import parity  # noqa: E402
 import verify_io  # noqa: E402
 
 from orchestrator import verify  # noqa: E402
+from orchestrator.errors import VerificationFailed  # noqa: E402
 
 
 def groups(*counts, judged=True):
@@ -56,7 +57,7 @@ def test_saturated_outputs_without_logits_are_inconclusive_and_fail():
     probs = one_hot(10)
     v = parity.judge({"p": probs}, {"p": probs}, groups(8))
     assert not v["passed"] and not v["conclusive"] and v["reason"].startswith("inconclusive")
-    with pytest.raises(Exception, match="inconclusive.*--sample_input"):
+    with pytest.raises(VerificationFailed, match="inconclusive.*--sample_input"):
         verify.check(dict(v, inputs={"distributions": []}))
 
 

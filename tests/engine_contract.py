@@ -1,0 +1,35 @@
+"""The checks every container engine passes: the Docker engine (tests/e2e) and the unit tests' fake (tests/unit).
+They pin what the orchestrator relies on, so a fake that drifts from the real engine fails here."""
+
+import inspect
+import os
+from pathlib import Path
+
+from orchestrator.engine import ContainerEngine, ContainerSpec, Engine, Mount, RunResult
+
+# what the contract's container does: output on both streams, a file in /out, a non-zero exit status
+COMMAND = ["sh", "-c", "echo to-stdout; echo to-stderr >&2; echo done > /out/proof; exit 3"]
+SLOW = ["sh", "-c", "sleep 30"]
+
+
+def check_engine(engine, image, tmp_path):
+    assert isinstance(engine, ContainerEngine)
+    for name in ("info", "image", "build", "import_rootfs", "save", "load", "run"):
+        ours, theirs = inspect.signature(getattr(Engine, name)), inspect.signature(getattr(type(engine), name))
+        assert list(ours.parameters) == list(theirs.parameters), name
+    assert {"server", "api", "os", "arch"} <= set(engine.info())
+    assert engine.image("orchestrator/absent:contract") is None
+    found = engine.image(image)
+    assert {"id", "tags", "size", "labels"} <= set(found) and image in found["tags"]
+
+    out = Path(tmp_path) / "out"
+    out.mkdir()
+    user = f"{os.getuid()}:{os.getgid()}"
+    result = engine.run(ContainerSpec(image=image, command=COMMAND, user=user,
+                                      mounts=[Mount(str(out), "/out", read_only=False)]))
+    assert isinstance(result, RunResult) and result.exit_code == 3 and not result.timed_out
+    assert result.stdout.strip() == "to-stdout" and result.stderr.strip() == "to-stderr"
+    assert (out / "proof").read_text().strip() == "done" and result.seconds >= 0
+
+    slow = engine.run(ContainerSpec(image=image, command=SLOW, user=user, timeout=2))
+    assert slow.timed_out and slow.exit_code != 0 and slow.seconds < 25
