@@ -1,5 +1,4 @@
 import json
-import os
 
 import numpy as np
 import pytest
@@ -20,16 +19,7 @@ def assert_clean_failure(proc, tmp_path, code, *fragments):
     assert leftovers == []
 
 
-def test_missing_file(stack_images, tmp_path):
-    proc = cli("convert", "keras", tmp_path / "missing.h5", tmp_path / "out")
-    assert_clean_failure(proc, tmp_path, 2, "missing.h5", "no such file")
-
-
-def test_corrupt_h5(stack_images, tmp_path):
-    bad = tmp_path / "corrupt.h5"
-    bad.write_bytes(os.urandom(4096))
-    proc = cli("convert", "keras", bad, tmp_path / "out")
-    assert_clean_failure(proc, tmp_path, 2, "corrupt.h5", "not a Keras model")
+# host-only refusals (missing file, random bytes, URLs, missing options): tests/unit/test_cli.py
 
 
 def test_truncated_h5_is_rejected_by_the_stack(samples, tmp_path):

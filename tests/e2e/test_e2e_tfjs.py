@@ -226,12 +226,6 @@ def test_local_hub_module_to_graph_model(samples, tmp_path):
     verified_in(m, "tfjs")
 
 
-def test_hub_url_is_refused_offline_at_once(stack_images, tmp_path):
-    proc = cli("convert", "tf_hub", "https://models.example/some/module/1", tmp_path / "out", "--to",
-               "tfjs_graph_model", timeout=60)
-    assert proc.returncode == 2 and "is a URL; conversions run with no network" in last_line(proc)
-
-
 def test_weights_elsewhere_and_named_tflite(layers_model, tmp_path):
     """The gesture-classifier converter's flags: shards in another folder, a chosen .tflite name."""
     model = tmp_path / "model"

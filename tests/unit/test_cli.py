@@ -62,3 +62,42 @@ def test_engine_module_is_the_only_docker_importer():
     pkg = pathlib.Path(engine.__file__).parent
     importers = [p.name for p in pkg.glob("*.py") if re.search(r"^\s*(import docker|from docker)", p.read_text(), re.M)]
     assert importers == ["engine.py"]
+
+
+def _file(path, data):
+    path.write_bytes(data)
+    return str(path)
+
+
+@pytest.mark.parametrize("make, argv, message", [
+    (lambda t: str(t / "missing.h5"), ["keras"], "missing.h5: no such file or folder"),
+    (lambda t: _file(t / "corrupt.h5", bytes(range(256)) * 16), ["keras"], "corrupt.h5: is not a Keras model"),
+    (lambda t: "https://models.example/some/module/1", ["tf_hub", "--to", "tfjs_graph_model"],
+     "is a URL; conversions run with no network"),
+    (lambda t: _file(t / "notes.pt", b"hello"), ["pytorch", "--input-shape", "1,3,8,8"],
+     "notes.pt: is not a PyTorch file"),
+    (lambda t: _file(t / "m.pt", b"PK\x03\x04rest"), ["pytorch"], "pytorch -> onnx needs --input_shape"),
+    (lambda t: _file(t / "m.cfg", b"[net]\nwidth=8\n"), ["darknet"], "darknet -> tflite needs --weights"),
+    (lambda t: _file(t / "m.py", b"def build(): pass\n") + ":build", ["jax"], "needs --input_signature"),
+    (lambda t: _file(t / "m.py", b"def build(): pass\n"), ["jax", "--input-signature", "3:float32"],
+     "takes FILE.py:FUNCTION"),
+    (lambda t: _file(t / "m.h5", b"\x89HDF\r\n\x1a\n" + bytes(64)), ["keras", "--bogus", "1"],
+     "unknown option --bogus for keras -> tflite"),
+])
+def test_bad_input_is_refused_on_the_host_in_one_line_leaving_nothing(capsys, monkeypatch, tmp_path, make, argv,
+                                                                       message):
+    """Checked before any engine is asked (there is none here), and nothing is left behind."""
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/nothing.sock")
+    fmt, flags = argv[0], argv[1:]
+    code, _, err = run(capsys, "convert", fmt, make(tmp_path), str(tmp_path / "out"), *flags)
+    assert code == 2 and message in err and err.count("\n") == 1 and "Traceback" not in err
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".out") or p.name == "out"]
+
+
+def test_plan_validates_like_convert(capsys):
+    code, _, err = run(capsys, "plan", "keras", "--bogus", "1")
+    assert code == 2 and "unknown option --bogus for keras -> tflite" in err
+    code, _, err = run(capsys, "plan", "keras", "--quantize", "int9")
+    assert code == 2 and "--quantize must be one of" in err
+    code, out, _ = run(capsys, "plan", "pytorch", "--to", "onnx")  # required options are shown, not demanded
+    assert code == 0 and "required: --input_shape" in out

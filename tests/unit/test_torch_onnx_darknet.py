@@ -5,7 +5,7 @@ import pickle
 
 import pytest
 
-from orchestrator import formats, machine, options, planner, routes
+from orchestrator import formats, machine, options, planner
 from orchestrator import verify as verification
 from orchestrator.errors import InputError, UsageError
 
