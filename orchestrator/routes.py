@@ -46,7 +46,7 @@ class Step:
     target: str
     stack: str
     script: str
-    args: tuple = ()
+    route_flags: tuple = ()  # "--from"/"--to": the script is told the step's source/target format by these flags
     options: tuple = ()  # names of Options this step's script takes
     choices: tuple = ()  # (option, allowed values) pairs narrowing an option's choices for this step
     when: tuple = ()  # (option, value): the step is chosen only when the option has that value (host-side)
@@ -54,6 +54,12 @@ class Step:
     checks_itself: bool = False  # judges its own attempts on the verification's input plan (gets --plan)
     result_runner: Runner = None  # its result runs in this runner (it knows what the step changed, e.g. the
     #                               layout); a chain that goes on past the step has no runner for its result
+
+    @property
+    def args(self):
+        """The fixed arguments of its script: the route flags it takes, with this step's formats."""
+        values = {"--from": self.source, "--to": self.target}
+        return tuple(part for flag in self.route_flags for part in (flag, values[flag]))
 
     def accepts(self):
         """Every option name this step accepts: its script's, and the one choosing it."""
@@ -165,49 +171,49 @@ ONNX2TF_OPTIONS = ("keep_nchw", "param_replacement", "remedies")
 ONNX2TF_TFLITE_OPTIONS = ONNX2TF_OPTIONS + ("quantize", "calibration", "mean", "std")
 
 STEPS = (
-    Step("keras_to_tflite", "keras", "tflite", "tf2", "to_tflite.py", ("--from", "keras"), TFLITE_OPTIONS,
+    Step("keras_to_tflite", "keras", "tflite", "tf2", "to_tflite.py", ("--from",), TFLITE_OPTIONS,
          choices=TFLITE_CHOICES),
     Step("keras_saved_model_to_tflite", "keras_saved_model", "tflite", "tf2", "to_tflite.py",
-         ("--from", "keras_saved_model"), TFLITE_OPTIONS, choices=TFLITE_CHOICES),
-    Step("tf_saved_model_to_tflite", "tf_saved_model", "tflite", "tf2", "to_tflite.py", ("--from", "tf_saved_model"),
+         ("--from",), TFLITE_OPTIONS, choices=TFLITE_CHOICES),
+    Step("tf_saved_model_to_tflite", "tf_saved_model", "tflite", "tf2", "to_tflite.py", ("--from",),
          TFLITE_OPTIONS + ("signature_name", "saved_model_tags"), choices=TFLITE_CHOICES),
     Step("tf_frozen_model_to_tflite", "tf_frozen_model", "tflite", "tf2", "to_tflite.py",
-         ("--from", "tf_frozen_model"), TFLITE_OPTIONS + ("input_arrays", "output_arrays", "input_shapes"),
+         ("--from",), TFLITE_OPTIONS + ("input_arrays", "output_arrays", "input_shapes"),
          choices=TFLITE_CHOICES, required=("input_arrays", "output_arrays")),
     # the tensorflowjs_converter table (TF2 stack)
     Step("keras_to_tfjs_layers", "keras", "tfjs_layers_model", "tf2", "tfjs_convert.py",
-         ("--from", "keras", "--to", "tfjs_layers_model"), TFJS_OUT),
+         ("--from", "--to"), TFJS_OUT),
     Step("keras_to_tfjs_graph", "keras", "tfjs_graph_model", "tf2", "tfjs_convert.py",
-         ("--from", "keras", "--to", "tfjs_graph_model"), TFJS_GRAPH_OUT),
+         ("--from", "--to"), TFJS_GRAPH_OUT),
     Step("keras_saved_model_to_tfjs_layers", "keras_saved_model", "tfjs_layers_model", "tf2", "tfjs_convert.py",
-         ("--from", "keras_saved_model", "--to", "tfjs_layers_model"), TFJS_OUT),
+         ("--from", "--to"), TFJS_OUT),
     Step("tf_saved_model_to_tfjs_graph", "tf_saved_model", "tfjs_graph_model", "tf2", "tfjs_convert.py",
-         ("--from", "tf_saved_model", "--to", "tfjs_graph_model"), TFJS_GRAPH_OUT + ("signature_name",
+         ("--from", "--to"), TFJS_GRAPH_OUT + ("signature_name",
                                                                                     "saved_model_tags")),
     Step("tf_frozen_model_to_tfjs_graph", "tf_frozen_model", "tfjs_graph_model", "tf2", "tfjs_convert.py",
-         ("--from", "tf_frozen_model", "--to", "tfjs_graph_model"), TFJS_GRAPH_OUT + ("output_node_names",),
+         ("--from", "--to"), TFJS_GRAPH_OUT + ("output_node_names",),
          required=("output_node_names",)),
     Step("tf_hub_to_tfjs_graph", "tf_hub", "tfjs_graph_model", "tf2", "tfjs_convert.py",
-         ("--from", "tf_hub", "--to", "tfjs_graph_model"), TFJS_GRAPH_OUT + ("signature_name", "saved_model_tags")),
+         ("--from", "--to"), TFJS_GRAPH_OUT + ("signature_name", "saved_model_tags")),
     Step("tfjs_layers_to_keras", "tfjs_layers_model", "keras", "tf2", "tfjs_convert.py",
-         ("--from", "tfjs_layers_model", "--to", "keras"), ("base_model", "base_layer")),
+         ("--from", "--to"), ("base_model", "base_layer")),
     Step("tfjs_layers_to_keras_saved_model", "tfjs_layers_model", "keras_saved_model", "tf2", "tfjs_convert.py",
-         ("--from", "tfjs_layers_model", "--to", "keras_saved_model")),
+         ("--from", "--to")),
     Step("tfjs_layers_to_tfjs_layers", "tfjs_layers_model", "tfjs_layers_model", "tf2", "tfjs_convert.py",
-         ("--from", "tfjs_layers_model", "--to", "tfjs_layers_model"), TFJS_OUT),
+         ("--from", "--to"), TFJS_OUT),
     Step("tfjs_layers_to_tfjs_graph", "tfjs_layers_model", "tfjs_graph_model", "tf2", "tfjs_convert.py",
-         ("--from", "tfjs_layers_model", "--to", "tfjs_graph_model"), TFJS_GRAPH_OUT),
+         ("--from", "--to"), TFJS_GRAPH_OUT),
     # not in the tensorflowjs_converter table: a graph model back to a SavedModel (and on to TFLite)
     Step("tfjs_graph_to_tf_saved_model", "tfjs_graph_model", "tf_saved_model", "tf2", "tfjs_graph_to_saved_model.py"),
     # PyTorch -> ONNX (torch stack), ONNX -> TFLite / SavedModel (onnx2tf stack, NHWC: its results run in its own
     # stack, whose runner transposes the reference's NCHW inputs and outputs), Darknet -> Keras (TF2 stack)
     Step("pytorch_to_onnx", "pytorch", "onnx", "torch", "export_onnx.py", (), TORCH_EXPORT_OPTIONS,
          required=("input_shape",)),
-    Step("onnx_to_tflite", "onnx", "tflite", "onnx2tf", "onnx2tf_convert.py", ("--to", "tflite"),
+    Step("onnx_to_tflite", "onnx", "tflite", "onnx2tf", "onnx2tf_convert.py", ("--to",),
          ONNX2TF_TFLITE_OPTIONS, choices=(("quantize", ("none", "float16", "dynamic", "int8", "int8-full")),),
          checks_itself=True, result_runner=Runner("tflite", "onnx2tf")),
     Step("onnx_to_tf_saved_model", "onnx", "tf_saved_model", "onnx2tf", "onnx2tf_convert.py",
-         ("--to", "tf_saved_model"), ONNX2TF_OPTIONS, checks_itself=True,
+         ("--to",), ONNX2TF_OPTIONS, checks_itself=True,
          result_runner=Runner("tf_saved_model", "onnx2tf")),
     Step("darknet_to_keras", "darknet", "keras", "tf2", "darknet_to_keras.py"),
     # JAX / Flax -> SavedModel (jax2tf, as tensorflowjs' convert_jax does it), then the TF.js or TFLite converter
