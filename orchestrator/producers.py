@@ -1,0 +1,85 @@
+"""Who wrote a model file, read on the host without ML imports: the library and version that saved it (HDF5
+attributes through h5py, metadata.json inside a .keras archive). Stacks say which versions they read (stack.json
+"reads"), and the planner routes a file to a stack that reads it."""
+
+import json
+import re
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from orchestrator.errors import InputError
+
+VERSION_RE = re.compile(r"^(\d+)\.(\d+)")
+
+
+@dataclass(frozen=True)
+class Producer:
+    library: str  # e.g. "keras" (Keras 2, tf_keras and Keras 3 all record keras_version)
+    version: str  # as recorded, e.g. "3.15.1"
+    details: dict = field(default_factory=dict, compare=False)  # e.g. backend, container
+
+    @property
+    def release(self):
+        """(major, minor)"""
+        m = VERSION_RE.match(self.version)
+        return (int(m.group(1)), int(m.group(2))) if m else None
+
+    def describe(self):
+        name = "tf_keras" if self.library == "keras" and self.release and self.release[0] == 2 and \
+            self.release[1] >= 16 else self.library.capitalize() if self.library == "keras" else self.library
+        extra = ", ".join(f"{k} {v}" for k, v in self.details.items() if v)
+        return f"{name} {self.version}" + (f" ({extra})" if extra else "")
+
+    def to_json(self):
+        return {"library": self.library, "version": self.version, **self.details}
+
+
+def parse_range(text):
+    """'2.0-2.15' -> ((2, 0), (2, 15)): major.minor releases, both ends included."""
+    low, _, high = str(text).partition("-")
+    ends = []
+    for part in (low, high or low):
+        m = VERSION_RE.match(part.strip())
+        if not m:
+            raise ValueError(f"'{text}' is not a MAJOR.MINOR-MAJOR.MINOR range")
+        ends.append((int(m.group(1)), int(m.group(2))))
+    return tuple(ends)
+
+
+def in_range(producer, text):
+    low, high = parse_range(text)
+    return producer.release is not None and low <= producer.release <= high
+
+
+def _text(value):
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def keras(path):
+    """The Producer of a Keras file (.keras archive or HDF5), or None when the file does not say."""
+    path = Path(path)
+    if zipfile.is_zipfile(path):
+        try:
+            with zipfile.ZipFile(path) as archive:
+                if "metadata.json" not in archive.namelist():
+                    return None
+                meta = json.loads(archive.read("metadata.json"))
+        except (zipfile.BadZipFile, OSError, ValueError, KeyError) as exc:
+            raise InputError(path, f"is not a readable .keras archive ({exc})") from None
+        if not isinstance(meta, dict) or "keras_version" not in meta:
+            return None
+        return Producer("keras", str(meta["keras_version"]), {"container": "keras"})
+    import h5py  # a file-format library, not an ML one
+
+    try:
+        with h5py.File(path, "r") as f:
+            attrs = dict(f.attrs)
+    except OSError as exc:
+        raise InputError(path, f"is not a readable HDF5 file ({exc})") from None
+    if "keras_version" not in attrs:
+        return None
+    details = {"container": "h5"}
+    if "backend" in attrs:
+        details["backend"] = _text(attrs["backend"])
+    return Producer("keras", _text(attrs["keras_version"]), details)
