@@ -30,7 +30,7 @@ import numpy as np
 import parity
 import runtimes
 import verify_io
-from common import csv, first_line, reject, run_batch, step_done
+from common import csv, fail, first_line, reject, run_batch, step_done
 
 # onnx2tf downloads this sample (20 images, 128x128 RGB, values in [0, 1]) unless it sits in the working folder;
 # conversions have no network, so it is written here (seeded noise): onnx2tf uses it for its own accuracy checks
@@ -306,7 +306,7 @@ def main():
     if chosen is None:
         summary = "; ".join(f"{t['remedy']}: {describe(t)}" for t in tried)
         print(json.dumps({"tried": tried}, indent=1, default=str), file=sys.stderr)
-        raise SystemExit(f"ERROR: onnx2tf did not convert {os.path.basename(args.input)} faithfully; tried {summary}")
+        fail(f"onnx2tf did not convert {os.path.basename(args.input)} faithfully; tried {summary}")
     name, folder = chosen
     info = {"remedies": {"tried": tried, "used": name, "inputs": reference.groups,
                          "perturbation": reference.perturbation},
@@ -315,7 +315,7 @@ def main():
     if args.to == "tflite":
         variant = os.path.join(folder, f"{stem}_{VARIANT[args.quantize]}.tflite")
         if not os.path.exists(variant):
-            raise SystemExit(f"ERROR: onnx2tf wrote no {os.path.basename(variant)} for --quantize {args.quantize}")
+            fail(f"onnx2tf wrote no {os.path.basename(variant)} for --quantize {args.quantize}")
         shutil.copyfile(variant, os.path.join(args.out, "model.tflite"))
         final = runtimes.TFLiteModel(os.path.join(args.out, "model.tflite"))
         counts = final.op_counts()

@@ -68,12 +68,18 @@ class Section:
     def text(self, key, default=None):
         return self.options[key][0] if key in self.options else default
 
+    def _raw(self, key, default):
+        """(text, True) when the cfg sets the option; (default, False) otherwise (a required one is rejected)."""
+        if key in self.options:
+            return self.options[key][0], True
+        if default is None:
+            reject(f"{self.where()} needs {key}=")
+        return default, False
+
     def int(self, key, default=None, minimum=None):
-        if key not in self.options:
-            if default is None:
-                reject(f"{self.where()} needs {key}=")
-            return default
-        value = self.options[key][0]
+        value, given = self._raw(key, default)
+        if not given:
+            return value
         try:
             number = int(value)
         except ValueError:
@@ -83,20 +89,18 @@ class Section:
         return number
 
     def ints(self, key, default=None):
-        if key not in self.options:
-            if default is None:
-                reject(f"{self.where()} needs {key}=")
-            return default
-        value = self.options[key][0]
+        value, given = self._raw(key, default)
+        if not given:
+            return value
         try:
             return [int(v) for v in value.split(",") if v.strip()]
         except ValueError:
             reject(f"{self.where(key)} {key}={value} is not a comma-separated list of integers")
 
     def floats(self, key, default):
-        if key not in self.options:
-            return default
-        value = self.options[key][0]
+        value, given = self._raw(key, default)
+        if not given:
+            return value
         try:
             return [float(v) for v in value.split(",") if v.strip()]
         except ValueError:
@@ -186,7 +190,7 @@ def pool_axis(n, size, stride, padding):
 
 def plan(sections):
     """Shapes, wiring and .weights float counts of every layer, checking what Darknet would refuse."""
-    net, cfg = sections[0], sections[0].cfg
+    net = sections[0]
     height, width = net.int("height", minimum=1), net.int("width", minimum=1)
     channels = net.int("channels", 3, minimum=1)
     layers = []

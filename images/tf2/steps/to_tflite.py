@@ -10,12 +10,9 @@
 import argparse
 import glob
 import os
-import sys
-
-import numpy as np
 
 import models
-from common import boolean, csv, first_line, load_array_file, reject, shapes, step_done
+from common import boolean, csv, fail, load_array_file, reject, step_done
 
 
 def calibration_samples(path, specs):
@@ -123,8 +120,7 @@ def main():
     except Exception as exc:  # the converter's own message is the useful part
         msg = str(exc).strip().splitlines()
         detail = next((ln.strip() for ln in msg if "error" in ln.lower()), msg[0] if msg else type(exc).__name__)
-        print(f"ERROR: the TFLite converter failed: {detail}", flush=True, file=sys.stderr)
-        raise SystemExit(1)
+        fail(f"the TFLite converter failed: {detail}")
     path = os.path.join(args.out, "model.tflite")
     with open(path, "wb") as fh:
         fh.write(flatbuffer)

@@ -15,7 +15,7 @@ import onnx
 import torch
 
 import torch_models
-from common import csv, first_line, reject, shapes, step_done
+from common import csv, fail, first_line, reject, shapes, step_done
 
 
 MAX_NODES = 200  # node names listed in step.json (parameter-replacement JSON refers to them)
@@ -75,7 +75,7 @@ def main():
             else:
                 torch.onnx.export(model, example, target, dynamo=False, do_constant_folding=True, **kwargs)
         except Exception as exc:
-            raise SystemExit(f"ERROR: torch.onnx ({exporter} exporter) failed: {first_line(exc)}")
+            fail(f"torch.onnx ({exporter} exporter) failed: {first_line(exc)}")
     exported = onnx.load(target)
     onnx.checker.check_model(exported)
     ins, outs = onnx_io(exported)
