@@ -25,7 +25,7 @@ FILE, FOLDER = inputs.Adapter, (lambda check: inputs.Adapter(check, expects="fol
 
 FORMATS = {f.name: f for f in (
     Format("keras", "Keras model in one HDF5 file (.h5), or a Keras v3 .keras archive", "model.h5",
-           FILE(inputs.check_keras), Runner("keras", "tf2")),
+           inputs.KerasFile(), Runner("keras", "tf2")),
     Format("keras_saved_model", "Keras model saved as a SavedModel folder (model.save(dir))", "keras_saved_model",
            FOLDER(inputs.check_keras_saved_model), Runner("keras_saved_model", "tf2")),
     Format("tf_saved_model", "TensorFlow SavedModel folder", "saved_model", FOLDER(inputs.check_saved_model),

@@ -44,10 +44,18 @@ class Stack:
     interpreter: str = "python"  # runs its step scripts
     environment: tuple = ()  # (name, value) pairs set in its containers
     compare_in: str = ""  # the stack that compares its results, when it has no compare step itself
+    reads: tuple = ()  # (library, "MAJOR.MINOR-MAJOR.MINOR"): the versions of that library's files it reads
 
     @property
     def shared(self):
         return bool(self.recipe)
+
+    def reads_file(self, producer):
+        """False when the stack declares the versions of the producer's library it reads and this is not one."""
+        from orchestrator.producers import in_range
+
+        ranges = dict(self.reads)
+        return producer is None or producer.library not in ranges or in_range(producer, ranges[producer.library])
 
     def has_script(self, name):
         """Whether its image carries step script `name` (its own steps/, or a shared file it takes)."""
@@ -122,7 +130,8 @@ def load_stack(path):
     stack = Stack(path.name, path, meta["description"], meta["base"], tuple(meta.get("runs_formats", ())), lock,
                   meta.get("recipe", ""), meta.get("smoke_test", ""), meta.get("wheelhouse", ""),
                   tuple(meta.get("shared_helpers", ())), meta.get("interpreter", "python"),
-                  tuple(sorted(meta.get("environment", {}).items())), meta.get("compare_in", ""))
+                  tuple(sorted(meta.get("environment", {}).items())), meta.get("compare_in", ""),
+                  tuple(sorted(meta.get("reads", {}).items())))
     for required in (stack.dockerfile, path / lock, *stack.shared_files()):
         if not required.is_file():
             raise EnvironmentProblem(f"{required}: missing (every stack needs a Dockerfile, or a recipe, and a lock)")

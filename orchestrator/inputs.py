@@ -12,7 +12,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from orchestrator import protocol, ssd
+from orchestrator import producers, protocol, ssd
 from orchestrator.errors import InputError, UsageError
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
@@ -91,6 +91,10 @@ class Adapter:
         if self._inspect:
             self._inspect(path)
 
+    def producer(self, path):
+        """Who wrote the file (producers.Producer), when the format records it and routes depend on it."""
+        return None
+
     def files(self, path, values):
         if path.is_file():
             return {path.name: path}
@@ -99,6 +103,20 @@ class Adapter:
     def prepare(self, source, values, scratch):
         container = f"{MODEL}/{source.path.name}"
         return Mounted({str(source.path): container}, container)
+
+
+class KerasFile(Adapter):
+    """A Keras file (.h5 or .keras): the version of Keras that saved it picks the stack that reads it."""
+
+    def inspect(self, path, values):
+        check_keras(path)
+
+    def producer(self, path):
+        path = Path(path)
+        if not path.is_file():
+            return None  # check() says what is wrong with it
+        check_keras(path)
+        return producers.keras(path)
 
 
 class TfjsModel(Adapter):

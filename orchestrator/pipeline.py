@@ -12,7 +12,7 @@ from pathlib import Path
 from orchestrator import __version__, formats, images, planner, protocol, routes
 from orchestrator import options as opts_mod
 from orchestrator import verify as verification_mod
-from orchestrator.errors import UsageError
+from orchestrator.errors import InputError, UsageError
 from orchestrator.inputs import Mounted, file_hashes, sha256_file
 from orchestrator.runner import StepRun, execute
 from orchestrator.staging import Staging
@@ -27,6 +27,7 @@ class Job:
     chain: list
     values: dict
     input: object  # inputs.Source
+    producer: object = None  # producers.Producer: who wrote the input, when its format records it
     verification: verification_mod.Verification = None
     skipped: str = ""  # why there is no verification
 
@@ -45,23 +46,39 @@ class Produced:
 
 
 # -- plan ----------------------------------------------------------------------------------------------------
-def plan(source, to, options=None, complete=True):
+def producer_of(source, input_path):
+    """Who wrote INPUT (when its format records it): it picks the stack that reads the file."""
+    if input_path is None:
+        return None
+    try:
+        return formats.get(source).adapter.producer(input_path)
+    except InputError as exc:
+        raise InputError(input_path, exc.cause) from None
+
+
+def plan(source, to, options=None, complete=True, producer=None):
     """Find the chain and validate the options against it: (chain, values). `complete`: the options the chain
     requires must be there (`orchestrator plan` shows them instead)."""
     formats.public(source)
     formats.public(to)
-    chain = planner.plan(source, to, given=options)
+    chain = planner.plan(source, to, given=options, producer=producer)
     return chain, opts_mod.validate(chain, options or {}, complete=complete)
 
 
 def plan_job(source, input_path, to=routes.DEFAULT_TARGET, options=None, verify=True):
     """Plan a conversion and check its input; no container runs."""
-    chain, values = plan(source, to, options)
-    job = Job(source, to, chain, values, formats.check(source, input_path, values))
+    producer = producer_of(source, input_path)
+    try:
+        chain, values = plan(source, to, options, producer=producer)
+    except UsageError as exc:
+        if producer is not None and str(exc).startswith("written by"):
+            raise InputError(input_path, str(exc)) from None
+        raise
+    job = Job(source, to, chain, values, formats.check(source, input_path, values), producer)
     if not verify:
         job.skipped = "--no-verify"
         return job
-    check = verification_mod.check_for(chain, values)
+    check = verification_mod.check_for(chain, values, producer)
     if check is None:
         job.skipped = f"no verification for {source} -> {to} yet"
     else:
@@ -165,6 +182,8 @@ def manifest_of(job, input_hashes, first, steps, placed, stage, verification, st
     }
     if first.facts:
         manifest["input"]["model"] = dict(first.facts)
+    if job.producer is not None:
+        manifest["input"]["producer"] = job.producer.to_json()
     return manifest
 
 

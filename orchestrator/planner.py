@@ -13,17 +13,41 @@ def _edges(steps):
     return graph
 
 
-def applicable(steps, given=None):
-    """Steps whose `when` condition holds for the given options (an absent option has its default)."""
+def applicable(steps, given=None, source=None, producer=None):
+    """Steps whose `when` condition holds for the given options (an absent option has its default), and, for the
+    steps reading the user's file (from `source`), whose stack reads what `producer` wrote (stack.json "reads")."""
+    from orchestrator import images
+
     given = {k.replace("-", "_"): v for k, v in (given or {}).items()}
+    stacks = images.discover_stacks() if producer is not None else {}
     keep = []
     for step in steps:
         if step.when:
             name, value = step.when
             if str(given.get(name, routes.OPTIONS[name].default)) != str(value):
                 continue
+        if producer is not None and step.source == source and not stacks[step.stack].reads_file(producer):
+            continue
         keep.append(step)
     return tuple(keep)
+
+
+def check_readable(source, producer, steps=routes.STEPS):
+    """Refuse a file no stack reads: one line naming the version and what the stacks read."""
+    from orchestrator import images
+
+    if producer is None:
+        return
+    stacks = images.discover_stacks()
+    readers = {s.stack for s in steps if s.source == source}
+    if not any(producer.library in dict(stacks[name].reads) for name in readers):
+        return  # no stack says which versions of this library it reads
+    if any(stacks[name].reads_file(producer) for name in readers):
+        return
+    ranges = [f"{name} {dict(stacks[name].reads)[producer.library]}" for name in sorted(readers)
+              if producer.library in dict(stacks[name].reads)]
+    raise UsageError(f"written by {producer.describe()}, which no stack reads ({producer.library} files: "
+                     f"{'; '.join(ranges)})")
 
 
 def reachable(source, steps=routes.STEPS):
@@ -43,12 +67,14 @@ def reachable(source, steps=routes.STEPS):
     return chains
 
 
-def plan(source, to="tflite", steps=routes.STEPS, given=None):
+def plan(source, to="tflite", steps=routes.STEPS, given=None, producer=None):
     """The shortest chain of steps converting `source` into `to` (ties: declaration order).
-    `given` options choose between alternative steps (e.g. --converter)."""
+    `given` options choose between alternative steps (e.g. --converter); `producer` (who wrote the input file)
+    keeps the first step in a stack that reads it."""
     formats.get(source)
     formats.get(to)
-    steps = applicable(steps, given)
+    check_readable(source, producer, steps)
+    steps = applicable(steps, given, source, producer)
     if source == to and not any(s.source == s.target == source for s in steps):
         raise UsageError(f"nothing to convert: FROM and TO are both '{source}'")
     direct = [s for s in steps if s.source == source and s.target == to]
@@ -58,7 +84,8 @@ def plan(source, to="tflite", steps=routes.STEPS, given=None):
     if to not in chains:
         targets = sorted(chains)
         where = ", ".join(targets) if targets else "nothing (no route starts there yet)"
-        raise UsageError(f"no route from {source} to {to}; from {source} this tool reaches: {where}")
+        whose = f" for a file written by {producer.describe()}" if producer else ""
+        raise UsageError(f"no route from {source} to {to}{whose}; from {source} this tool reaches: {where}")
     return chains[to]
 
 
@@ -94,7 +121,28 @@ def describe_routes(steps=routes.STEPS):
         lines.append(f"{src} -> {dst}  [{', '.join(stacks_of(chain))}]  via {' > '.join(s.name for s in chain)}")
         for alt in alternatives(chain, steps):
             lines.append(f"{src} -> {dst}  [{', '.join(stacks_of(alt[1]))}]  with --{alt[0]}")
+        for label, producer in producer_variants(src, steps):
+            try:
+                alt = plan(src, dst, steps, producer=producer)
+            except UsageError:
+                continue
+            if alt != chain:
+                lines.append(f"{src} -> {dst}  [{', '.join(stacks_of(alt))}]  for {label} files")
     return lines
+
+
+def producer_variants(source, steps=routes.STEPS):
+    """[(label, Producer)]: one file version per range a stack reading `source` declares (stack.json "reads")."""
+    from orchestrator import images
+    from orchestrator.producers import Producer, parse_range
+
+    stacks = images.discover_stacks()
+    found = []
+    for name in sorted({s.stack for s in steps if s.source == source}):
+        for library, text in stacks[name].reads:
+            high = parse_range(text)[1]
+            found.append((f"{library} {text}", Producer(library, f"{high[0]}.{high[1]}.0")))
+    return found
 
 
 def alternatives(chain, steps=routes.STEPS):
@@ -112,14 +160,19 @@ def alternatives(chain, steps=routes.STEPS):
     return found
 
 
-def describe_plan(chain, values=None):
-    from orchestrator import options, verify
+def describe_plan(chain, values=None, producer=None):
+    from orchestrator import images, options, verify
 
     lines = [f"{chain[0].source} -> {chain[-1].target}: {len(chain)} step(s)"]
+    if producer is not None:
+        first = images.get_stack(chain[0].stack)
+        why = dict(first.reads).get(producer.library)
+        lines.append(f"  input: written by {producer.describe()}; read by stack {first.name}"
+                     + (f" ({producer.library} {why})" if why else ""))
     for i, step in enumerate(chain, 1):
         lines.append(f"  {i}. {step.name}: {step.source} -> {step.target} in stack {step.stack}"
                      f" (images/{step.stack}/steps/{step.script} {' '.join(step.args)})".rstrip())
-    check = verify.check_for(chain, values)
+    check = verify.check_for(chain, values, producer)
     if check:
         lines.append(f"  verify: {check.reference_format} in {check.reference.stack} vs {chain[-1].target} in "
                      f"{check.result.stack}, compared in {check.compare_stack}")

@@ -8,7 +8,6 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from orchestrator.errors import InputError
 
 VERSION_RE = re.compile(r"^(\d+)\.(\d+)")
 
@@ -25,14 +24,20 @@ class Producer:
         m = VERSION_RE.match(self.version)
         return (int(m.group(1)), int(m.group(2))) if m else None
 
+    @property
+    def name(self):
+        """The library as people call it: Keras 2.16+ files come from tf_keras (standalone Keras 2 ended at 2.15)."""
+        if self.library == "keras":
+            return "tf_keras" if self.release and self.release[0] == 2 and self.release[1] >= 16 else "Keras"
+        return self.library
+
     def describe(self):
-        name = "tf_keras" if self.library == "keras" and self.release and self.release[0] == 2 and \
-            self.release[1] >= 16 else self.library.capitalize() if self.library == "keras" else self.library
         extra = ", ".join(f"{k} {v}" for k, v in self.details.items() if v)
-        return f"{name} {self.version}" + (f" ({extra})" if extra else "")
+        return f"{self.name} {self.version}" + (f" ({extra})" if extra else "")
 
     def to_json(self):
-        return {"library": self.library, "version": self.version, **self.details}
+        return {"library": self.library, "version": self.version, "saved_by": f"{self.name} {self.version}",
+                **self.details}
 
 
 def parse_range(text):
@@ -57,7 +62,8 @@ def _text(value):
 
 
 def keras(path):
-    """The Producer of a Keras file (.keras archive or HDF5), or None when the file does not say."""
+    """The Producer of a Keras file (.keras archive or HDF5), or None when the file does not say or cannot be read
+    here (the stack that loads it then says what is wrong with it, naming the file)."""
     path = Path(path)
     if zipfile.is_zipfile(path):
         try:
@@ -65,8 +71,8 @@ def keras(path):
                 if "metadata.json" not in archive.namelist():
                     return None
                 meta = json.loads(archive.read("metadata.json"))
-        except (zipfile.BadZipFile, OSError, ValueError, KeyError) as exc:
-            raise InputError(path, f"is not a readable .keras archive ({exc})") from None
+        except (zipfile.BadZipFile, OSError, ValueError, KeyError):
+            return None
         if not isinstance(meta, dict) or "keras_version" not in meta:
             return None
         return Producer("keras", str(meta["keras_version"]), {"container": "keras"})
@@ -75,8 +81,8 @@ def keras(path):
     try:
         with h5py.File(path, "r") as f:
             attrs = dict(f.attrs)
-    except OSError as exc:
-        raise InputError(path, f"is not a readable HDF5 file ({exc})") from None
+    except OSError:
+        return None
     if "keras_version" not in attrs:
         return None
     details = {"container": "h5"}

@@ -180,6 +180,9 @@ STEPS = (
     Step("tf_frozen_model_to_tflite", "tf_frozen_model", "tflite", "tf2", "to_tflite.py",
          ("--from",), TFLITE_OPTIONS + ("input_arrays", "output_arrays", "input_shapes"),
          choices=TFLITE_CHOICES, required=("input_arrays", "output_arrays")),
+    # Keras 3 (.keras, .h5) and tf_keras 2.16+ files: TF 2.21's converter in the keras3 stack (stack.json "reads")
+    Step("keras3_to_tflite", "keras", "tflite", "keras3", "to_tflite.py", ("--from",), TFLITE_OPTIONS,
+         choices=TFLITE_CHOICES),
     # the tensorflowjs_converter table (TF2 stack)
     Step("keras_to_tfjs_layers", "keras", "tfjs_layers_model", "tf2", "tfjs_convert.py",
          ("--from", "--to"), TFJS_OUT),

@@ -15,14 +15,26 @@ class Sample:
     script: str  # called with --kind KIND --seed N --out DIR (and --format FORMAT when `by_format`)
     kinds: tuple  # the first kind is the default
     by_format: bool = False  # one script writes several formats
+    elsewhere: tuple = ()  # (kind, Sample): kinds another stack's script makes
+
+    def of(self, kind):
+        """The Sample that makes `kind`."""
+        return dict(self.elsewhere).get(kind, self)
+
+    def all_kinds(self):
+        return self.kinds + tuple(k for k, _ in self.elsewhere)
 
 
 KERAS_KINDS = ("cnn", "saturated", "saturated-scaled", "mlp", "multi", "head", "lstm")
 # "saturated": logits in the hundreds, so the softmax is one-hot on any input; "saturated-scaled": the same, its
 # softmax followed by a rescaling (nothing marks where its logits are)
 TORCH_KINDS = ("cnn", "saturated", "resnet", "dense", "inception", "fire", "shuffle", "inception-v1")
+# the Keras files people save today, made in the keras3 stack: "keras3" (model.keras and model.h5 by Keras 3.15),
+# "tf-keras" (model.h5 by tf_keras 2.21)
+NEW_KERAS = Sample("keras3", "make_keras.py", ("keras3", "tf-keras"))
 SAMPLES = {
-    "keras": Sample("tf2", "make_model.py", KERAS_KINDS, by_format=True),
+    "keras": Sample("tf2", "make_model.py", KERAS_KINDS, by_format=True,
+                    elsewhere=(("keras3", NEW_KERAS), ("tf-keras", NEW_KERAS))),
     "keras_saved_model": Sample("tf2", "make_model.py", KERAS_KINDS, by_format=True),
     "tf_saved_model": Sample("tf2", "make_model.py", KERAS_KINDS, by_format=True),
     "tf_frozen_model": Sample("tf2", "make_model.py", KERAS_KINDS, by_format=True),
@@ -45,10 +57,10 @@ def make_sample(engine, fmt, output_dir, kind=None, seed=1, force=False, log=Non
     """Write a sample model of format `fmt` (and calibration data) into output_dir; return its step.json info."""
     if fmt not in SAMPLES:
         raise UsageError(f"no sample for format '{fmt}'; samples: {', '.join(SAMPLES)}")
-    sample = SAMPLES[fmt]
-    kind = kind or sample.kinds[0]
-    if kind not in sample.kinds:
-        raise UsageError(f"unknown {fmt} sample kind '{kind}'; kinds: {', '.join(sample.kinds)}")
+    kind = kind or SAMPLES[fmt].kinds[0]
+    if kind not in SAMPLES[fmt].all_kinds():
+        raise UsageError(f"unknown {fmt} sample kind '{kind}'; kinds: {', '.join(SAMPLES[fmt].all_kinds())}")
+    sample = SAMPLES[fmt].of(kind)
     ready = images.ready(engine, [sample.stack], log=log)
     args = ["--kind", kind, "--seed", str(seed)] + (["--format", fmt] if sample.by_format else [])
     with Staging(output_dir, force) as stage:

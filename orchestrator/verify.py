@@ -33,26 +33,53 @@ class Check:
         return images.get_stack(self.result.stack).compares_in
 
 
-def check_for(chain, values=None):
+def runner_for(fmt, producer=None):
+    """The format's runner, in a stack that reads what `producer` wrote (stack.json "reads"), or None."""
+    runner = formats.get(fmt).runner
+    if runner is None or producer is None or images.get_stack(runner.stack).reads_file(producer):
+        return runner
+    for stack in images.discover_stacks().values():
+        if runner.kind in stack.runs_formats and stack.reads_file(producer) and stack.has_script(runner.script):
+            return routes.Runner(runner.kind, stack.name, runner.script, runner.options)
+    return None
+
+
+def result_runner(step):
+    """The runner of a step's result: its own `result_runner`, else its format's runner in the step's own stack
+    when that stack runs the format (its interpreter matches its converter), else the format's runner."""
+    if step.result_runner:
+        return step.result_runner
+    runner = formats.get(step.target).runner
+    if runner is None or runner.stack == step.stack:
+        return runner
+    stack = images.get_stack(step.stack)
+    if runner.kind in stack.runs_formats and stack.has_script(runner.script):
+        return routes.Runner(runner.kind, step.stack, runner.script, runner.options)
+    return runner
+
+
+def check_for(chain, values=None, producer=None):
     """The Check for a chain, derived from its records; or None when nothing can run its result or its source.
 
-    The reference is the first model of the chain that a runner can run (the user's input, else e.g. the Keras
-    model built from a Darknet cfg), or the artifact of a step that takes an option changing what the model
-    computes (e.g. --base_model). The result runs in the last step's own result runner, else in its format's."""
+    The reference is the first model of the chain that a runner can run (the user's input, in a stack that reads
+    it, else e.g. the Keras model built from a Darknet cfg), or the artifact of a step that takes an option
+    changing what the model computes (e.g. --base_model). The result runs in `result_runner(last step)`."""
     values = values or {}
     models = [chain[0].source] + [step.target for step in chain[:-1]]
     for i, step in enumerate(chain):
         if any(routes.OPTIONS[o].new_reference for o in step.options if o in values):
             models = models[i + 1:i + 2]  # nothing when it is the last step: no model computes what it does
-    reference = next((fmt for fmt in models if formats.get(fmt).runner), None)
+    runners = [(fmt, runner_for(fmt, producer if fmt == chain[0].source and i == 0 else None))
+               for i, fmt in enumerate(models)]
+    reference = next(((fmt, runner) for fmt, runner in runners if runner), None)
     if reference is None:
         return None
     if any(step.result_runner for step in chain[:-1]):
         return None  # a step's result needs that step's own runner, and the chain went on past it
-    result = chain[-1].result_runner or formats.get(chain[-1].target).runner
+    result = result_runner(chain[-1])
     if result is None:
         return None
-    return Check(formats.get(reference).runner, reference, result)
+    return Check(reference[1], reference[0], result)
 
 
 # the random distributions every verification draws from (a batch of --verify_samples inputs each); "pixels"

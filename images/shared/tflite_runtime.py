@@ -1,4 +1,5 @@
-"""The TFLite interpreter as verification uses it, in every stack that has TensorFlow (tf2, onnx2tf): quantized
+"""The TFLite interpreter as verification uses it, in every stack that has one (tf2, onnx2tf, keras3): LiteRT's
+interpreter (ai-edge-litert) where the stack has it, else tf.lite's (deprecated, the same engine). Quantized
 inputs and outputs are (de)quantized so comparisons are in float, tensors are named by the model's signature when
 it has one (onnx2tf copies the ONNX names there), and the logits (the tensor feeding an output's final SOFTMAX,
 LOGISTIC, ARG_MAX or LOG_SOFTMAX) are read back, since the interpreter keeps every tensor."""
@@ -33,14 +34,33 @@ def dequantize(v, d):
     return ((np.asarray(v, np.float64) - zero) * scale).astype(np.float32)
 
 
-class TFLiteModel:
-    def __init__(self, path, logits=True):
+def interpreter_module():
+    """(the module holding Interpreter and OpResolverType, its name): LiteRT's where installed, else tf.lite."""
+    try:
+        from ai_edge_litert import interpreter
+
+        return interpreter, "ai_edge_litert"
+    except ImportError:
         import tensorflow as tf
 
+        return _TfLite(tf), "tf.lite"
+
+
+class _TfLite:
+    """tf.lite's Interpreter and OpResolverType under the names LiteRT's module gives them."""
+
+    def __init__(self, tf):
+        self.Interpreter = tf.lite.Interpreter
+        self.OpResolverType = tf.lite.experimental.OpResolverType
+
+
+class TFLiteModel:
+    def __init__(self, path, logits=True):
+        api, self.interpreter_name = interpreter_module()
         self.path = path
         try:
-            self.interp = tf.lite.Interpreter(model_path=path, num_threads=os.cpu_count(),
-                                              experimental_preserve_all_tensors=logits)
+            self.interp = api.Interpreter(model_path=path, num_threads=os.cpu_count(),
+                                          experimental_preserve_all_tensors=logits)
         except Exception as exc:
             reject(f"{os.path.basename(path)}: cannot load TFLite model ({first_line(exc)})")
         signatures = self.interp.get_signature_list()
@@ -91,10 +111,9 @@ class TFLiteModel:
 
     def op_counts(self):
         """Operators of the model as stored (the XNNPACK delegate would hide the ops it takes over)."""
-        import tensorflow as tf
-
-        plain = tf.lite.Interpreter(model_path=self.path, experimental_op_resolver_type=(
-            tf.lite.experimental.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES))
+        api, _ = interpreter_module()
+        plain = api.Interpreter(model_path=self.path, experimental_op_resolver_type=(
+            api.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES))
         counts = {}
         for op in plain._get_ops_details():
             counts[op["op_name"]] = counts.get(op["op_name"], 0) + 1

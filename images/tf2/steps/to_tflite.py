@@ -7,52 +7,9 @@
                  [--input_shapes ..] [--allow_custom_ops true|false]
 """
 
-import argparse
-import glob
-import os
-
 import models
-from common import boolean, csv, fail, load_array_file, reject, step_done
-
-
-def calibration_samples(path, specs):
-    """A list of samples; each sample is a list of arrays in input order, each with a batch axis of 1."""
-    if os.path.isdir(path):
-        files = sorted(glob.glob(os.path.join(path, "*.npy")) + glob.glob(os.path.join(path, "*.npz")))
-        if not files:
-            reject(f"{path}: calibration folder holds no .npy or .npz files")
-        loaded = [load_array_file(f) for f in files]
-    else:
-        loaded = [load_array_file(path)]
-    samples = []
-    for item in loaded:
-        if isinstance(item, dict):
-            if all(s.name in item for s in specs):
-                arrays = [item[s.name] for s in specs]
-            elif len(item) == len(specs):
-                arrays = list(item.values())
-            else:
-                reject(f"{path}: calibration arrays ({', '.join(item)}) do not match the model inputs "
-                       f"({', '.join(s.name for s in specs)})")
-        else:
-            if len(specs) != 1:
-                reject(f"{path}: the model has {len(specs)} inputs; give calibration as .npz with one array each")
-            arrays = item
-        per_input = []
-        for spec, arr in zip(specs, arrays):
-            rank = len(spec.shape)
-            if arr.ndim == rank:  # samples along the batch axis
-                per_input.append([arr[i:i + 1] for i in range(arr.shape[0])])
-            elif arr.ndim == rank - 1:  # one sample without its batch axis
-                per_input.append([arr[None]])
-            else:
-                reject(f"{path}: calibration array of shape {list(arr.shape)} does not fit input '{spec.name}' "
-                       f"of shape {spec.shape}")
-        for group in zip(*per_input):
-            samples.append([g.astype(spec.dtype) for g, spec in zip(group, specs)])
-    if not samples:
-        reject(f"{path}: no calibration samples")
-    return samples
+import tflite_convert
+from common import csv, reject
 
 
 def make_converter(args):
@@ -79,54 +36,10 @@ def make_converter(args):
 
 
 def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("--from", dest="source", required=True)
-    p.add_argument("--input", required=True)
-    p.add_argument("--out", required=True)
-    p.add_argument("--quantize", default="none", choices=["none", "float16", "dynamic", "int8"])
-    p.add_argument("--calibration")
-    p.add_argument("--inference_input_type", default="int8")
-    p.add_argument("--inference_output_type", default="int8")
-    p.add_argument("--signature_name", default="serving_default")
-    p.add_argument("--saved_model_tags", default="serve")
-    p.add_argument("--input_arrays")
-    p.add_argument("--output_arrays")
-    p.add_argument("--input_shapes")
-    p.add_argument("--allow_custom_ops", default="false")
-    args = p.parse_args()
-    import tensorflow as tf
-
+    args = tflite_convert.arguments()
     converter, specs = make_converter(args)
-    converter.allow_custom_ops = boolean(args.allow_custom_ops)
-    if args.quantize == "float16":
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.target_spec.supported_types = [tf.float16]
-    elif args.quantize == "dynamic":
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    elif args.quantize == "int8":
-        if not args.calibration:
-            reject("--quantize int8 needs --calibration (representative inputs)")
-        samples = calibration_samples(args.calibration, specs)
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        if args.source == "tf_saved_model":  # signature inputs are matched by name
-            samples = [{s.name: a for s, a in zip(specs, sample)} for sample in samples]
-        converter.representative_dataset = lambda: iter(samples)
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        types = {"int8": tf.int8, "uint8": tf.uint8, "float32": tf.float32}
-        converter.inference_input_type = types[args.inference_input_type]
-        converter.inference_output_type = types[args.inference_output_type]
-    try:
-        flatbuffer = converter.convert()
-    except Exception as exc:  # the converter's own message is the useful part
-        msg = str(exc).strip().splitlines()
-        detail = next((ln.strip() for ln in msg if "error" in ln.lower()), msg[0] if msg else type(exc).__name__)
-        fail(f"the TFLite converter failed: {detail}")
-    path = os.path.join(args.out, "model.tflite")
-    with open(path, "wb") as fh:
-        fh.write(flatbuffer)
-    tfl = models.TFLiteModel(path, logits=False)
-    step_done(args.out, ["model.tflite"], quantize=args.quantize, size_bytes=len(flatbuffer),
-              calibration_samples=len(samples) if args.quantize == "int8" else 0, tflite=tfl.details())
+    samples = tflite_convert.quantize(converter, args, specs, by_name=args.source == "tf_saved_model")
+    tflite_convert.convert(converter, args, samples)
 
 
 if __name__ == "__main__":

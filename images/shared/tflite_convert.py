@@ -1,0 +1,115 @@
+"""What every TFLite-converter step shares (tf2's to_tflite.py for Keras 2 / SavedModels / frozen graphs, keras3's
+for Keras 3 and tf_keras 2.16+ files): the command line, calibration samples, the quantization settings, and
+writing the flatbuffer with step.json. A stack's own script only says how to make the converter from its input.
+
+    SCRIPT --from FORMAT --input PATH --out DIR [--quantize none|float16|dynamic|int8 [--calibration FILE_OR_DIR]
+           [--inference_input_type T] [--inference_output_type T]] [--signature_name S] [--saved_model_tags T,..]
+           [--input_arrays ..] [--output_arrays ..] [--input_shapes ..] [--allow_custom_ops true|false]
+"""
+
+import argparse
+import glob
+import os
+
+from common import boolean, fail, load_array_file, reject, step_done
+
+
+def arguments():
+    p = argparse.ArgumentParser()
+    p.add_argument("--from", dest="source", required=True)
+    p.add_argument("--input", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--quantize", default="none", choices=["none", "float16", "dynamic", "int8"])
+    p.add_argument("--calibration")
+    p.add_argument("--inference_input_type", default="int8")
+    p.add_argument("--inference_output_type", default="int8")
+    p.add_argument("--signature_name", default="serving_default")
+    p.add_argument("--saved_model_tags", default="serve")
+    p.add_argument("--input_arrays")
+    p.add_argument("--output_arrays")
+    p.add_argument("--input_shapes")
+    p.add_argument("--allow_custom_ops", default="false")
+    return p.parse_args()
+
+
+def calibration_samples(path, specs):
+    """A list of samples; each sample is a list of arrays in input order, each with a batch axis of 1."""
+    if os.path.isdir(path):
+        files = sorted(glob.glob(os.path.join(path, "*.npy")) + glob.glob(os.path.join(path, "*.npz")))
+        if not files:
+            reject(f"{path}: calibration folder holds no .npy or .npz files")
+        loaded = [load_array_file(f) for f in files]
+    else:
+        loaded = [load_array_file(path)]
+    samples = []
+    for item in loaded:
+        if isinstance(item, dict):
+            if all(s.name in item for s in specs):
+                arrays = [item[s.name] for s in specs]
+            elif len(item) == len(specs):
+                arrays = list(item.values())
+            else:
+                reject(f"{path}: calibration arrays ({', '.join(item)}) do not match the model inputs "
+                       f"({', '.join(s.name for s in specs)})")
+        else:
+            if len(specs) != 1:
+                reject(f"{path}: the model has {len(specs)} inputs; give calibration as .npz with one array each")
+            arrays = item
+        per_input = []
+        for spec, arr in zip(specs, arrays):
+            rank = len(spec.shape)
+            if arr.ndim == rank:  # samples along the batch axis
+                per_input.append([arr[i:i + 1] for i in range(arr.shape[0])])
+            elif arr.ndim == rank - 1:  # one sample without its batch axis
+                per_input.append([arr[None]])
+            else:
+                reject(f"{path}: calibration array of shape {list(arr.shape)} does not fit input '{spec.name}' "
+                       f"of shape {spec.shape}")
+        for group in zip(*per_input):
+            samples.append([g.astype(spec.dtype) for g, spec in zip(group, specs)])
+    if not samples:
+        reject(f"{path}: no calibration samples")
+    return samples
+
+
+def quantize(converter, args, specs, by_name=False):
+    """The converter's settings for --quantize; returns the calibration samples used (int8), else []."""
+    import tensorflow as tf
+
+    converter.allow_custom_ops = boolean(args.allow_custom_ops)
+    if args.quantize == "none":
+        return []
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if args.quantize == "float16":
+        converter.target_spec.supported_types = [tf.float16]
+    if args.quantize != "int8":
+        return []
+    if not args.calibration:
+        reject("--quantize int8 needs --calibration (representative inputs)")
+    samples = calibration_samples(args.calibration, specs)
+    fed = [{s.name: a for s, a in zip(specs, sample)} for sample in samples] if by_name else samples
+    converter.representative_dataset = lambda: iter(fed)
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    types = {"int8": tf.int8, "uint8": tf.uint8, "float32": tf.float32}
+    converter.inference_input_type = types[args.inference_input_type]
+    converter.inference_output_type = types[args.inference_output_type]
+    return samples
+
+
+def convert(converter, args, samples, **info):
+    """Run the converter, write model.tflite and step.json (with the model's tensors); return its path."""
+    from tflite_runtime import TFLiteModel
+
+    try:
+        flatbuffer = converter.convert()
+    except Exception as exc:  # the converter's own message is the useful part
+        msg = str(exc).strip().splitlines()
+        detail = next((ln.strip() for ln in msg if "error" in ln.lower()), msg[0] if msg else type(exc).__name__)
+        fail(f"the TFLite converter failed: {detail}")
+    path = os.path.join(args.out, "model.tflite")
+    with open(path, "wb") as fh:
+        fh.write(flatbuffer)
+    tfl = TFLiteModel(path, logits=False)
+    step_done(args.out, ["model.tflite"], quantize=args.quantize, size_bytes=len(flatbuffer),
+              calibration_samples=len(samples), tflite=tfl.details(), **info)
+    return path
