@@ -177,6 +177,8 @@ STEPS = (
          ("--from",), TFLITE_OPTIONS, choices=TFLITE_CHOICES),
     Step("tf_saved_model_to_tflite", "tf_saved_model", "tflite", "tf2", "to_tflite.py", ("--from",),
          TFLITE_OPTIONS + ("signature_name", "saved_model_tags"), choices=TFLITE_CHOICES),
+    Step("tf_hub_to_tflite", "tf_hub", "tflite", "tf2", "to_tflite.py", ("--from",),
+         TFLITE_OPTIONS + ("signature_name", "saved_model_tags"), choices=TFLITE_CHOICES),
     Step("tf_frozen_model_to_tflite", "tf_frozen_model", "tflite", "tf2", "to_tflite.py",
          ("--from",), TFLITE_OPTIONS + ("input_arrays", "output_arrays", "input_shapes"),
          choices=TFLITE_CHOICES, required=("input_arrays", "output_arrays")),

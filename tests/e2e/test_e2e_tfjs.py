@@ -249,3 +249,10 @@ def test_metadata_is_stored_in_model_json(samples, tmp_path):
     doc = json.loads((tmp_path / "out" / "model.json").read_text())
     assert doc["userDefinedMetadata"]["labels"]["labels"][0] == "fist"
     assert m["options"]["metadata"] == f"labels:{tmp_path / 'labels.json'}"
+
+
+def test_hub_module_to_tflite(samples, tmp_path):
+    m = convert("tf_hub", samples[("tf_saved_model", "multi")] / "saved_model", tmp_path / "out", "--to", "tflite")
+    assert m["route"]["steps"] == ["tf_hub_to_tflite"] and (tmp_path / "out" / "model.tflite").is_file()
+    v = m["verification"]
+    assert v["passed"] and len(v["outputs"]) == 2 and [s["stack"] for s in v["steps"]] == ["tf2", "tf2", "tf2"]

@@ -20,7 +20,7 @@ def make_converter(args):
         model = models.load_keras(args.input)
         specs = [models.Spec(n, t.shape, t.dtype.as_numpy_dtype) for n, t in zip(model.input_names, model.inputs)]
         return tf.lite.TFLiteConverter.from_keras_model(model), specs
-    if src == "tf_saved_model":
+    if src in ("tf_saved_model", "tf_hub"):  # a TF2 Hub module is a SavedModel
         sm = models.SavedModel(args.input, args)  # validates tags and signature with a clear message
         tags = csv(args.saved_model_tags) or ["serve"]
         conv = tf.lite.TFLiteConverter.from_saved_model(args.input, signature_keys=[args.signature_name],
