@@ -38,7 +38,7 @@ def make_converter(args):
 def main():
     args = tflite_convert.arguments()
     converter, specs = make_converter(args)
-    samples = tflite_convert.quantize(converter, args, specs, by_name=args.source == "tf_saved_model")
+    samples = tflite_convert.quantize(converter, args, specs, by_name=args.source in ("tf_saved_model", "tf_hub"))
     tflite_convert.convert(converter, args, samples)
 
 
