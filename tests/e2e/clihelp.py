@@ -17,6 +17,16 @@ def cli(*args, timeout=1800, **kw):
                           timeout=timeout, cwd=kw.pop("cwd", None), **kw)
 
 
+def make_samples(root, fmt, kinds):
+    """{kind: folder} of `orchestrator sample FMT` models, one per kind (made through the CLI, in their stacks)."""
+    made = {}
+    for kind in kinds:
+        proc = cli("sample", fmt, Path(root) / kind, "--kind", kind)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        made[kind] = Path(root) / kind
+    return made
+
+
 def last_line(proc):
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     return lines[-1] if lines else ""

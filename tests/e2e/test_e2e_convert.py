@@ -5,7 +5,7 @@ import os
 import numpy as np
 import pytest
 
-from clihelp import recorded_error_matches, cli, last_line, manifest
+from clihelp import recorded_error_matches, cli, manifest
 
 pytestmark = pytest.mark.e2e
 

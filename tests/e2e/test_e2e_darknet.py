@@ -3,20 +3,14 @@
 import numpy as np
 import pytest
 
-from clihelp import cli, last_line, manifest
+from clihelp import make_samples, cli, last_line, manifest
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
 def yolo(stack_images, tmp_path_factory):
-    root = tmp_path_factory.mktemp("darknet")
-    made = {}
-    for kind in ("yolov3-tiny", "yolov4-tiny"):
-        proc = cli("sample", "darknet", root / kind, "--kind", kind)
-        assert proc.returncode == 0, proc.stderr[-2000:]
-        made[kind] = root / kind
-    return made
+    return make_samples(tmp_path_factory.mktemp("darknet"), "darknet", ("yolov3-tiny", "yolov4-tiny"))
 
 
 @pytest.mark.parametrize("kind", ["yolov3-tiny", "yolov4-tiny"])

@@ -3,20 +3,14 @@ stack, routed there by the version that saved them, converted by TF 2.21 and ver
 
 import pytest
 
-from clihelp import cli, last_line, manifest
+from clihelp import make_samples, cli, last_line, manifest
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="session")
 def new_keras(stack_images, tmp_path_factory):
-    root = tmp_path_factory.mktemp("keras3")
-    made = {}
-    for kind in ("keras3", "tf-keras"):
-        proc = cli("sample", "keras", root / kind, "--kind", kind)
-        assert proc.returncode == 0, proc.stderr[-2000:]
-        made[kind] = root / kind
-    return made
+    return make_samples(tmp_path_factory.mktemp("keras3"), "keras", ("keras3", "tf-keras"))
 
 
 def converted(*args):

@@ -8,7 +8,7 @@ import pickle
 import numpy as np
 import pytest
 
-from clihelp import recorded_error_matches, cli, last_line, manifest
+from clihelp import make_samples, recorded_error_matches, cli, last_line, manifest
 
 pytestmark = pytest.mark.e2e
 
@@ -17,13 +17,7 @@ SHAPE = "1,3,32,32"
 
 @pytest.fixture(scope="module")
 def torch_samples(stack_images, tmp_path_factory):
-    root = tmp_path_factory.mktemp("torch-samples")
-    made = {}
-    for kind in ("cnn", "resnet"):
-        proc = cli("sample", "pytorch", root / kind, "--kind", kind)
-        assert proc.returncode == 0, proc.stderr[-2000:]
-        made[kind] = root / kind
-    return made
+    return make_samples(tmp_path_factory.mktemp("torch-samples"), "pytorch", ("cnn", "resnet"))
 
 
 @pytest.fixture(scope="module")
