@@ -185,6 +185,8 @@ STEPS = (
     # Keras 3 (.keras, .h5) and tf_keras 2.16+ files: TF 2.21's converter in the keras3 stack (stack.json "reads")
     Step("keras3_to_tflite", "keras", "tflite", "keras3", "to_tflite.py", ("--from",), TFLITE_OPTIONS,
          choices=TFLITE_CHOICES),
+    # ... and to a SavedModel (Keras 3's model.export), which tf2's TF.js converter reads for graph models
+    Step("keras3_to_tf_saved_model", "keras", "tf_saved_model", "keras3", "export_saved_model.py"),
     # the tensorflowjs_converter table (TF2 stack)
     Step("keras_to_tfjs_layers", "keras", "tfjs_layers_model", "tf2", "tfjs_convert.py",
          ("--from", "--to"), TFJS_OUT),

@@ -100,3 +100,14 @@ def test_routes_where_the_file_has_no_stack_name_its_producer(tmp_path):
     assert err.value.exit_code == 2
     assert any(line.startswith("keras -> tflite  [keras3]  for keras 2.16-3.15 files")
                for line in planner.describe_routes())
+
+
+def test_keras3_files_reach_tfjs_graph_models_through_a_saved_model():
+    keras3 = producers.Producer("keras", "3.15.1")
+    chain = planner.plan("keras", "tfjs_graph_model", producer=keras3)
+    assert [(s.name, s.stack) for s in chain] == [("keras3_to_tf_saved_model", "keras3"),
+                                                 ("tf_saved_model_to_tfjs_graph", "tf2")]
+    check = verify.check_for(chain, {}, keras3)
+    assert (check.reference.stack, check.result.stack, check.compare_stack) == ("keras3", "tfjs", "tf2")
+    saved = verify.check_for(planner.plan("keras", "tf_saved_model", producer=keras3), {}, keras3)
+    assert saved.result.stack == "keras3"  # the SavedModel runs where TF 2.21 wrote it

@@ -8,6 +8,7 @@ import numpy as np
 
 import verify_io
 from common import Spec, first_line, reject
+from saved_model_runtime import SignatureModel
 from tflite_runtime import TFLiteModel
 
 
@@ -134,29 +135,7 @@ class ConvertedTFLite(TFLiteModel):
         return got, got_logits, layout
 
 
-class SavedModel:
-    def __init__(self, path):
-        import tensorflow as tf
-
-        try:
-            loaded = tf.saved_model.load(path)
-            self.fn = loaded.signatures["serving_default"]
-        except Exception as exc:
-            reject(f"{os.path.basename(path)}: cannot load SavedModel signature ({first_line(exc)})")
-        self.loaded = loaded
-        _, kwargs = self.fn.structured_input_signature
-        self.inputs = [Spec(n, [d if d is not None else -1 for d in s.shape.as_list()], s.dtype.as_numpy_dtype)
-                       for n, s in sorted(kwargs.items())]
-        self.output_names = sorted(self.fn.structured_outputs)
-
-    def run(self, feeds):
-        import tensorflow as tf
-
-        out = self.fn(**{s.name: tf.constant(feeds[s.name]) for s in self.inputs})
-        return [(n, out[n].numpy()) for n in self.output_names]
-
-
-class ConvertedSavedModel(SavedModel):
+class ConvertedSavedModel(SignatureModel):
     """An onnx2tf SavedModel, bridged to the reference's layout like ConvertedTFLite (no logits)."""
 
     adapt_inputs = ConvertedTFLite.adapt_inputs

@@ -10,6 +10,7 @@ import numpy as np
 
 import verify_io
 from common import Spec, csv, first_line, reject, shapes
+from saved_model_runtime import SignatureModel
 from tflite_runtime import TFLiteModel, dequantize, quantize  # noqa: F401 (TFLiteModel is a loader)
 
 ACTIVATIONS = ("Softmax", "Sigmoid", "ArgMax", "LogSoftmax")
@@ -197,26 +198,9 @@ def float64_clone(model):
     return clone
 
 
-class SavedModel(_GraphBacked):
+class SavedModel(_GraphBacked, SignatureModel):
     def __init__(self, path, args):
-        tf = _tf()
-        tags = csv(args.saved_model_tags) or ["serve"]
-        try:
-            loaded = tf.saved_model.load(path, tags=tags)
-        except Exception as exc:
-            reject(f"{path}: cannot load SavedModel with tags {','.join(tags)} ({first_line(exc)})")
-        sig = args.signature_name or "serving_default"
-        if sig not in loaded.signatures:
-            reject(f"{path}: no signature '{sig}'; signatures: {', '.join(loaded.signatures) or 'none'}")
-        self.loaded, self.fn = loaded, loaded.signatures[sig]
-        specs = self.fn.structured_input_signature[1]
-        self.inputs = [Spec(name, specs[name].shape, specs[name].dtype.as_numpy_dtype) for name in sorted(specs)]
-        self.output_names = sorted(self.fn.structured_outputs)
-
-    def run(self, feeds):
-        tf = _tf()
-        result = self.fn(**{s.name: tf.constant(feeds[s.name]) for s in self.inputs})
-        return [(n, result[n].numpy()) for n in self.output_names]
+        SignatureModel.__init__(self, path, args.saved_model_tags or "serve", args.signature_name or "serving_default")
 
     def _graph(self):
         # the signature's inputs and outputs flatten in sorted-name order, as self.inputs and self.output_names
