@@ -221,6 +221,8 @@ class Verification:
             record["layout"] = layout
         if "transpose_ops" in got_info:
             record["transpose_ops"] = got_info["transpose_ops"]
+        if got_info.get("execution"):  # the TF.js runtime's call: predict, execute or executeAsync (and why)
+            record["result_execution"] = got_info["execution"]
         if got_info.get("checks"):
             record["checks"] = got_info["checks"]
             record["passed"] = bool(record.get("passed")) and all(c["passed"] for c in got_info["checks"])
@@ -295,6 +297,8 @@ def describe(record):
                           if s.get("basis") == "logits")
         line += (f"; {', '.join(by_logits)} judged on logits where saturated or constant "
                  f"(max error {worst_logit:.2g})")
+    if record.get("result_execution", "").startswith("executeAsync"):
+        line += "; the TF.js graph model needs executeAsync() (execute() and predict() refuse its dynamic ops)"
     inconclusive = [o["name"] for o in outs if not o.get("conclusive")]
     if inconclusive:
         line += f"; inconclusive, not judged: {', '.join(inconclusive)}"

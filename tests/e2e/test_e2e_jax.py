@@ -88,6 +88,8 @@ def test_flax_dense_to_tfjs_with_dynamic_batch(stack_images, tmp_path):
     assert m["steps"][0]["info"]["polymorphic_shapes"] == ["(b, 4)"]
     v = m["verification"]
     assert v["steps"][1]["stack"] == "tfjs"  # the TF.js runtime ran the result
+    # ... with model.execute(), the call users make: jax2tf's shape assertions (Merge/Switch) are left out
+    assert v["result_execution"] == "execute" and "dynamic_ops" not in m["steps"][1]["info"]
     assert v["inputs"]["specs"][0]["shape"] == [2, 4]  # the dynamic batch, fed with 2 rows
     model = json.loads((out / "model.json").read_text())
     assert model["format"] == "graph-model"

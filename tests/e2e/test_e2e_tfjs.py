@@ -212,7 +212,11 @@ def test_lstm_graph_model_to_tflite_is_refused_clearly(stack_images, tmp_path):
     """TF.js converts and runs an LSTM graph model, but its TensorList control flow has no static shape for
     TFLite: the route stops with the converter's own words, in one line, and writes nothing."""
     assert cli("sample", "keras", tmp_path / "lstm", "--kind", "lstm").returncode == 0
-    convert("keras", tmp_path / "lstm" / "model.h5", tmp_path / "graph", "--to", "tfjs_graph_model")
+    m = convert("keras", tmp_path / "lstm" / "model.h5", tmp_path / "graph", "--to", "tfjs_graph_model")
+    # its control flow needs executeAsync(): the runner falls back to it, and the summary and model.json say so
+    assert m["verification"]["result_execution"].startswith("executeAsync (execute() refused:")
+    meta = json.loads((tmp_path / "graph" / "model.json").read_text())["userDefinedMetadata"]["orchestrator"]
+    assert meta["execution"] == "executeAsync" and meta["why"].startswith("dynamic ops:")
     proc = cli("convert", "tfjs_graph_model", tmp_path / "graph" / "model.json", tmp_path / "out")
     assert proc.returncode == 3, proc.stderr[-2000:]
     line = last_line(proc)

@@ -81,11 +81,33 @@ def main():
         info.update(format=doc.get("format"), shards=sum(len(g["paths"]) for g in doc.get("weightsManifest", [])),
                     quantization=sorted({w.get("quantization", {}).get("dtype", "float32")
                                          for g in doc.get("weightsManifest", []) for w in g["weights"]}))
+        dynamic = dynamic_ops(doc)
+        if dynamic:  # say so where TF.js users look: the model's own metadata
+            info["dynamic_ops"] = dynamic
+            doc.setdefault("userDefinedMetadata", {})["orchestrator"] = {
+                "execution": "executeAsync", "why": f"dynamic ops: {', '.join(dynamic)}"}
+            with open(os.path.join(args.out, "model.json"), "w") as fh:
+                json.dump(doc, fh)
     if args.base_model:
         info["merged"] = merge_under_base(os.path.join(args.out, "model.h5"), args.base_model, args.base_layer)
     import tensorflowjs
 
     step_done(args.out, artifacts, tensorflowjs=tensorflowjs.__version__, **info)
+
+
+# ops TF.js runs only with executeAsync(): control flow and ops whose output size depends on values
+DYNAMIC_OPS = ("Merge", "Switch", "Enter", "Exit", "NextIteration", "LoopCond", "If", "StatelessIf", "While",
+               "StatelessWhile", "NonMaxSuppressionV2", "NonMaxSuppressionV3", "NonMaxSuppressionV4",
+               "NonMaxSuppressionV5", "Where", "ListDiff", "TensorArrayV3")
+
+
+def dynamic_ops(doc):
+    """The dynamic ops of a graph model.json (its graph and its functions), sorted."""
+    topology = doc.get("modelTopology") or {}
+    nodes = list(topology.get("node", []))
+    for fn in (topology.get("library") or {}).get("function", []):
+        nodes += fn.get("nodeDef", [])
+    return sorted({n.get("op") for n in nodes if n.get("op") in DYNAMIC_OPS})
 
 
 def merge_under_base(head_path, base_path, layer_name):

@@ -318,6 +318,7 @@ async function runAll(model, format, specs, batches, plan) {
   const logits = {};
   let shapes = null;
   let logitShapes = {};
+  let asyncReason = null;
   const linear = plan.layers.length ? tf.layers.dense({units: 1, activation: 'linear'}).activation : null;
   for (let i = 0; i < count; i++) {
     const tensors = tensorsOf(specs, batches, i);
@@ -341,7 +342,16 @@ async function runAll(model, format, specs, batches, plan) {
       const feed = {};
       model.inputs.forEach((t, j) => { feed[t.name] = tensors[j]; });
       const wanted = model.outputs.map(t => t.name).concat(plan.nodes.map(n => n.name));
-      const all = await model.executeAsync(feed, wanted);
+      // the call TF.js users make first: execute() (what predict() does); executeAsync() only where the graph
+      // has dynamic ops, and then run.json says so
+      let all;
+      try {
+        all = model.execute(feed, wanted);
+      } catch (e) {
+        if (!/executeAsync/.test(String(e.message || e))) throw e;
+        asyncReason = asyncReason || String(e.message || e).split('\n')[0];
+        all = await model.executeAsync(feed, wanted);
+      }
       const list = Array.isArray(all) ? all : [all];
       outs = list.slice(0, names.length);
       extra = list.slice(names.length);
@@ -366,7 +376,9 @@ async function runAll(model, format, specs, batches, plan) {
   names.forEach((n, j) => { outputs[n] = pack(collected[j], shapes ? shapes[j] : []); });
   const logitArrays = {};
   for (const [n, parts] of Object.entries(logits)) logitArrays[n] = pack(parts, logitShapes[n]);
-  return {outputs, logits: logitArrays, names};
+  const execution = format === 'tfjs_layers_model' ? 'predict'
+    : (asyncReason ? `executeAsync (execute() refused: ${asyncReason})` : 'execute');
+  return {outputs, logits: logitArrays, names, execution};
 }
 
 async function main() {
@@ -407,6 +419,7 @@ async function main() {
     outputs: Object.entries(run.outputs).map(([n, o]) => ({name: n, shape: o.shape.slice(1), dtype: o.dtype})),
     logits: Object.fromEntries(Object.entries(plan.ops).map(([i, op]) => [run.names[i], op])),
     runtime: {tfjs: tf.version.tfjs, backend: tf.getBackend(), node: process.version},
+    execution: run.execution,
   };
   if (reference) {
     const perturbed = await runAll(model, args.format, specs, ulpPerturbed(batches, 0), plan);
