@@ -85,7 +85,7 @@ class Adapter:
             raise InputError(path, f"is a file; format '{fmt.name}' expects a folder ({fmt.description})")
         state = self.inspect(path, values or {}) or {}
         path = path.resolve()
-        return Source(path, self.files(path, values or {}), state)
+        return Source(path, self.files(path, values or {}, state), state)
 
     def inspect(self, path, values):
         if self._inspect:
@@ -95,7 +95,8 @@ class Adapter:
         """Who wrote the file (producers.Producer), when the format records it and routes depend on it."""
         return None
 
-    def files(self, path, values):
+    def files(self, path, values, state):
+        """{name in the manifest: host file} to hash (`state`: what inspect() found)."""
         if path.is_file():
             return {path.name: path}
         return {f.relative_to(path).as_posix(): f for f in sorted(path.rglob("*")) if f.is_file()}
@@ -113,10 +114,8 @@ class KerasFile(Adapter):
 
     def producer(self, path):
         path = Path(path)
-        if not path.is_file():
-            return None  # check() says what is wrong with it
-        check_keras(path)
-        return producers.keras(path)
+        # anything else wrong with the file is check()'s to say (producers.keras reads nothing it cannot)
+        return producers.keras(path) if path.is_file() else None
 
 
 class TfjsModel(Adapter):
@@ -141,13 +140,8 @@ class TfjsModel(Adapter):
             raise InputError(path, f"is a TensorFlow.js {found}, not a {self.expected}")
         return {"doc": doc, "shards": check_weights_manifest(path, doc, values.get("weights_path_prefix"))}
 
-    def check(self, fmt, path, values=None):
-        source = super().check(fmt, path, values)
-        source.files = {source.path.name: source.path, **{f.name: f for f in source.state["shards"]}}
-        return source
-
-    def files(self, path, values):
-        return {}  # set from the checked shards
+    def files(self, path, values, state):
+        return {path.name: path, **{f.name: f for f in state["shards"]}}
 
     def prepare(self, source, values, scratch):
         if "weights_path_prefix" not in values:
@@ -194,7 +188,7 @@ class DarknetModel(Adapter):
 
     options = required = ("weights",)
 
-    def files(self, path, values):
+    def files(self, path, values, state):
         weights = Path(values["weights"]) if values.get("weights") else None
         return {path.name: path, **({weights.name: weights} if weights else {})}
 

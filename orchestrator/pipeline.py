@@ -48,12 +48,7 @@ class Produced:
 # -- plan ----------------------------------------------------------------------------------------------------
 def producer_of(source, input_path):
     """Who wrote INPUT (when its format records it): it picks the stack that reads the file."""
-    if input_path is None:
-        return None
-    try:
-        return formats.get(source).adapter.producer(input_path)
-    except InputError as exc:
-        raise InputError(input_path, exc.cause) from None
+    return None if input_path is None else formats.get(source).adapter.producer(input_path)
 
 
 def plan(source, to, options=None, complete=True, producer=None):
@@ -68,12 +63,10 @@ def plan(source, to, options=None, complete=True, producer=None):
 def plan_job(source, input_path, to=routes.DEFAULT_TARGET, options=None, verify=True):
     """Plan a conversion and check its input; no container runs."""
     producer = producer_of(source, input_path)
-    try:
-        chain, values = plan(source, to, options, producer=producer)
-    except UsageError as exc:
-        if producer is not None and str(exc).startswith("written by"):
-            raise InputError(input_path, str(exc)) from None
-        raise
+    why = planner.unreadable(source, producer)
+    if why:
+        raise InputError(input_path, why)
+    chain, values = plan(source, to, options, producer=producer)
     job = Job(source, to, chain, values, formats.check(source, input_path, values), producer)
     if not verify:
         job.skipped = "--no-verify"

@@ -32,22 +32,19 @@ def applicable(steps, given=None, source=None, producer=None):
     return tuple(keep)
 
 
-def check_readable(source, producer, steps=routes.STEPS):
-    """Refuse a file no stack reads: one line naming the version and what the stacks read."""
+def unreadable(source, producer, steps=routes.STEPS):
+    """Why no stack reads a file `producer` wrote (naming its version and what the stacks read), or None."""
     from orchestrator import images
 
     if producer is None:
-        return
+        return None
     stacks = images.discover_stacks()
-    readers = {s.stack for s in steps if s.source == source}
-    if not any(producer.library in dict(stacks[name].reads) for name in readers):
-        return  # no stack says which versions of this library it reads
-    if any(stacks[name].reads_file(producer) for name in readers):
-        return
-    ranges = [f"{name} {dict(stacks[name].reads)[producer.library]}" for name in sorted(readers)
-              if producer.library in dict(stacks[name].reads)]
-    raise UsageError(f"written by {producer.describe()}, which no stack reads ({producer.library} files: "
-                     f"{'; '.join(ranges)})")
+    ranges = {name: dict(stacks[name].reads)[producer.library] for name in {s.stack for s in steps if s.source == source}
+              if producer.library in dict(stacks[name].reads)}
+    if not ranges or any(stacks[name].reads_file(producer) for name in ranges):
+        return None  # no stack says which versions it reads, or one reads this one
+    shown = "; ".join(f"{name} {text}" for name, text in sorted(ranges.items()))
+    return f"written by {producer.describe()}, which no stack reads ({producer.library} files: {shown})"
 
 
 def reachable(source, steps=routes.STEPS):
@@ -73,7 +70,9 @@ def plan(source, to="tflite", steps=routes.STEPS, given=None, producer=None):
     keeps the first step in a stack that reads it."""
     formats.get(source)
     formats.get(to)
-    check_readable(source, producer, steps)
+    why = unreadable(source, producer, steps)
+    if why:
+        raise UsageError(why)
     steps = applicable(steps, given, source, producer)
     if source == to and not any(s.source == s.target == source for s in steps):
         raise UsageError(f"nothing to convert: FROM and TO are both '{source}'")

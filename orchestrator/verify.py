@@ -33,15 +33,20 @@ class Check:
         return images.get_stack(self.result.stack).compares_in
 
 
+def _moved(runner, stack):
+    """`runner` run in `stack` instead, when that stack runs its kind with the same script; else None."""
+    if runner.kind in stack.runs_formats and stack.has_script(runner.script):
+        return routes.Runner(runner.kind, stack.name, runner.script, runner.options)
+    return None
+
+
 def runner_for(fmt, producer=None):
     """The format's runner, in a stack that reads what `producer` wrote (stack.json "reads"), or None."""
     runner = formats.get(fmt).runner
     if runner is None or producer is None or images.get_stack(runner.stack).reads_file(producer):
         return runner
-    for stack in images.discover_stacks().values():
-        if runner.kind in stack.runs_formats and stack.reads_file(producer) and stack.has_script(runner.script):
-            return routes.Runner(runner.kind, stack.name, runner.script, runner.options)
-    return None
+    return next((moved for stack in images.discover_stacks().values() if stack.reads_file(producer)
+                 for moved in [_moved(runner, stack)] if moved), None)
 
 
 def result_runner(step):
@@ -52,10 +57,7 @@ def result_runner(step):
     runner = formats.get(step.target).runner
     if runner is None or runner.stack == step.stack:
         return runner
-    stack = images.get_stack(step.stack)
-    if runner.kind in stack.runs_formats and stack.has_script(runner.script):
-        return routes.Runner(runner.kind, step.stack, runner.script, runner.options)
-    return runner
+    return _moved(runner, images.get_stack(step.stack)) or runner
 
 
 def check_for(chain, values=None, producer=None):

@@ -15,7 +15,6 @@ class FakeEngine:
         self.behaviours = behaviours or {}  # script name -> callable(spec, out_dir) -> RunResult or None
         self.specs = []
         self.builds = []
-        self.saved = {}
 
     def info(self):
         return {"server": "fake", "api": "1.0", "os": "linux", "arch": "amd64"}
@@ -31,7 +30,6 @@ class FakeEngine:
 
     def save(self, refs, path):
         Path(path).write_text(json.dumps(list(refs)))
-        self.saved[str(path)] = list(refs)
 
     def load(self, path):
         return json.loads(Path(path).read_text())
