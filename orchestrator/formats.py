@@ -22,18 +22,19 @@ class Format:
 
 
 FILE, FOLDER = inputs.Adapter, (lambda check: inputs.Adapter(check, expects="folder"))
+SAVED_MODEL = inputs.SavedModelFolder
 
 FORMATS = {f.name: f for f in (
     Format("keras", "Keras model in one HDF5 file (.h5), or a Keras v3 .keras archive", "model.h5",
            inputs.KerasFile(), Runner("keras", "tf2")),
     Format("keras_saved_model", "Keras model saved as a SavedModel folder (model.save(dir))", "keras_saved_model",
-           FOLDER(inputs.check_keras_saved_model), Runner("keras_saved_model", "tf2")),
-    Format("tf_saved_model", "TensorFlow SavedModel folder", "saved_model", FOLDER(inputs.check_saved_model),
+           SAVED_MODEL(inputs.check_keras_saved_model), Runner("keras_saved_model", "tf2")),
+    Format("tf_saved_model", "TensorFlow SavedModel folder", "saved_model", SAVED_MODEL(inputs.check_saved_model),
            Runner("tf_saved_model", "tf2", options=("signature_name", "saved_model_tags"))),
     Format("tf_frozen_model", "frozen TensorFlow GraphDef (.pb)", "frozen_model.pb", FILE(inputs.check_frozen),
            Runner("tf_frozen_model", "tf2",
                   options=("input_arrays", "output_arrays", "input_shapes", "output_node_names"))),
-    Format("tf_hub", "TensorFlow Hub module folder", "tf_hub", FOLDER(inputs.check_saved_model),
+    Format("tf_hub", "TensorFlow Hub module folder", "tf_hub", SAVED_MODEL(inputs.check_saved_model),
            Runner("tf_hub", "tf2", options=("signature_name", "saved_model_tags"))),  # a TF2 module is a SavedModel
     Format("tfjs_layers_model", "TensorFlow.js layers model (model.json + weight shards)", "model.json",
            inputs.TfjsModel("layers-model"), Runner("tfjs_layers_model", "tfjs", "run_tfjs.js"), transit=False),
@@ -51,6 +52,8 @@ FORMATS = {f.name: f for f in (
            inputs.CodeReference(), Runner("jax", "tf2", "run_jax.py", options=JAX_RUNNER_OPTIONS), transit=False),
     Format("ssd", "TF1 Object Detection API SSD: model-zoo folder (pipeline.config + checkpoint) or its .tar.gz",
            "ssd", inputs.SsdModel()),
+    Format("keras2", "Keras 2 HDF5 translated from a Keras 3 or tf_keras 2.16+ model (read by tensorflowjs)",
+           "model.h5", FILE(inputs.check_keras), Runner("keras", "tf2"), internal=True),
     Format("ssd_graph", "SSD graph exported for TFLite (tflite_graph.pb + ssd.json)", "tflite_graph.pb",
            FILE(inputs.check_frozen), Runner("ssd_graph", "tf1", "run_ssd_graph.py"), internal=True),
 )}

@@ -118,6 +118,16 @@ class KerasFile(Adapter):
         return producers.keras(path) if path.is_file() else None
 
 
+class SavedModelFolder(Adapter):
+    """A SavedModel folder: the TensorFlow version recorded in saved_model.pb picks the stack that reads it."""
+
+    expects = "folder"
+
+    def producer(self, path):
+        path = Path(path)
+        return producers.saved_model(path) if path.is_dir() else None
+
+
 class TfjsModel(Adapter):
     """model.json and its weight shards: beside it, or in the folder --weights_path_prefix names (gathered into one
     folder for the TF.js tools). The manifest is parsed and the shards checked once."""

@@ -48,7 +48,9 @@ class Produced:
 # -- plan ----------------------------------------------------------------------------------------------------
 def producer_of(source, input_path):
     """Who wrote INPUT (when its format records it): it picks the stack that reads the file."""
-    return None if input_path is None else formats.get(source).adapter.producer(input_path)
+    if input_path is None:
+        return None
+    return planner.newest_if_unrecorded(source, formats.get(source).adapter.producer(input_path))
 
 
 def plan(source, to, options=None, complete=True, producer=None):

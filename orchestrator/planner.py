@@ -26,10 +26,21 @@ def applicable(steps, given=None, source=None, producer=None):
             name, value = step.when
             if str(given.get(name, routes.OPTIONS[name].default)) != str(value):
                 continue
-        if producer is not None and step.source == source and not stacks[step.stack].reads_file(producer):
+        if producer is not None and step.source == source and not reads(stacks[step.stack], step, producer):
             continue
         keep.append(step)
     return tuple(keep)
+
+
+def reads(stack, step, producer):
+    """Whether `step` (in `stack`) takes a file `producer` wrote: its stack reads it, or the step takes files
+    newer than its stack reads (Step.reads_newer) and this one is newer."""
+    from orchestrator.producers import parse_range
+
+    if stack.reads_file(producer):
+        return True
+    text = dict(stack.reads).get(producer.library)
+    return bool(step.reads_newer and text and producer.release and producer.release > parse_range(text)[1])
 
 
 def unreadable(source, producer, steps=routes.STEPS):
@@ -45,6 +56,24 @@ def unreadable(source, producer, steps=routes.STEPS):
         return None  # no stack says which versions it reads, or one reads this one
     shown = "; ".join(f"{name} {text}" for name, text in sorted(ranges.items()))
     return f"written by {producer.describe()}, which no stack reads ({producer.library} files: {shown})"
+
+
+def newest_if_unrecorded(source, producer, steps=routes.STEPS):
+    """A file whose producer records no version (Producer.release None) is read by the newest stack reading
+    `source` files of that library: the producer is returned as that stack's newest version, saying so."""
+    from orchestrator import images
+    from orchestrator.producers import Producer, parse_range
+
+    if producer is None or producer.release is not None:
+        return producer
+    stacks = images.discover_stacks()
+    highs = [parse_range(dict(stacks[s.stack].reads)[producer.library])[1] for s in steps
+             if s.source == source and producer.library in dict(stacks[s.stack].reads)]
+    if not highs:
+        return producer
+    high = max(highs)
+    return Producer(producer.library, f"{high[0]}.{high[1]}",
+                    {**producer.details, "assumed": "the file records no version: read by the newest stack"})
 
 
 def reachable(source, steps=routes.STEPS):
@@ -168,9 +197,11 @@ def describe_plan(chain, values=None, producer=None):
         why = dict(first.reads).get(producer.library)
         lines.append(f"  input: written by {producer.describe()}; read by stack {first.name}"
                      + (f" ({producer.library} {why})" if why else ""))
+        if not first.reads_file(producer):
+            lines.append(f"    newer than {first.name} reads: {chain[0].reads_newer}")
     for i, step in enumerate(chain, 1):
-        lines.append(f"  {i}. {step.name}: {step.source} -> {step.target} in stack {step.stack}"
-                     f" (images/{step.stack}/steps/{step.script} {' '.join(step.args)})".rstrip())
+        script = " ".join((f"images/{step.stack}/steps/{step.script}",) + step.args)
+        lines.append(f"  {i}. {step.name}: {step.source} -> {step.target} in stack {step.stack} ({script})")
     check = verify.check_for(chain, values, producer)
     if check:
         lines.append(f"  verify: {check.reference_format} in {check.reference.stack} vs {chain[-1].target} in "

@@ -1,8 +1,9 @@
 """Who wrote a model file, read on the host without ML imports: the library and version that saved it (HDF5
-attributes through h5py, metadata.json inside a .keras archive). Stacks say which versions they read (stack.json
-"reads"), and the planner routes a file to a stack that reads it."""
+attributes through h5py, metadata.json inside a .keras archive, a SavedModel's MetaInfoDef). Stacks say which
+versions they read (stack.json "reads"), and the planner routes a file to a stack that reads it."""
 
 import json
+import mmap
 import re
 import zipfile
 from dataclasses import dataclass, field
@@ -10,6 +11,7 @@ from pathlib import Path
 
 
 VERSION_RE = re.compile(r"^(\d+)\.(\d+)")
+LIBRARY_NAMES = {"tensorflow": "TensorFlow"}
 
 
 @dataclass(frozen=True)
@@ -29,7 +31,7 @@ class Producer:
         """The library as people call it: Keras 2.16+ files come from tf_keras (standalone Keras 2 ended at 2.15)."""
         if self.library == "keras":
             return "tf_keras" if self.release and self.release[0] == 2 and self.release[1] >= 16 else "Keras"
-        return self.library
+        return LIBRARY_NAMES.get(self.library, self.library)
 
     def describe(self):
         extra = ", ".join(f"{k} {v}" for k, v in self.details.items() if v)
@@ -89,3 +91,73 @@ def keras(path):
     if "backend" in attrs:
         details["backend"] = _text(attrs["backend"])
     return Producer("keras", _text(attrs["keras_version"]), details)
+
+
+# -- SavedModel: saved_model.pb is a SavedModel proto; each MetaGraphDef's MetaInfoDef records tensorflow_version ---
+SAVED_MODEL_META_GRAPHS = 2  # SavedModel.meta_graphs
+META_GRAPH_INFO = 1  # MetaGraphDef.meta_info_def
+META_INFO_TF_VERSION = 5  # MetaInfoDef.tensorflow_version
+PBTXT_VERSION_RE = re.compile(rb'tensorflow_version:\s*"([^"]*)"')
+
+
+def _varint(buf, pos):
+    value = shift = 0
+    while True:
+        if pos >= len(buf) or shift > 63:
+            raise ValueError("truncated varint")
+        byte = buf[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, pos
+        shift += 7
+
+
+def _fields(buf, start, end):
+    """(field number, start, end) of each length-delimited field of the message in buf[start:end]; other wire types
+    are stepped over. Raises ValueError on bytes that are not a protobuf message."""
+    pos = start
+    while pos < end:
+        key, pos = _varint(buf, pos)
+        number, wire = key >> 3, key & 7
+        if wire == 0:
+            _, pos = _varint(buf, pos)
+        elif wire == 1:
+            pos += 8
+        elif wire == 5:
+            pos += 4
+        elif wire == 2:
+            size, pos = _varint(buf, pos)
+            if pos + size > end:
+                raise ValueError("field runs past the message")
+            yield number, pos, pos + size
+            pos += size
+        else:
+            raise ValueError(f"wire type {wire}")
+
+
+def _field(buf, start, end, number):
+    return next(((s, e) for n, s, e in _fields(buf, start, end) if n == number), None)
+
+
+def saved_model(path):
+    """The Producer of a SavedModel folder (TensorFlow, with the version its first MetaGraphDef records), or None
+    when there is no saved_model.pb/.pbtxt or it cannot be read here. A SavedModel that records no version gets
+    version "" (Producer.release None): the planner then takes the newest stack that reads SavedModels."""
+    folder = Path(path)
+    details = {"container": "saved_model"}
+    pbtxt = folder / "saved_model.pbtxt"
+    if not (folder / "saved_model.pb").is_file():
+        if not pbtxt.is_file():
+            return None
+        found = PBTXT_VERSION_RE.search(pbtxt.read_bytes())
+        return Producer("tensorflow", found.group(1).decode("utf-8", "replace") if found else "", details)
+    try:
+        with open(folder / "saved_model.pb", "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as buf:
+            graph = _field(buf, 0, len(buf), SAVED_MODEL_META_GRAPHS)
+            info = graph and _field(buf, graph[0], graph[1], META_GRAPH_INFO)
+            version = info and _field(buf, info[0], info[1], META_INFO_TF_VERSION)
+            text = bytes(buf[version[0]:version[1]]).decode("utf-8", "replace") if version else ""
+    except (OSError, ValueError):
+        return None  # empty or not a protobuf: the stack loading it says what is wrong, naming the file
+    return Producer("tensorflow", text, details)

@@ -54,6 +54,8 @@ class Step:
     checks_itself: bool = False  # judges its own attempts on the verification's input plan (gets --plan)
     result_runner: Runner = None  # its result runs in this runner (it knows what the step changed, e.g. the
     #                               layout); a chain that goes on past the step has no runner for its result
+    reads_newer: str = ""  # why it also takes files newer than its stack reads (stack.json "reads"); the input's
+    #                        verification run is still in a stack that reads it
 
     @property
     def args(self):
@@ -151,6 +153,9 @@ OPTIONS = {o.name: o for o in (
 
 DEFAULT_TARGET = "tflite"  # TO when none is given
 
+TFJS_NEWER = ("tensorflowjs_converter rewrites the graph of a newer TensorFlow's SavedModel into TF.js ops, and the "
+              "TF.js result is verified against the SavedModel run in a stack that reads it")
+
 VERIFY_OPTIONS = ("sample_input", "seed", "verify_samples", "tolerance")
 
 TFJS_OUT = ("quantize_float16", "quantize_uint8", "quantize_uint16", "weight_shard_size_bytes", "metadata")
@@ -182,11 +187,24 @@ STEPS = (
     Step("tf_frozen_model_to_tflite", "tf_frozen_model", "tflite", "tf2", "to_tflite.py",
          ("--from",), TFLITE_OPTIONS + ("input_arrays", "output_arrays", "input_shapes"),
          choices=TFLITE_CHOICES, required=("input_arrays", "output_arrays")),
-    # Keras 3 (.keras, .h5) and tf_keras 2.16+ files: TF 2.21's converter in the keras3 stack (stack.json "reads")
+    # Keras 3 (.keras, .h5) and tf_keras 2.16+ files, and SavedModels of TF 2.16+: TF 2.21's converter in the
+    # keras3 stack (stack.json "reads")
     Step("keras3_to_tflite", "keras", "tflite", "keras3", "to_tflite.py", ("--from",), TFLITE_OPTIONS,
          choices=TFLITE_CHOICES),
+    Step("keras3_keras_saved_model_to_tflite", "keras_saved_model", "tflite", "keras3", "to_tflite.py", ("--from",),
+         TFLITE_OPTIONS, choices=TFLITE_CHOICES),
+    Step("keras3_tf_saved_model_to_tflite", "tf_saved_model", "tflite", "keras3", "to_tflite.py", ("--from",),
+         TFLITE_OPTIONS + ("signature_name", "saved_model_tags"), choices=TFLITE_CHOICES),
+    Step("keras3_tf_hub_to_tflite", "tf_hub", "tflite", "keras3", "to_tflite.py", ("--from",),
+         TFLITE_OPTIONS + ("signature_name", "saved_model_tags"), choices=TFLITE_CHOICES),
     # ... and to a SavedModel (Keras 3's model.export), which tf2's TF.js converter reads for graph models
     Step("keras3_to_tf_saved_model", "keras", "tf_saved_model", "keras3", "export_saved_model.py"),
+    # ... and to a TF.js layers model: the config translated into Keras 2's grammar and the weights copied (keras3),
+    # then tf2's TF.js converter
+    Step("keras3_to_keras2", "keras", "keras2", "keras3", "to_keras2.py"),
+    Step("keras3_saved_model_to_keras2", "keras_saved_model", "keras2", "keras3", "to_keras2.py"),
+    Step("keras2_to_tfjs_layers", "keras2", "tfjs_layers_model", "tf2", "tfjs_convert.py", ("--from", "--to"),
+         TFJS_OUT),
     # the tensorflowjs_converter table (TF2 stack)
     Step("keras_to_tfjs_layers", "keras", "tfjs_layers_model", "tf2", "tfjs_convert.py",
          ("--from", "--to"), TFJS_OUT),
@@ -195,13 +213,12 @@ STEPS = (
     Step("keras_saved_model_to_tfjs_layers", "keras_saved_model", "tfjs_layers_model", "tf2", "tfjs_convert.py",
          ("--from", "--to"), TFJS_OUT),
     Step("tf_saved_model_to_tfjs_graph", "tf_saved_model", "tfjs_graph_model", "tf2", "tfjs_convert.py",
-         ("--from", "--to"), TFJS_GRAPH_OUT + ("signature_name",
-                                                                                    "saved_model_tags")),
+         ("--from", "--to"), TFJS_GRAPH_OUT + ("signature_name", "saved_model_tags"), reads_newer=TFJS_NEWER),
     Step("tf_frozen_model_to_tfjs_graph", "tf_frozen_model", "tfjs_graph_model", "tf2", "tfjs_convert.py",
          ("--from", "--to"), TFJS_GRAPH_OUT + ("output_node_names",),
          required=("output_node_names",)),
     Step("tf_hub_to_tfjs_graph", "tf_hub", "tfjs_graph_model", "tf2", "tfjs_convert.py",
-         ("--from", "--to"), TFJS_GRAPH_OUT + ("signature_name", "saved_model_tags")),
+         ("--from", "--to"), TFJS_GRAPH_OUT + ("signature_name", "saved_model_tags"), reads_newer=TFJS_NEWER),
     Step("tfjs_layers_to_keras", "tfjs_layers_model", "keras", "tf2", "tfjs_convert.py",
          ("--from", "--to"), ("base_model", "base_layer")),
     Step("tfjs_layers_to_keras_saved_model", "tfjs_layers_model", "keras_saved_model", "tf2", "tfjs_convert.py",

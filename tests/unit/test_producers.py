@@ -95,8 +95,8 @@ def test_a_file_no_stack_reads_is_refused_naming_both_versions(tmp_path):
 def test_routes_where_the_file_has_no_stack_name_its_producer(tmp_path):
     path = keras_zip(tmp_path / "m.keras", {"keras_version": "3.15.1"})
     with pytest.raises(UsageError) as err:
-        pipeline.plan_job("keras", path, to="tfjs_layers_model")
-    assert "no route from keras to tfjs_layers_model for a file written by Keras 3.15.1" in str(err.value)
+        pipeline.plan_job("keras", path, to="keras_saved_model")
+    assert "no route from keras to keras_saved_model for a file written by Keras 3.15.1" in str(err.value)
     assert err.value.exit_code == 2
     assert any(line.startswith("keras -> tflite  [keras3]  for keras 2.16-3.15 files")
                for line in planner.describe_routes())
@@ -111,3 +111,75 @@ def test_keras3_files_reach_tfjs_graph_models_through_a_saved_model():
     assert (check.reference.stack, check.result.stack, check.compare_stack) == ("keras3", "tfjs", "tf2")
     saved = verify.check_for(planner.plan("keras", "tf_saved_model", producer=keras3), {}, keras3)
     assert saved.result.stack == "keras3"  # the SavedModel runs where TF 2.21 wrote it
+
+
+# -- SavedModels: the TensorFlow version in saved_model.pb's MetaInfoDef ----------------------------------------
+def _varint(n):
+    out = b""
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out += bytes([byte | (0x80 if n else 0)])
+        if not n:
+            return out
+
+
+def _field(number, payload):
+    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+
+
+def saved_model_dir(path, version=None, extra=b""):
+    """A saved_model.pb as TF writes it: schema version (varint field 1), then a MetaGraphDef whose MetaInfoDef
+    holds a stripped op list and tags before tensorflow_version (field 5)."""
+    info = _field(1, b"") + _field(2, b"\x0a\x05Const") + _field(4, b"serve") + extra
+    if version is not None:
+        info += _field(5, version.encode()) + _field(6, b"v2.21.0-rc1-g123")
+    path.mkdir()
+    (path / "saved_model.pb").write_bytes(b"\x08\x01" + _field(2, _field(1, info) + _field(2, b"\x0a\x00")))
+    return path
+
+
+def test_a_saved_model_names_the_tensorflow_that_wrote_it(tmp_path):
+    p = producers.saved_model(saved_model_dir(tmp_path / "sm", "2.21.0", extra=b"\x38\x01"))  # a varint field too
+    assert (p.library, p.version, p.release, p.describe()) == (
+        "tensorflow", "2.21.0", (2, 21), "TensorFlow 2.21.0 (container saved_model)")
+    text = tmp_path / "txt"
+    text.mkdir()
+    (text / "saved_model.pbtxt").write_text('meta_graphs {\n meta_info_def {\n  tensorflow_version: "1.15.0"\n }\n}\n')
+    assert producers.saved_model(text).version == "1.15.0"
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "saved_model.pb").write_bytes(b"\x0a\xff\xff\xff\xff\x0f")  # runs past its end
+    assert producers.saved_model(tmp_path / "bad") is None
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "saved_model.pb").write_bytes(b"")
+    assert producers.saved_model(tmp_path / "empty") is None
+
+
+@pytest.mark.parametrize("fmt", ["tf_saved_model", "tf_hub", "keras_saved_model"])
+@pytest.mark.parametrize("version, stack", [("2.15.1", "tf2"), ("1.15.0", "tf2"), ("2.21.0", "keras3"),
+                                            ("2.16.2", "keras3")])
+def test_a_saved_model_converts_in_the_stack_of_its_tensorflow(tmp_path, fmt, version, stack):
+    path = saved_model_dir(tmp_path / "sm", version)
+    (path / "keras_metadata.pb").write_bytes(b"")
+    job = pipeline.plan_job(fmt, path, "tflite")
+    assert [s.stack for s in job.chain] == [stack]
+    assert job.verification.check.reference.stack == stack
+    assert job.producer.version == version
+
+
+def test_newer_saved_models_reach_tfjs_through_tf2s_converter_and_verify_where_they_are_read(tmp_path):
+    job = pipeline.plan_job("tf_saved_model", saved_model_dir(tmp_path / "sm", "2.21.0"), "tfjs_graph_model")
+    assert [(s.name, s.stack) for s in job.chain] == [("tf_saved_model_to_tfjs_graph", "tf2")]
+    check = job.verification.check
+    assert (check.reference.stack, check.result.stack) == ("keras3", "tfjs")
+    text = planner.describe_plan(job.chain, job.values, job.producer)
+    assert "written by TensorFlow 2.21.0" in text and "newer than tf2 reads: tensorflowjs_converter" in text
+    # a file newer than every stack: one line naming its version and what the stacks read
+    with pytest.raises(InputError, match=r"sm2: written by TensorFlow 2.22.0 .*which no stack reads \(tensorflow "
+                                         r"files: keras3 2.16-2.21; tf2 1.0-2.15\)"):
+        pipeline.plan_job("tf_saved_model", saved_model_dir(tmp_path / "sm2", "2.22.0"), "tfjs_graph_model")
+
+
+def test_a_saved_model_recording_no_version_goes_to_the_newest_stack(tmp_path):
+    job = pipeline.plan_job("tf_saved_model", saved_model_dir(tmp_path / "sm"), "tflite")
+    assert [s.stack for s in job.chain] == ["keras3"]
+    assert job.producer.to_json()["assumed"].startswith("the file records no version")

@@ -1,5 +1,5 @@
 """Loading the Keras files the keras3 stack reads: Keras 3 `.keras` archives and `.h5` files (any backend; loaded
-with TensorFlow's), and tf_keras 2.16+ HDF5 files (through tf_keras, TF's legacy Keras)."""
+with TensorFlow's), and tf_keras 2.16+ HDF5 files and SavedModel folders (through tf_keras, TF's legacy Keras)."""
 
 import json
 import os
@@ -12,6 +12,8 @@ from common import Spec, first_line, reject
 
 def producer(path):
     """{"library": "keras"|"tf_keras", "version": ..., "backend": ...} as the file records it."""
+    if os.path.isdir(path):  # a Keras SavedModel of TF 2.16+: tf_keras wrote it (Keras 3 writes no SavedModels)
+        return {"library": "tf_keras", "version": "", "container": "saved_model"}
     if zipfile.is_zipfile(path):
         with zipfile.ZipFile(path) as archive:
             meta = json.loads(archive.read("metadata.json")) if "metadata.json" in archive.namelist() else {}

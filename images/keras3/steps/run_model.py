@@ -1,6 +1,8 @@
-"""Run a model for verification in the keras3 stack: Keras 3 / tf_keras files, and TFLite models (LiteRT).
+"""Run a model for verification in the keras3 stack: Keras 3 / tf_keras files, SavedModels of TF 2.16+, and TFLite
+models (LiteRT).
 
-    run_model.py --format keras|tflite|tf_saved_model --input MODEL --out DIR (--plan JSON | --inputs REF/inputs.json)
+    run_model.py --format keras|keras_saved_model|tflite|tf_saved_model|tf_hub --input MODEL --out DIR
+                 (--plan JSON | --inputs REF/inputs.json)
 See common.verification_run for what it writes.
 """
 
@@ -11,13 +13,13 @@ from tflite_runtime import TFLiteModel
 
 
 def main():
-    args = runner_arguments(formats=("keras", "tflite", "tf_saved_model"),
+    args = runner_arguments(formats=("keras", "keras_saved_model", "tflite", "tf_saved_model", "tf_hub"),
                             options=("signature_name", "saved_model_tags"))
     info = {}
-    if args.format == "keras":
+    if args.format in ("keras", "keras_saved_model"):
         model = keras_files.KerasModel(args.input)
         info["producer"] = model.facts
-    elif args.format == "tf_saved_model":
+    elif args.format in ("tf_saved_model", "tf_hub"):
         model = SignatureModel(args.input, args.saved_model_tags, args.signature_name or "serving_default")
     else:
         model = TFLiteModel(args.input)

@@ -18,10 +18,11 @@ VALUE_FLAGS = ("signature_name", "saved_model_tags", "weight_shard_size_bytes", 
 BOOL_FLAGS = ("strip_debug_ops", "control_flow_v2", "use_structured_outputs_names")
 QUANT_FLAGS = ("quantize_float16", "quantize_uint8", "quantize_uint16")
 OUTPUT_NAME = {"keras": "model.h5", "keras_saved_model": "keras_saved_model"}
+INPUT_FORMAT = {"keras2": "keras"}  # the keras3 stack's Keras 2 HDF5 translation is a Keras file to the converter
 
 
 def converter_argv(args):
-    argv = ["tensorflowjs_converter", f"--input_format={args.source}", f"--output_format={args.target}"]
+    argv = ["tensorflowjs_converter", f"--input_format={INPUT_FORMAT.get(args.source, args.source)}", f"--output_format={args.target}"]
     for name in VALUE_FLAGS:
         value = getattr(args, name)
         if value is not None:
