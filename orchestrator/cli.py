@@ -113,7 +113,7 @@ class Orchestrator:
 
         producer = pipeline.producer_of(source, input)
         chain, values = pipeline.plan(source, to, options, complete=False, producer=producer)
-        return planner.describe_plan(chain, values, producer)
+        return planner.describe_plan(chain, values, producer, pipeline.plan_preludes(chain, values))
 
     def convert(self, source, input, output_dir, to="tflite", verify=True, force=False, build=True,
                 memory="8g", timeout=3600, quiet=False, **options):
@@ -151,7 +151,8 @@ class Orchestrator:
         keras, keras_saved_model, tf_saved_model, tf_frozen_model: KIND cnn (default), saturated (logits in the
         hundreds: a one-hot softmax), saturated-scaled (the same, rescaled after the softmax), mlp, multi (two
         inputs, two outputs) or head (a classifier for the cnn's 16 'features'), with calibration data; keras
-        also keras3 (the cnn as model.keras and model.h5 saved by Keras 3) and tf-keras (model.h5 by tf_keras 2.21). ssd: KIND
+        also keras3 (the cnn as model.keras and model.h5 saved by Keras 3, and sequential.keras), tf-keras (model.h5,
+        keras_saved_model/ and saved_model/ by tf_keras / TF 2.21) and keras3-gaps (layers TF.js lacks). ssd: KIND
         float (default) or quant (quantization-aware), as a model-zoo folder ssd_model/ and ssd_model.tar.gz.
         pytorch: KIND cnn, saturated, resnet, dense, inception, inception-v1 (GoogLeNet-style: LRN, ceil-mode
         pools, 1000 classes), fire or shuffle, as TorchScript, .pt2, state_dict + net.py and a pickled module.

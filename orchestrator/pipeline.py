@@ -30,10 +30,23 @@ class Job:
     producer: object = None  # producers.Producer: who wrote the input, when its format records it
     verification: verification_mod.Verification = None
     skipped: str = ""  # why there is no verification
+    preludes: list = field(default_factory=list)  # [Prelude]: model-valued options translated before the chain
 
     def stacks(self):
-        names = planner.stacks_of(self.chain)
+        names = [s for p in self.preludes for s in planner.stacks_of(p.chain)]
+        names += [s for s in planner.stacks_of(self.chain) if s not in names]
         return names + (self.verification.stacks() if self.verification else [])
+
+
+@dataclass
+class Prelude:
+    """A model given as an option that the step taking it cannot read (e.g. a Keras 3 --base_model for tf2): the
+    chain to the option's `translated_as` format runs on it first, and the step gets the result."""
+
+    option: str
+    chain: list
+    source: object  # inputs.Source of the option's file
+    producer: object
 
 
 @dataclass
@@ -69,7 +82,8 @@ def plan_job(source, input_path, to=routes.DEFAULT_TARGET, options=None, verify=
     if why:
         raise InputError(input_path, why)
     chain, values = plan(source, to, options, producer=producer)
-    job = Job(source, to, chain, values, formats.check(source, input_path, values), producer)
+    job = Job(source, to, chain, values, formats.check(source, input_path, values), producer,
+              preludes=plan_preludes(chain, values))
     if not verify:
         job.skipped = "--no-verify"
         return job
@@ -79,6 +93,40 @@ def plan_job(source, input_path, to=routes.DEFAULT_TARGET, options=None, verify=
     else:
         job.verification = verification_mod.Verification(check, values)
     return job
+
+
+def plan_preludes(chain, values):
+    """[Prelude] for the model-valued options (Option.model_format) whose file the step taking them cannot read."""
+    found = []
+    for name, value in values.items():
+        option = routes.OPTIONS[name]
+        if not (option.model_format and option.translated_as):
+            continue
+        consumer = next((step for step in chain if name in step.options), None)
+        fmt = formats.get(option.model_format)
+        producer = planner.newest_if_unrecorded(option.model_format, fmt.adapter.producer(value))
+        if consumer is None or producer is None or images.get_stack(consumer.stack).reads_file(producer):
+            continue
+        why = planner.unreadable(option.model_format, producer)
+        if why:
+            raise InputError(value, why)
+        steps = planner.plan(option.model_format, option.translated_as, producer=producer)
+        found.append(Prelude(name, steps, formats.check(option.model_format, value), producer))
+    return found
+
+
+def run_preludes(engine, job, ready, work, memory="8g", timeout=3600.0, log=None):
+    """Run each prelude; return (their step records, the values the chain runs with)."""
+    records, values = [], dict(job.values)
+    for prelude in job.preludes:
+        folder = work / f"option-{prelude.option}"
+        first = formats.get(prelude.chain[0].source).adapter.prepare(prelude.source, {}, folder / "input")
+        steps, produced = run_chain(engine, prelude.chain, {}, first, ready, folder, memory, timeout, log)
+        records += [{**record, "for_option": prelude.option, "producer": prelude.producer.to_json()}
+                    for record in steps]
+        result = produced[prelude.chain[-1].target]
+        values[prelude.option] = result.folder / result.artifact
+    return records, values
 
 
 # -- run the chain ---------------------------------------------------------------------------------------------
@@ -101,13 +149,13 @@ def as_input(produced):
     return Mounted({str(produced.folder): protocol.MODEL_DIR}, f"{protocol.MODEL_DIR}/{produced.artifact}")
 
 
-def run_chain(engine, job, first, ready, work, memory="8g", timeout=3600.0, log=None):
+def run_chain(engine, chain, values, first, ready, work, memory="8g", timeout=3600.0, log=None):
     """Run every step in its stack; return (the manifest's step records, {format: Produced})."""
     records, produced, model = [], {}, first
-    for i, step in enumerate(job.chain, 1):
-        run = step_run(i, step, model, job.values, ready, work)
+    for i, step in enumerate(chain, 1):
+        run = step_run(i, step, model, values, ready, work)
         if log:
-            log(f"step {i}/{len(job.chain)}: {step.name} ({step.source} -> {step.target}) in {run.image.tag}")
+            log(f"step {i}/{len(chain)}: {step.name} ({step.source} -> {step.target}) in {run.image.tag}")
         meta, result = execute(engine, run, memory=memory, timeout=timeout, log=log)
         records.append({
             "name": step.name, "from": step.source, "to": step.target, "stack": step.stack,
@@ -192,7 +240,9 @@ def convert(engine, source, input_path, output_dir, to=routes.DEFAULT_TARGET, op
         input_hashes = job.input.hashes()
         first = formats.get(source).adapter.prepare(job.input, job.values, stage.work / "input")
         ready = images.ready(engine, job.stacks(), build_missing, build_options, log)
-        steps, produced = run_chain(engine, job, first, ready, stage.work, memory, timeout, log)
+        translated, values = run_preludes(engine, job, ready, stage.work, memory, timeout, log)
+        steps, produced = run_chain(engine, job.chain, values, first, ready, stage.work, memory, timeout, log)
+        steps = translated + steps
         converted_at = time.monotonic()
         verification = verify_stage(engine, job, first, produced, ready, stage.work, stage.path / "verification",
                                     memory, timeout, log)

@@ -188,10 +188,14 @@ def alternatives(chain, steps=routes.STEPS):
     return found
 
 
-def describe_plan(chain, values=None, producer=None):
+def describe_plan(chain, values=None, producer=None, preludes=()):
     from orchestrator import images, options, verify
 
     lines = [f"{chain[0].source} -> {chain[-1].target}: {len(chain)} step(s)"]
+    for prelude in preludes:
+        steps = ", ".join(f"{s.name} in stack {s.stack}" for s in prelude.chain)
+        lines.append(f"  --{prelude.option}: written by {prelude.producer.describe()}, which the step taking it "
+                     f"cannot read: first {steps}")
     if producer is not None:
         first = images.get_stack(chain[0].stack)
         why = dict(first.reads).get(producer.library)

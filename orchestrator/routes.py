@@ -24,6 +24,8 @@ class Option:
     replaced_by: tuple = ()  # deprecated: (value, option) pairs; the value sets that option instead
     names_artifact: str = ""  # the file name of this format's artifact in OUTPUT_DIR (the host renames it)
     model_format: str = ""  # a path option holding a model of this format (checked like an INPUT of it)
+    translated_as: str = ""  # when the step taking it cannot read who wrote that model (stack.json "reads"), the
+    #                          planner's chain to this format runs on it first (e.g. a Keras 3 base into Keras 2)
     only_to: tuple = ()  # the option means something only for these targets
     new_reference: bool = False  # the step that takes it changes what the model computes: verification's
     #                              reference is that step's artifact, not the user's input
@@ -112,8 +114,9 @@ OPTIONS = {o.name: o for o in (
     Option("weights_path_prefix", "path", "folder holding the weight shards of a TF.js model.json kept elsewhere"),
     Option("model_tflite", "str", "file name of the .tflite written into OUTPUT_DIR (default model.tflite)",
            names_artifact="tflite"),
-    Option("base_model", "path", "Keras .h5 base network to put a TF.js head under (with --base_layer)",
-           together="base_layer", model_format="keras", only_to=("tflite",), new_reference=True),
+    Option("base_model", "path", "Keras base network (.h5 or .keras, any Keras version a stack reads) to put a TF.js "
+           "head under (with --base_layer)", together="base_layer", model_format="keras", translated_as="keras2",
+           only_to=("tflite",), new_reference=True),
     Option("base_layer", "str", "layer of --base_model whose output feeds the head", together="base_model"),
     # PyTorch -> ONNX (torch stack)
     Option("input_shape", "shapes", "input shapes of the PyTorch model, e.g. 1,3,224,224 (several inputs: "

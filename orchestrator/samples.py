@@ -29,12 +29,13 @@ KERAS_KINDS = ("cnn", "saturated", "saturated-scaled", "mlp", "multi", "head", "
 # "saturated": logits in the hundreds, so the softmax is one-hot on any input; "saturated-scaled": the same, its
 # softmax followed by a rescaling (nothing marks where its logits are)
 TORCH_KINDS = ("cnn", "saturated", "resnet", "dense", "inception", "fire", "shuffle", "inception-v1")
-# the Keras files people save today, made in the keras3 stack: "keras3" (model.keras and model.h5 by Keras 3.15),
-# "tf-keras" (model.h5 by tf_keras 2.21)
-NEW_KERAS = Sample("keras3", "make_keras.py", ("keras3", "tf-keras"))
+# the Keras files people save today, made in the keras3 stack: "keras3" (model.keras, model.h5 and sequential.keras
+# by Keras 3.15), "tf-keras" (model.h5, keras_saved_model/ and saved_model/ by tf_keras / TF 2.21), "keras3-gaps"
+# (layers a TF.js layers model cannot hold)
+NEW_KERAS = Sample("keras3", "make_keras.py", ("keras3", "tf-keras", "keras3-gaps"))
 SAMPLES = {
     "keras": Sample("tf2", "make_model.py", KERAS_KINDS, by_format=True,
-                    elsewhere=(("keras3", NEW_KERAS), ("tf-keras", NEW_KERAS))),
+                    elsewhere=(("keras3", NEW_KERAS), ("tf-keras", NEW_KERAS), ("keras3-gaps", NEW_KERAS))),
     "keras_saved_model": Sample("tf2", "make_model.py", KERAS_KINDS, by_format=True),
     "tf_saved_model": Sample("tf2", "make_model.py", KERAS_KINDS, by_format=True),
     "tf_frozen_model": Sample("tf2", "make_model.py", KERAS_KINDS, by_format=True),

@@ -41,3 +41,15 @@ def samples(stack_images, tmp_path_factory):
         assert proc.returncode == 0, proc.stderr[-2000:]
         made[(fmt, kind)] = out
     return made
+
+
+# a trained head merged under a base network (the gesture-classifier case): test_e2e_tfjs.py, test_e2e_keras3.py
+@pytest.fixture(scope="session")
+def head_and_base(stack_images, tmp_path_factory):
+    root = tmp_path_factory.mktemp("merge")
+    for kind in ("cnn", "head"):
+        proc = cli("sample", "keras", root / kind, "--kind", kind)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    proc = cli("convert", "keras", root / "head" / "model.h5", root / "head_tfjs", "--to", "tfjs_layers_model")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return root / "cnn" / "model.h5", root / "head_tfjs" / "model.json"

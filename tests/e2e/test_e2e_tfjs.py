@@ -163,17 +163,6 @@ def test_malformed_json(layers_model, tmp_path):
 
 
 # -- a trained head merged under a base network (the gesture-classifier case) ---------------------
-@pytest.fixture(scope="session")
-def head_and_base(stack_images, tmp_path_factory):
-    root = tmp_path_factory.mktemp("merge")
-    for kind in ("cnn", "head"):
-        proc = cli("sample", "keras", root / kind, "--kind", kind)
-        assert proc.returncode == 0, proc.stderr[-2000:]
-    proc = cli("convert", "keras", root / "head" / "model.h5", root / "head_tfjs", "--to", "tfjs_layers_model")
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    return root / "cnn" / "model.h5", root / "head_tfjs" / "model.json"
-
-
 def test_head_merged_under_base_to_tflite(head_and_base, tmp_path):
     base, head = head_and_base
     m = convert("tfjs_layers_model", head, tmp_path / "out", "--to", "tflite", "--base-model", base,

@@ -183,3 +183,34 @@ def test_a_saved_model_recording_no_version_goes_to_the_newest_stack(tmp_path):
     job = pipeline.plan_job("tf_saved_model", saved_model_dir(tmp_path / "sm"), "tflite")
     assert [s.stack for s in job.chain] == ["keras3"]
     assert job.producer.to_json()["assumed"].startswith("the file records no version")
+
+
+# -- a model given as an option (--base_model) that the step taking it cannot read ----------------------------
+def tfjs_head(folder):
+    folder.mkdir()
+    (folder / "model.json").write_text(json.dumps({"format": "layers-model", "modelTopology": {},
+                                                   "weightsManifest": []}))
+    return folder / "model.json"
+
+
+@pytest.mark.parametrize("base, prelude", [("3.15.1", ["keras3_to_keras2"]), ("2.21.0", ["keras3_to_keras2"]),
+                                           ("2.15.0", None)])
+def test_a_base_model_tf2_cannot_read_is_translated_into_keras2_first(tmp_path, base, prelude):
+    path = keras_h5(tmp_path / "base.h5", base)
+    job = pipeline.plan_job("tfjs_layers_model", tfjs_head(tmp_path / "head"), "tflite",
+                            {"base_model": str(path), "base_layer": "features"})
+    assert [s.name for s in job.chain] == ["tfjs_layers_to_keras", "keras_to_tflite"]
+    if prelude is None:
+        assert job.preludes == [] and job.stacks()[0] == "tf2"
+        return
+    (found,) = job.preludes
+    assert (found.option, [s.name for s in found.chain], found.producer.version) == ("base_model", prelude, base)
+    assert job.stacks()[:2] == ["keras3", "tf2"]  # the translation's stack is ready before the chain runs
+    assert job.verification.check.reference_format == "keras"  # still the merged model, as with a Keras 2 base
+
+
+def test_a_base_model_no_stack_reads_is_refused_naming_it(tmp_path):
+    path = keras_h5(tmp_path / "base.h5", "3.16.0")
+    with pytest.raises(InputError, match=r"base.h5: written by Keras 3.16.0"):
+        pipeline.plan_job("tfjs_layers_model", tfjs_head(tmp_path / "head"), "tflite",
+                          {"base_model": str(path), "base_layer": "features"})

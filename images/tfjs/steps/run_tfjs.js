@@ -258,7 +258,8 @@ function ulpPerturbed(batches, seed) {
 
 function specsOf(model, format) {
   if (format === 'tfjs_layers_model') {
-    const names = model.inputNames || model.inputs.map(t => t.name);
+    // a TF.js Sequential reports no inputNames: its input tensors are named after their InputLayer
+    const names = model.inputNames && model.inputNames.length ? model.inputNames : model.inputs.map(t => t.name.split('/')[0]);
     const ranges = {};
     for (const layer of model.layers) {  // an Embedding fed by a model input takes its vocabulary as range
       if (layer.getClassName() !== 'Embedding' || !layer.inboundNodes.length) continue;
@@ -291,7 +292,7 @@ function logitPlan(model, format, doc) {
       }
     });
   } else {
-    model.outputLayers.forEach((layer, i) => {
+    outputLayersOf(model).forEach((layer, i) => {
       const act = layer.activation && layer.activation.getClassName ? layer.activation.getClassName() : '';
       if (['softmax', 'sigmoid'].includes(String(act).toLowerCase())) {
         plan.ops[i] = act;
@@ -300,6 +301,17 @@ function logitPlan(model, format, doc) {
     });
   }
   return plan;
+}
+
+// A layers model's outputs by layer name, as Keras names them. A TF.js Sequential keeps its layers in an inner model
+// and reports no outputNames (nor outputLayers): its output tensor is named LAYER/LAYER.
+function layerOutputNames(model) {
+  return model.outputNames && model.outputNames.length ? model.outputNames : model.outputs.map(t => t.name.split('/')[0]);
+}
+
+function outputLayersOf(model) {
+  return model.outputLayers && model.outputLayers.length ? model.outputLayers
+    : layerOutputNames(model).map(name => model.getLayer(name));
 }
 
 function tensorsOf(specs, batches, i) {
@@ -313,7 +325,7 @@ function tensorsOf(specs, batches, i) {
 
 async function runAll(model, format, specs, batches, plan) {
   const count = batches[specs[0].name].shape[0];
-  const names = format === 'tfjs_layers_model' ? model.outputNames : model.outputs.map(t => t.name.replace(/:0$/, ''));
+  const names = format === 'tfjs_layers_model' ? layerOutputNames(model) : model.outputs.map(t => t.name.replace(/:0$/, ''));
   const collected = names.map(() => []);
   const logits = {};
   let shapes = null;
