@@ -51,21 +51,67 @@ def input_specs(model):
             for name, t in zip(names, model.inputs)]
 
 
+
+
+LOGIT_ACTIVATIONS = {"softmax": "Softmax", "sigmoid": "Sigmoid"}
+
+
+def output_layers(model):
+    """The layer writing each output (Keras 3 and tf_keras both keep it in the tensor's _keras_history)."""
+    found = []
+    for t in model.outputs:
+        history = getattr(t, "_keras_history", None)
+        found.append(history[0] if history else None)
+    return found
+
+
 def output_names(model):
+    """The outputs by the name of the layer writing them, as Keras 2 and TF.js name them (a Keras 3 Sequential's
+    own output_names are its tensors' generated names, e.g. keras_tensor_9)."""
+    layers = output_layers(model)
+    if all(layers) and len({layer.name for layer in layers}) == len(layers):
+        return [layer.name for layer in layers]
     names = getattr(model, "output_names", None) or [t.name for t in model.outputs]
     return [str(n).split(":")[0] for n in names]
 
 
 class KerasModel:
-    """A Keras 3 or tf_keras model as verification runs it."""
+    """A Keras 3 or tf_keras model as verification runs it, with the logits of outputs whose layer ends in a
+    softmax or sigmoid activation (that layer run once more with its activation made linear)."""
 
     def __init__(self, path):
         self.model, self.facts = load(path)
         self.inputs = input_specs(self.model)
         self.output_names = output_names(self.model)
+        self._logit_layers = {}
+        for i, layer in enumerate(output_layers(self.model)):
+            name = getattr(getattr(layer, "activation", None), "__name__", "")
+            if name in LOGIT_ACTIVATIONS:
+                self._logit_layers[i] = layer
 
-    def run(self, feeds):
+    @property
+    def logit_ops(self):
+        return {self.output_names[i]: LOGIT_ACTIVATIONS[layer.activation.__name__]
+                for i, layer in self._logit_layers.items()}
+
+    def _call(self, feeds):
         xs = [feeds[s.name] for s in self.inputs]
         outs = self.model(xs if len(xs) > 1 else xs[0], training=False)
-        outs = outs if isinstance(outs, (list, tuple)) else [outs]
-        return [(n, np.asarray(o)) for n, o in zip(self.output_names, outs)]
+        return outs if isinstance(outs, (list, tuple)) else [outs]
+
+    def run(self, feeds):
+        return [(n, np.asarray(o)) for n, o in zip(self.output_names, self._call(feeds))]
+
+    def run_logits(self, feeds):
+        if not self._logit_layers:
+            return {}
+        saved = {i: layer.activation for i, layer in self._logit_layers.items()}
+        linear = (lambda x: x)
+        try:
+            for layer in self._logit_layers.values():
+                layer.activation = linear
+            outs = self._call(feeds)
+        finally:
+            for i, layer in self._logit_layers.items():
+                layer.activation = saved[i]
+        return {self.output_names[i]: np.asarray(outs[i]) for i in self._logit_layers}

@@ -47,6 +47,32 @@ def serialize(model, facts):
     return library.saving.serialize_keras_object(model)
 
 
+SELF_CHECK_TOLERANCE = 1e-4  # of the output scale: the two models hold the same float32 weights
+
+
+def self_check(original, rebuilt, specs, seed=0):
+    """Run the original and its Keras 2 form on the same random inputs: the largest difference relative to the
+    output scale (a translation that changes what the model computes fails the step here, not later)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    feeds = []
+    for spec in specs:
+        shape = [2] + [d if d else 4 for d in list(spec.shape)[1:]]
+        if np.issubdtype(spec.dtype, np.integer):
+            feeds.append(rng.integers(0, 2, shape).astype(spec.dtype))
+        else:
+            feeds.append(rng.uniform(-1, 1, shape).astype(spec.dtype))
+    x = feeds if len(feeds) > 1 else feeds[0]
+    a, b = original(x, training=False), rebuilt(x, training=False)
+    a, b = (list(v) if isinstance(v, (list, tuple)) else [v] for v in (a, b))
+    worst = 0.0
+    for u, v in zip(a, b):
+        u, v = np.asarray(u, np.float64), np.asarray(v, np.float64)
+        worst = max(worst, float(np.max(np.abs(u - v))) / max(float(np.max(np.abs(u))), 1e-12))
+    return worst
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--input", required=True)
@@ -88,12 +114,17 @@ def main():
         except ValueError as exc:
             fail(f"{name}: layer '{layer.name}': its weights do not fit its Keras 2 form ({first_line(exc)})")
         copied += len(weights)
+    error = self_check(model, rebuilt, keras_files.input_specs(model))
+    if not error <= SELF_CHECK_TOLERANCE:
+        fail(f"{name}: its Keras 2 form computes something else (max error {error:.3g} of the output scale on random "
+             "inputs)")
     target = os.path.join(args.out, "model.h5")
     rebuilt.save(target, save_format="h5")
     with h5py.File(target, "r+") as f:  # what tf_keras 2.21 re-serializes adds keys Keras 2.15 does not know
         f.attrs["model_config"] = json.dumps(config)
     step_done(args.out, ["model.h5"], producer=facts,
               keras2={"written_by": f"tf_keras {tf_keras.__version__}", "weights_copied": copied,
+                      "self_check_max_error": error,
                       "dropped_neutral_keys": translator.dropped[:50], "dropped_count": len(translator.dropped)})
 
 
