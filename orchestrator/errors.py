@@ -81,3 +81,12 @@ class BuildFailed(EnvironmentProblem):
         self.log_tail = log_tail
         last = [ln for ln in log_tail.splitlines() if ln.strip()]
         super().__init__(f"building {image} failed" + (f": {last[-1].strip()}" if last else ""))
+
+
+class AttemptsFailed(OrchestratorError):
+    """No attempt of a step-choosing option given "auto" (e.g. --converter auto) gave a verified result. The exit
+    code is 4 when every attempt ran and failed verification, else 3 (an attempt's step failed)."""
+
+    def __init__(self, message, exit_code):
+        super().__init__(message)
+        self.exit_code = exit_code

@@ -6,13 +6,14 @@ import datetime
 import json
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from orchestrator import __version__, formats, images, planner, protocol, routes
 from orchestrator import options as opts_mod
 from orchestrator import verify as verification_mod
-from orchestrator.errors import InputError, UsageError
+from orchestrator.errors import AttemptsFailed, EnvironmentProblem, InputError, OrchestratorError, UsageError
+from orchestrator.errors import VerificationFailed
 from orchestrator.inputs import Mounted, file_hashes, sha256_file
 from orchestrator.runner import StepRun, execute
 from orchestrator.staging import Staging
@@ -31,8 +32,15 @@ class Job:
     verification: verification_mod.Verification = None
     skipped: str = ""  # why there is no verification
     preludes: list = field(default_factory=list)  # [Prelude]: model-valued options translated before the chain
+    attempts: list = field(default_factory=list)  # [(value, Job)]: a step-choosing option given "auto"
+    auto: str = ""  # that option's name
 
     def stacks(self):
+        if self.attempts:
+            names = []
+            for _, job in self.attempts:
+                names += [s for s in job.stacks() if s not in names]
+            return names
         names = [s for p in self.preludes for s in planner.stacks_of(p.chain)]
         names += [s for s in planner.stacks_of(self.chain) if s not in names]
         return names + (self.verification.stacks() if self.verification else [])
@@ -75,12 +83,24 @@ def plan(source, to, options=None, complete=True, producer=None):
     return chain, opts_mod.validate(chain, options or {}, complete=complete)
 
 
+def auto_option(options):
+    """(key as given, option name) of the step-choosing option (a Step.when) given the value "auto", or None."""
+    for key, value in (options or {}).items():
+        name = str(key).replace("-", "_")
+        if str(value) == "auto" and any(step.when and step.when[0] == name for step in routes.STEPS):
+            return key, name
+    return None
+
+
 def plan_job(source, input_path, to=routes.DEFAULT_TARGET, options=None, verify=True):
     """Plan a conversion and check its input; no container runs."""
     producer = producer_of(source, input_path)
     why = planner.unreadable(source, producer)
     if why:
         raise InputError(input_path, why)
+    auto = auto_option(options)
+    if auto:
+        return plan_attempts(source, input_path, to, options, verify, producer, *auto)
     chain, values = plan(source, to, options, producer=producer)
     job = Job(source, to, chain, values, formats.check(source, input_path, values), producer,
               preludes=plan_preludes(chain, values))
@@ -93,6 +113,18 @@ def plan_job(source, input_path, to=routes.DEFAULT_TARGET, options=None, verify=
     else:
         job.verification = verification_mod.Verification(check, values)
     return job
+
+
+def plan_attempts(source, input_path, to, options, verify, producer, key, name):
+    """One job per value of option `name` that gives a route; the first one stands for all of them."""
+    if not verify:
+        raise UsageError(f"--{name} auto keeps the result that verifies: it cannot run with --no-verify")
+    values = planner.choosing_values(name, source, to, producer=producer)
+    if not values:
+        raise UsageError(f"--{name} auto: no route from {source} to {to} has a choice of --{name}")
+    attempts = [(value, plan_job(source, input_path, to, {**options, key: value}, verify)) for value in values]
+    first = attempts[0][1]
+    return replace(first, values={**first.values, name: "auto"}, attempts=attempts, auto=name)
 
 
 def plan_preludes(chain, values):
@@ -178,10 +210,8 @@ def verify_stage(engine, job, first, produced, ready, work, keep_dir, memory="8g
     check = job.verification.check
     reference = first if check.reference_format == job.source else as_input(produced[check.reference_format])
     final = produced[job.to]
-    record = job.verification.run(engine, reference, final.folder / final.artifact, ready, work, keep_dir,
-                                  memory=memory, timeout=timeout, log=log)
-    verification_mod.check(record)
-    return record
+    return job.verification.run(engine, reference, final.folder / final.artifact, ready, work, keep_dir,
+                                memory=memory, timeout=timeout, log=log)
 
 
 # -- place the artifacts and write the manifest ----------------------------------------------------------------
@@ -231,6 +261,80 @@ def manifest_of(job, input_hashes, first, steps, placed, stage, verification, st
 
 
 # -- the whole conversion ------------------------------------------------------------------------------------
+@dataclass
+class Outcome:
+    """What running one job left: its step records, artifacts and verification record."""
+
+    job: Job
+    first: Mounted
+    steps: list
+    produced: dict
+    verification: dict
+    converted_at: float
+
+    def checked(self):
+        """Raise VerificationFailed unless its verification passed (or was skipped)."""
+        if not self.verification.get("skipped"):
+            verification_mod.check(self.verification)
+        return self
+
+
+def run_job(engine, job, work, keep_dir, ready, memory="8g", timeout=3600.0, log=None):
+    first = formats.get(job.source).adapter.prepare(job.input, job.values, work / "input")
+    translated, values = run_preludes(engine, job, ready, work, memory, timeout, log)
+    steps, produced = run_chain(engine, job.chain, values, first, ready, work, memory, timeout, log)
+    converted_at = time.monotonic()
+    verification = verify_stage(engine, job, first, produced, ready, work, keep_dir, memory, timeout, log)
+    return Outcome(job, first, translated + steps, produced, verification, converted_at)
+
+
+def run_attempts(engine, job, stage, ready, memory="8g", timeout=3600.0, log=None):
+    """Run every attempt; return (the chosen Outcome, the manifest's attempt records). The chosen one verified and
+    has the fewest TRANSPOSE ops, then the smallest artifact. Raise AttemptsFailed when none verified."""
+    tried = []
+    for value, sub in job.attempts:
+        work = stage.work / f"attempt-{value}"
+        if log:
+            log(f"attempt: --{job.auto} {value}")
+        outcome, error = None, None
+        started = time.monotonic()
+        try:
+            outcome = run_job(engine, sub, work, work / "verification", ready, memory, timeout, log)
+            outcome.checked()
+        except EnvironmentProblem:
+            raise
+        except OrchestratorError as exc:  # a failed step, a rejected input or a failed verification
+            error = exc
+        tried.append((value, outcome, error, round(time.monotonic() - started, 2)))
+    records = [attempt_record(job.auto, *one) for one in tried]
+    passed = [(record, outcome) for record, (_, outcome, error, _) in zip(records, tried) if error is None]
+    if not passed:
+        failed_checks = all(isinstance(error, VerificationFailed) for _, _, error, _ in tried)
+        raise AttemptsFailed(f"--{job.auto} auto: no attempt gave a verified result: "
+                             + "; ".join(f"{r[job.auto]}: {r['error']}" for r in records), 4 if failed_checks else 3)
+    record, chosen = min(passed, key=lambda pair: (pair[0].get("transpose_ops") or 0, pair[0]["size_bytes"]))
+    record["chosen"] = True
+    return chosen, records
+
+
+def attempt_record(name, value, outcome, error, seconds):
+    record = {name: value, "seconds": seconds, "passed": error is None}
+    if outcome is not None:
+        final = outcome.produced[outcome.job.to]
+        path = final.folder / final.artifact
+        record.update(route=[s.name for s in outcome.job.chain],
+                      size_bytes=sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir()
+                      else path.stat().st_size)
+        v = outcome.verification
+        if v.get("outputs"):
+            record["max_rel_err"] = max(o.get("max_rel_err", 0.0) for o in v["outputs"])
+        if "transpose_ops" in v:
+            record["transpose_ops"] = v["transpose_ops"]
+    if error is not None:
+        record["error"] = str(error)
+    return record
+
+
 def convert(engine, source, input_path, output_dir, to=routes.DEFAULT_TARGET, options=None, verify=True, force=False,
             build_missing=True, memory="8g", timeout=3600.0, log=None, build_options=None):
     """Convert and return the manifest (a dict). Raises OrchestratorError subclasses."""
@@ -238,16 +342,22 @@ def convert(engine, source, input_path, output_dir, to=routes.DEFAULT_TARGET, op
     job = plan_job(source, input_path, to, options, verify)
     with Staging(output_dir, force) as stage:
         input_hashes = job.input.hashes()
-        first = formats.get(source).adapter.prepare(job.input, job.values, stage.work / "input")
         ready = images.ready(engine, job.stacks(), build_missing, build_options, log)
-        translated, values = run_preludes(engine, job, ready, stage.work, memory, timeout, log)
-        steps, produced = run_chain(engine, job.chain, values, first, ready, stage.work, memory, timeout, log)
-        steps = translated + steps
-        converted_at = time.monotonic()
-        verification = verify_stage(engine, job, first, produced, ready, stage.work, stage.path / "verification",
-                                    memory, timeout, log)
-        placed = place_artifacts(job, produced, stage)
-        manifest = manifest_of(job, input_hashes, first, steps, placed, stage, verification, started, converted_at)
+        attempts = None
+        if job.attempts:
+            outcome, attempts = run_attempts(engine, job, stage, ready, memory, timeout, log)
+            # the chosen attempt's verification arrays are kept with the artifacts
+            (stage.work / f"attempt-{outcome.job.values[job.auto]}" / "verification").rename(
+                stage.path / "verification")
+        else:
+            outcome = run_job(engine, job, stage.work, stage.path / "verification", ready, memory, timeout,
+                              log).checked()
+        placed = place_artifacts(outcome.job, outcome.produced, stage)
+        manifest = manifest_of(outcome.job, input_hashes, outcome.first, outcome.steps, placed, stage,
+                               outcome.verification, started, outcome.converted_at)
+        if attempts is not None:
+            manifest["options"][job.auto] = "auto"
+            manifest["attempts"] = attempts
         (stage.path / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n")
         manifest["output_dir"] = str(stage.commit())
         return manifest
@@ -283,5 +393,25 @@ def verify_files(engine, source, input_path, result_path, to=routes.DEFAULT_TARG
 
 def summary(manifest):
     arts = ", ".join(manifest["artifacts"])
-    return (f"{manifest['route']['from']} -> {manifest['route']['to']}: {manifest['output_dir']}/{{{arts}, "
+    line = (f"{manifest['route']['from']} -> {manifest['route']['to']}: {manifest['output_dir']}/{{{arts}, "
             f"manifest.json}}; {verification_mod.describe(manifest['verification'])}")
+    if manifest.get("attempts"):
+        line += "; " + attempts_line(manifest["attempts"])
+    return line
+
+
+def attempts_line(attempts):
+    """e.g. 'chose --converter litert-torch (2 TRANSPOSE, 1.2 MB) over onnx2tf (6 TRANSPOSE, 1.3 MB)'."""
+    def facts(a):
+        if not a["passed"]:
+            return "failed"
+        return f"{a.get('transpose_ops', '?')} TRANSPOSE, {a['size_bytes'] / 1e6:.3g} MB"
+
+    name = next(k for k in attempts[0] if k not in ATTEMPT_FIELDS)
+    chosen = next(a for a in attempts if a.get("chosen"))
+    others = [a for a in attempts if a is not chosen]
+    return (f"chose --{name} {chosen[name]} ({facts(chosen)})"
+            + (" over " + ", ".join(f"{a[name]} ({facts(a)})" for a in others) if others else ""))
+
+
+ATTEMPT_FIELDS = ("seconds", "passed", "route", "size_bytes", "max_rel_err", "transpose_ops", "error", "chosen")

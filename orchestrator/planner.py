@@ -13,6 +13,32 @@ def _edges(steps):
     return graph
 
 
+def when_values(step):
+    """The values of its step-choosing option that choose `step` (None: the option not given)."""
+    value = step.when[1]
+    return value if isinstance(value, tuple) else (value,)
+
+
+def chosen(step, given):
+    name = step.when[0]
+    return str(given.get(name, routes.OPTIONS[name].default)) in {str(v) for v in when_values(step)}
+
+
+def choosing_values(name, source, to, steps=routes.STEPS, producer=None):
+    """The values of step-choosing option `name` that each give a route from `source` to `to`, in step order."""
+    found = []
+    for step in steps:
+        for value in (v for v in when_values(step) if v is not None) if step.when and step.when[0] == name else ():
+            if value in found:
+                continue
+            try:
+                plan(source, to, steps, {name: value}, producer, explain=False)
+            except UsageError:
+                continue
+            found.append(value)
+    return found
+
+
 def applicable(steps, given=None, source=None, producer=None):
     """Steps whose `when` condition holds for the given options (an absent option has its default), and, for the
     steps reading the user's file (from `source`), whose stack reads what `producer` wrote (stack.json "reads")."""
@@ -22,10 +48,8 @@ def applicable(steps, given=None, source=None, producer=None):
     stacks = images.discover_stacks() if producer is not None else {}
     keep = []
     for step in steps:
-        if step.when:
-            name, value = step.when
-            if str(given.get(name, routes.OPTIONS[name].default)) != str(value):
-                continue
+        if step.when and not chosen(step, given):
+            continue
         if producer is not None and step.source == source and not reads(stacks[step.stack], step, producer):
             continue
         keep.append(step)
@@ -93,7 +117,7 @@ def reachable(source, steps=routes.STEPS):
     return chains
 
 
-def plan(source, to="tflite", steps=routes.STEPS, given=None, producer=None):
+def plan(source, to="tflite", steps=routes.STEPS, given=None, producer=None, explain=True):
     """The shortest chain of steps converting `source` into `to` (ties: declaration order).
     `given` options choose between alternative steps (e.g. --converter); `producer` (who wrote the input file)
     keeps the first step in a stack that reads it."""
@@ -102,13 +126,21 @@ def plan(source, to="tflite", steps=routes.STEPS, given=None, producer=None):
     why = unreadable(source, producer, steps)
     if why:
         raise UsageError(why)
-    steps = applicable(steps, given, source, producer)
+    all_steps, steps = steps, applicable(steps, given, source, producer)
     if source == to and not any(s.source == s.target == source for s in steps):
         raise UsageError(f"nothing to convert: FROM and TO are both '{source}'")
     direct = [s for s in steps if s.source == source and s.target == to]
     if direct:
         return [direct[0]]
     chains = reachable(source, steps)
+    choosing = {k.replace("-", "_"): v for k, v in (given or {}).items()
+                if any(s.when and s.when[0] == k.replace("-", "_") for s in all_steps)}
+    if to not in chains and choosing and explain:
+        name, value = next(iter(choosing.items()))
+        others = choosing_values(name, source, to, all_steps, producer)
+        raise UsageError(f"no route from {source} to {to} with --{name} {value}"
+                         + (f"; --{name} here: {', '.join(others + ['auto'] if len(others) > 1 else others)}"
+                            if others else ""))
     if to not in chains:
         targets = sorted(chains)
         where = ", ".join(targets) if targets else "nothing (no route starts there yet)"
@@ -177,8 +209,8 @@ def alternatives(chain, steps=routes.STEPS):
     """Chains chosen by a non-default value of a step-choosing option: [("option value", chain)]."""
     found = []
     for step in steps:
-        if step.when and step not in chain:
-            name, value = step.when
+        if step.when and step not in chain and any(v is not None for v in when_values(step)):
+            name, value = step.when[0], next(v for v in when_values(step) if v is not None)
             try:
                 alt = plan(chain[0].source, chain[-1].target, steps, {name: value})
             except UsageError:

@@ -51,7 +51,8 @@ class Step:
     route_flags: tuple = ()  # "--from"/"--to": the script is told the step's source/target format by these flags
     options: tuple = ()  # names of Options this step's script takes
     choices: tuple = ()  # (option, allowed values) pairs narrowing an option's choices for this step
-    when: tuple = ()  # (option, value): the step is chosen only when the option has that value (host-side)
+    when: tuple = ()  # (option, value or values): chosen only when the option has that value (None: not given);
+    #                   the value "auto" tries every value that gives a route and keeps the best verified result
     required: tuple = ()  # options the step cannot do without
     checks_itself: bool = False  # judges its own attempts on the verification's input plan (gets --plan)
     result_runner: Runner = None  # its result runs in this runner (it knows what the step changed, e.g. the
@@ -92,8 +93,10 @@ OPTIONS = {o.name: o for o in (
     Option("max_detections", "int", "detections kept by the post-processing op", default=10),
     Option("max_classes_per_detection", "int", "classes per detection in the post-processing op", default=1),
     Option("use_regular_nms", "bool", "regular (per-class) NMS instead of the fast variant", default=False),
-    Option("converter", "choice", "TFLite converter for SSD graphs: TOCO (TF1) or the MLIR converter (TF2)",
-           ("toco", "mlir"), "toco"),
+    Option("converter", "choice", "the converter of a route that has several: SSD graphs: toco (TF1, default) or "
+           "mlir (TF2); PyTorch: onnx2tf (through ONNX, default) or litert-torch; auto tries each and keeps the "
+           "verified result with the fewest TRANSPOSE ops, then the smaller file",
+           ("toco", "mlir", "onnx2tf", "litert-torch", "auto")),
     Option("mean_values", "float", "uint8 input: real = (q - mean) / std", default=128.0),
     Option("std_dev_values", "float", "uint8 input: real = (q - mean) / std", default=127.0),
     Option("default_ranges_min", "float", "range for tensors without one, for uint8 of a float-trained graph"),
@@ -238,9 +241,9 @@ STEPS = (
          required=("input_shape",)),
     Step("onnx_to_tflite", "onnx", "tflite", "onnx2tf", "onnx2tf_convert.py", ("--to",),
          ONNX2TF_TFLITE_OPTIONS, choices=(("quantize", ("none", "float16", "dynamic", "int8", "int8-full")),),
-         checks_itself=True, result_runner=Runner("tflite", "onnx2tf")),
+         when=("converter", ("onnx2tf", None)), checks_itself=True, result_runner=Runner("tflite", "onnx2tf")),
     Step("onnx_to_tf_saved_model", "onnx", "tf_saved_model", "onnx2tf", "onnx2tf_convert.py",
-         ("--to",), ONNX2TF_OPTIONS, checks_itself=True,
+         ("--to",), ONNX2TF_OPTIONS, when=("converter", ("onnx2tf", None)), checks_itself=True,
          result_runner=Runner("tf_saved_model", "onnx2tf")),
     Step("darknet_to_keras", "darknet", "keras", "tf2", "darknet_to_keras.py"),
     # JAX / Flax -> SavedModel (jax2tf, as tensorflowjs' convert_jax does it), then the TF.js or TFLite converter
@@ -250,7 +253,7 @@ STEPS = (
     # the exported graph (in TF1) is the reference of the .tflite with its post-processing op
     Step("ssd_export", "ssd", "ssd_graph", "tf1", "ssd_export.py", (), SSD_EXPORT_OPTIONS),
     Step("ssd_toco", "ssd_graph", "tflite", "tf1", "ssd_toco.py", (), SSD_CONVERT_OPTIONS,
-         choices=(("quantize", ("none", "uint8")),), when=("converter", "toco"), result_runner=SSD_RESULT),
+         choices=(("quantize", ("none", "uint8")),), when=("converter", ("toco", None)), result_runner=SSD_RESULT),
     Step("ssd_mlir", "ssd_graph", "tflite", "tf2", "ssd_mlir.py", (), SSD_CONVERT_OPTIONS,
          choices=(("quantize", ("none", "uint8")), ("graphviz", (False,))), when=("converter", "mlir"),
          result_runner=SSD_RESULT),
