@@ -32,10 +32,11 @@ def choosing_values(name, source, to, steps=routes.STEPS, producer=None):
             if value in found:
                 continue
             try:
-                plan(source, to, steps, {name: value}, producer, explain=False)
+                chain = plan(source, to, steps, {name: value}, producer, explain=False)
             except UsageError:
                 continue
-            found.append(value)
+            if any(s.when and s.when[0] == name for s in chain):  # the value chose a step of the route
+                found.append(value)
     return found
 
 

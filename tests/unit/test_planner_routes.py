@@ -53,7 +53,16 @@ def test_ssd_route_and_its_converter_alternative():
 
 def test_converter_option_chooses_the_step():
     assert [s.name for s in planner.plan("ssd", "tflite")] == ["ssd_export", "ssd_toco"]
+    assert [s.name for s in planner.plan("ssd", "tflite", given={"converter": "toco"})] == ["ssd_export", "ssd_toco"]
     assert [s.name for s in planner.plan("ssd", "tflite", given={"converter": "mlir"})] == ["ssd_export", "ssd_mlir"]
+    assert planner.choosing_values("converter", "ssd", "tflite") == ["toco", "mlir"]
+    assert planner.choosing_values("converter", "keras", "tflite") == []
+
+
+def test_a_converter_with_no_route_names_the_ones_there_are():
+    with pytest.raises(UsageError, match=r"^no route from ssd to tflite with --converter onnx2tf; --converter here: "
+                                         r"toco, mlir, auto$"):
+        planner.plan("ssd", "tflite", given={"converter": "onnx2tf"})
 
 
 def test_plan_description_names_steps_options_and_required_ones():
