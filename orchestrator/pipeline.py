@@ -405,7 +405,8 @@ def attempts_line(attempts):
     def facts(a):
         if not a["passed"]:
             return "failed"
-        return f"{a.get('transpose_ops', '?')} TRANSPOSE, {a['size_bytes'] / 1e6:.3g} MB"
+        ops = f"{a['transpose_ops']} TRANSPOSE, " if "transpose_ops" in a else ""
+        return f"{ops}{a['size_bytes'] / 1e6:.3g} MB"
 
     name = next(k for k in attempts[0] if k not in ATTEMPT_FIELDS)
     chosen = next(a for a in attempts if a.get("chosen"))

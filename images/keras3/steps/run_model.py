@@ -25,6 +25,7 @@ def main():
         model = TFLiteModel(args.input)
         info["tensors"] = model.details()
         info["interpreter"] = model.interpreter_name
+        info["transpose_ops"] = model.op_counts().get("TRANSPOSE", 0)
     verification_run(model, args, info)
 
 
