@@ -171,3 +171,76 @@ def test_missing_shard_under_weights_path_prefix(built_engine, tmp_path):
 def test_model_tflite_must_be_a_tflite_file_name(built_engine, keras_file, tmp_path):
     with pytest.raises(UsageError, match="--model_tflite wants a file name ending in .tflite"):
         pipeline.convert(built_engine, "keras", keras_file, tmp_path / "out", options={"model_tflite": "../x.bin"})
+
+
+# -- a step-choosing option given "auto" (--converter auto): every route tried, the best verified one kept -------
+def _attempt(spec):
+    return next((m.source.split("attempt-")[1].split("/")[0] for m in spec.mounts if "attempt-" in m.source), None)
+
+
+def _ssd_engine(built_engine, transposes, failing=()):
+    from fakes import ok_step, verification_record
+
+    def export(spec, out):
+        (out / "tflite_graph.pb").write_bytes(b"\x0a\x00")
+        (out / "step.json").write_text(json.dumps({"artifacts": ["tflite_graph.pb"], "versions": {}, "info": {}}))
+
+    def convert(size):
+        def behaviour(spec, out):
+            (out / "model.tflite").write_bytes(b"\x00\x00\x00\x00TFL3" + b"x" * size)
+            (out / "step.json").write_text(json.dumps({"artifacts": ["model.tflite"], "versions": {}, "info": {}}))
+        return behaviour
+
+    def run(spec, out):
+        ok_step(spec, out)
+        if "--inputs" in spec.command:  # the result's run: its converter's TRANSPOSE count
+            info = json.loads((out / "run.json").read_text())
+            (out / "run.json").write_text(json.dumps(dict(info, transpose_ops=transposes[_attempt(spec)])))
+
+    def compare(spec, out):
+        ok_step(spec, out)
+        if _attempt(spec) in failing:
+            (out / "verification.json").write_text(json.dumps(verification_record(False, 0.5)))
+
+    built_engine.behaviours.update({"ssd_export.py": export, "ssd_toco.py": convert(100), "ssd_mlir.py": convert(50),
+                                    "run_model.py": run, "run_ssd_graph.py": run, "compare.py": compare})
+    return built_engine
+
+
+def test_converter_auto_keeps_the_verified_result_with_fewest_transposes(built_engine, tmp_path):
+    from test_ssd import model_dir
+
+    engine = _ssd_engine(built_engine, {"toco": 0, "mlir": 2})
+    m = pipeline.convert(engine, "ssd", model_dir(tmp_path), tmp_path / "out", options={"converter": "auto"})
+    assert m["route"]["steps"] == ["ssd_export", "ssd_toco"] and m["options"]["converter"] == "auto"
+    assert [(a["converter"], a["passed"], a.get("chosen", False), a["transpose_ops"]) for a in m["attempts"]] == [
+        ("toco", True, True, 0), ("mlir", True, False, 2)]
+    assert (tmp_path / "out" / "model.tflite").stat().st_size == 108 and (tmp_path / "out" / "verification").is_dir()
+    assert "chose --converter toco (0 TRANSPOSE, 0.000108 MB) over mlir (2 TRANSPOSE" in pipeline.summary(m)
+
+
+def test_converter_auto_breaks_ties_by_size_and_skips_what_failed(built_engine, tmp_path):
+    from test_ssd import model_dir
+
+    engine = _ssd_engine(built_engine, {"toco": 1, "mlir": 1})
+    m = pipeline.convert(engine, "ssd", model_dir(tmp_path), tmp_path / "a", options={"converter": "auto"})
+    assert m["route"]["steps"][-1] == "ssd_mlir"  # the smaller file
+    engine = _ssd_engine(built_engine, {"toco": 1, "mlir": 0}, failing=("mlir",))
+    (tmp_path / "b").mkdir()
+    m = pipeline.convert(engine, "ssd", model_dir(tmp_path / "b"), tmp_path / "b-out",
+                         options={"converter": "auto"})
+    assert m["route"]["steps"][-1] == "ssd_toco" and "differs by 0.5" in m["attempts"][1]["error"]
+
+
+def test_converter_auto_with_no_verified_attempt_fails_naming_each_and_writes_nothing(built_engine, tmp_path):
+    from orchestrator.errors import AttemptsFailed
+    from test_ssd import model_dir
+
+    engine = _ssd_engine(built_engine, {"toco": 0, "mlir": 0}, failing=("toco", "mlir"))
+    model = model_dir(tmp_path)
+    with pytest.raises(AttemptsFailed, match=r"--converter auto: no attempt gave a verified result: toco: "
+                                             r"verification failed: .*; mlir: verification failed") as err:
+        pipeline.convert(engine, "ssd", model, tmp_path / "out", options={"converter": "auto"})
+    assert err.value.exit_code == 4 and sorted(p.name for p in tmp_path.iterdir()) == ["m"]
+    with pytest.raises(UsageError, match="cannot run with --no-verify"):
+        pipeline.plan_job("ssd", model, options={"converter": "auto"}, verify=False)
