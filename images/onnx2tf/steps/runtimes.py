@@ -8,6 +8,7 @@ import verify_io
 from common import Spec, first_line, reject
 from layout_bridge import ConvertedTFLite, adapt_inputs, adapt_outputs, match, to_first, to_last  # noqa: F401
 from saved_model_runtime import SignatureModel
+from tflite_runtime import TFLiteModel  # noqa: F401
 
 
 class OnnxModel:
