@@ -5,7 +5,8 @@
 # find-links location is written into the lock file.
 set -eu
 STACK=${1:?usage: lock.sh STACK}
-DIR="$(cd "$(dirname "$0")/.." && pwd)/images/$STACK"
+SCRIPTS="$(cd "$(dirname "$0")" && pwd)"
+DIR="$(dirname "$SCRIPTS")/images/$STACK"
 [ -f "$DIR/requirements.in" ] || { echo "lock: $DIR/requirements.in not found" >&2; exit 2; }
 VENV=${LOCK_VENV:-/tmp/orchestrator-lock-venv}
 [ -x "$VENV/bin/pip-compile" ] || { python3 -m venv "$VENV" && "$VENV/bin/pip" install -q pip-tools; }
@@ -19,6 +20,14 @@ if grep -q '"wheelhouse"' stack.json; then
     [ -n "$WH" ] || { echo "lock: $STACK needs a wheelhouse: set WHEELHOUSE=DIR" >&2; exit 2; }
     FIND_LINKS="--find-links $WH"
 fi
-env -u PIP_FIND_LINKS PIP_CONFIG_FILE=/dev/null "$VENV/bin/pip-compile" -q --generate-hashes --allow-unsafe \
+# CUSTOM_COMPILE_COMMAND: the lock's header names this command, not pip-compile's own (which would name the
+# wheelhouse folder)
+env -u PIP_FIND_LINKS PIP_CONFIG_FILE=/dev/null CUSTOM_COMPILE_COMMAND="make lock STACK=$STACK" \
+    "$VENV/bin/pip-compile" -q --generate-hashes --allow-unsafe \
     --no-emit-index-url --no-emit-find-links --strip-extras $FIND_LINKS -o requirements.lock requirements.in
+# requirements.exclude (optional): dependencies a package declares that the stack's steps never import, left out
+# with whatever only they pull in (the image installs the lock with --no-deps)
+if [ -f requirements.exclude ]; then
+    python3 "$SCRIPTS/lock_prune.py" requirements.lock requirements.exclude
+fi
 echo "lock: wrote $DIR/requirements.lock"

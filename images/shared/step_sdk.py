@@ -21,7 +21,8 @@ EX_SOFTWARE = 70  # the converter failed: the host reports the step as failed (e
 
 # libraries whose versions a step reports, when installed in its image
 REPORTED = ("tensorflow", "keras", "tf_keras", "torch", "onnx", "onnxruntime", "onnxsim", "onnxscript", "onnx2tf",
-            "tensorflowjs", "jax", "flax")
+            "tensorflowjs", "jax", "flax", "litert_torch", "litert_converter", "ai_edge_litert", "ai_edge_quantizer",
+            "torchao")
 
 
 def _stop(message, status):

@@ -1,25 +1,14 @@
-"""Runtimes of the onnx2tf stack (onnxruntime, the TFLite interpreter, SavedModel signatures) and the layout
-bridge between an ONNX (NCHW) model and its onnx2tf conversion (NHWC): inputs are transposed to the converted
-model's shapes, outputs transposed back to the reference's."""
+"""Runtimes of the onnx2tf stack (onnxruntime, the TFLite interpreter, SavedModel signatures). The layout bridge
+between an ONNX (NCHW) model and its onnx2tf conversion (NHWC) is images/shared/layout_bridge.py (the litert_torch
+stack's runner uses it too); its names are re-exported here."""
 
 import os
 
-import numpy as np
-
 import verify_io
 from common import Spec, first_line, reject
+from layout_bridge import ConvertedTFLite, adapt_inputs, adapt_outputs, match, to_first, to_last  # noqa: F401
 from saved_model_runtime import SignatureModel
-from tflite_runtime import TFLiteModel
-
-
-def to_last(rank):
-    """NCHW -> NHWC permutation for a tensor of this rank (channels from axis 1 to the end)."""
-    return (0,) + tuple(range(2, rank)) + (1,)
-
-
-def to_first(rank):
-    """NHWC -> NCHW."""
-    return (0, rank - 1) + tuple(range(1, rank - 1))
+from tflite_runtime import TFLiteModel  # noqa: F401
 
 
 class OnnxModel:
@@ -117,24 +106,6 @@ class OnnxModel:
         return twin, "onnxruntime graph optimizations off"
 
 
-class ConvertedTFLite(TFLiteModel):
-    """An onnx2tf .tflite fed the reference's NCHW inputs (transposed to its NHWC shapes), its outputs and logits
-    read back into the reference's layout and names."""
-
-    def adapt_inputs(self, batches):
-        return adapt_inputs(self.inputs, batches)
-
-    def adapt_outputs(self, outputs, logits, ref_outputs, ref_logits):
-        got, layout = adapt_outputs(outputs, ref_outputs)
-        names = match(list(outputs), list(ref_outputs)) or {}
-        renamed = {ref: logits[got_name] for ref, got_name in names.items() if got_name in logits}
-        # the logits' ops are recorded under the reference's names too
-        self.logit_ops = {ref: self.logit_ops[got_name] for ref, got_name in names.items()
-                          if got_name in self.logit_ops}
-        got_logits, _ = adapt_outputs(renamed, {k: v for k, v in ref_logits.items() if k in renamed}, rename=False)
-        return got, got_logits, layout
-
-
 class ConvertedSavedModel(SignatureModel):
     """An onnx2tf SavedModel, bridged to the reference's layout like ConvertedTFLite (no logits)."""
 
@@ -150,76 +121,3 @@ LOADERS = {"onnx": OnnxModel, "tflite": ConvertedTFLite, "tf_saved_model": Conve
 
 def load(fmt, path):
     return LOADERS[fmt](path)
-
-
-def _key(name):
-    """Names onnx2tf gives converted tensors ('serving_default_input_0:0', 'input_0') compared plainly."""
-    name = name.split(":")[0]
-    for prefix in ("serving_default_",):
-        if name.startswith(prefix):
-            name = name[len(prefix):]
-    return name.replace("/", "_").replace(".", "_")
-
-
-def match(names, wanted):
-    """Map each wanted name to one of `names`: by (normalized) name when all match, else by order."""
-    by_key = {_key(n): n for n in names}
-    if all(_key(w) in by_key for w in wanted):
-        return {w: by_key[_key(w)] for w in wanted}
-    if len(names) == len(wanted):
-        return dict(zip(wanted, names))
-    return None
-
-
-def _batched(perm):
-    """A per-sample permutation applied to a batch [K, ...]."""
-    return (0,) + tuple(p + 1 for p in perm)
-
-
-def adapt_inputs(specs, given):
-    """Batches for a converted model from reference batches {name: [K, ...]} (ONNX layout): same shape, or the
-    NCHW -> NHWC transposition of it. Returns (batches, layout record)."""
-    pairs = match([s.name for s in specs], list(given))
-    if pairs is None:
-        reject(f"the converted model has {len(specs)} input(s), the reference {len(given)}")
-    by_name = {s.name: s for s in specs}
-    feeds, layout = {}, {}
-    for ref_name, arr in given.items():
-        spec, rank = by_name[pairs[ref_name]], arr.ndim - 1
-        if spec.fits(arr.shape[1:]):
-            feeds[spec.name], layout[ref_name] = arr, "same"
-        elif rank >= 3 and spec.fits(arr.transpose(_batched(to_last(rank))).shape[1:]):
-            feeds[spec.name] = np.ascontiguousarray(arr.transpose(_batched(to_last(rank))))
-            layout[ref_name] = "NCHW->NHWC" if rank == 4 else f"transposed {list(to_last(rank))}"
-        else:
-            reject(f"reference input '{ref_name}' {list(arr.shape[1:])} fits neither the converted input "
-                   f"'{spec.name}' {spec.shape} nor its NHWC transposition")
-        feeds[spec.name] = feeds[spec.name].astype(spec.dtype)
-    return feeds, layout
-
-
-def adapt_outputs(got, reference, rename=True):
-    """Converted output batches {name: [K, ...]} renamed and transposed back to the reference's. When both the
-    plain and the transposed layout fit a shape, the one closer to the reference (over all samples) wins."""
-    pairs = match(list(got), list(reference)) if rename else {n: n for n in reference if n in got}
-    if pairs is None:  # let the compare step report the count mismatch
-        return got, {}
-    result, layout = {}, {}
-    for ref_name, ref in reference.items():
-        if ref_name not in pairs:
-            continue
-        g = np.asarray(got[pairs[ref_name]])
-        rank = g.ndim - 1
-        candidates = []
-        if g.shape == ref.shape:
-            candidates.append(("same", g))
-        if rank >= 3:
-            back = g.transpose(_batched(to_first(rank)))
-            if back.shape == ref.shape:
-                candidates.append(("NHWC->NCHW" if rank == 4 else f"transposed {list(to_first(rank))}", back))
-        if not candidates:
-            result[ref_name], layout[ref_name] = g, "shape differs"
-            continue
-        best = min(candidates, key=lambda c: float(np.max(np.abs(c[1].astype(np.float64) - ref))) if ref.size else 0)
-        layout[ref_name], result[ref_name] = best[0], np.ascontiguousarray(best[1])
-    return result, layout
