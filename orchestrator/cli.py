@@ -7,7 +7,7 @@ Errors from the library become one line on stderr and a documented exit code (se
 
 import sys
 
-from orchestrator.errors import OrchestratorError
+from orchestrator.errors import OrchestratorError, UsageError
 
 
 def _log(line):
@@ -112,6 +112,20 @@ class Orchestrator:
         from orchestrator import pipeline, planner
 
         producer = pipeline.producer_of(source, input)
+        auto = pipeline.auto_option(options)
+        if auto:  # every route the option chooses between, as --OPTION auto tries them
+            key, name = auto
+            tried = planner.choosing_values(name, source, to, producer=producer)
+            if not tried:
+                raise UsageError(f"--{name} auto: no route from {source} to {to} has a choice of --{name}")
+            lines = [f"--{name} auto tries {', '.join(tried)}; keeps the verified result with the fewest TRANSPOSE "
+                     "ops, then the smaller file"]
+            for value in tried:
+                try:
+                    lines.append(self.plan(source, to, input, **{**options, key: value}))
+                except UsageError as exc:
+                    lines.append(f"--{name} {value}: left out ({exc})")
+            return "\n".join(lines)
         chain, values = pipeline.plan(source, to, options, complete=False, producer=producer)
         return planner.describe_plan(chain, values, producer, pipeline.plan_preludes(chain, values))
 

@@ -34,6 +34,7 @@ class Job:
     preludes: list = field(default_factory=list)  # [Prelude]: model-valued options translated before the chain
     attempts: list = field(default_factory=list)  # [(value, Job)]: a step-choosing option given "auto"
     auto: str = ""  # that option's name
+    left_out: list = field(default_factory=list)  # attempt records of values whose route cannot take the options
 
     def stacks(self):
         if self.attempts:
@@ -122,9 +123,17 @@ def plan_attempts(source, input_path, to, options, verify, producer, key, name):
     values = planner.choosing_values(name, source, to, producer=producer)
     if not values:
         raise UsageError(f"--{name} auto: no route from {source} to {to} has a choice of --{name}")
-    attempts = [(value, plan_job(source, input_path, to, {**options, key: value}, verify)) for value in values]
+    attempts, left_out = [], []
+    for value in values:
+        try:
+            attempts.append((value, plan_job(source, input_path, to, {**options, key: value}, verify)))
+        except UsageError as exc:  # e.g. an option only the other converter takes: that attempt is left out
+            left_out.append({name: value, "passed": False, "left_out": str(exc)})
+    if not attempts:
+        raise UsageError(f"--{name} auto: no attempt can run: " + "; ".join(
+            f"{a[name]}: {a['left_out']}" for a in left_out))
     first = attempts[0][1]
-    return replace(first, values={**first.values, name: "auto"}, attempts=attempts, auto=name)
+    return replace(first, values={**first.values, name: "auto"}, attempts=attempts, auto=name, left_out=left_out)
 
 
 def plan_preludes(chain, values):
@@ -306,7 +315,7 @@ def run_attempts(engine, job, stage, ready, memory="8g", timeout=3600.0, log=Non
         except OrchestratorError as exc:  # a failed step, a rejected input or a failed verification
             error = exc
         tried.append((value, outcome, error, round(time.monotonic() - started, 2)))
-    records = [attempt_record(job.auto, *one) for one in tried]
+    records = [attempt_record(job.auto, *one) for one in tried] + list(job.left_out)
     passed = [(record, outcome) for record, (_, outcome, error, _) in zip(records, tried) if error is None]
     if not passed:
         failed_checks = all(isinstance(error, VerificationFailed) for _, _, error, _ in tried)
@@ -403,6 +412,8 @@ def summary(manifest):
 def attempts_line(attempts):
     """e.g. 'chose --converter litert-torch (2 TRANSPOSE, 1.2 MB) over onnx2tf (6 TRANSPOSE, 1.3 MB)'."""
     def facts(a):
+        if "left_out" in a:
+            return "left out"
         if not a["passed"]:
             return "failed"
         ops = f"{a['transpose_ops']} TRANSPOSE, " if "transpose_ops" in a else ""
@@ -415,4 +426,5 @@ def attempts_line(attempts):
             + (" over " + ", ".join(f"{a[name]} ({facts(a)})" for a in others) if others else ""))
 
 
-ATTEMPT_FIELDS = ("seconds", "passed", "route", "size_bytes", "max_rel_err", "transpose_ops", "error", "chosen")
+ATTEMPT_FIELDS = ("seconds", "passed", "route", "size_bytes", "max_rel_err", "transpose_ops", "error", "chosen",
+                  "left_out")

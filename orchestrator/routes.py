@@ -132,6 +132,8 @@ OPTIONS = {o.name: o for o in (
     Option("output_names", "csv", "names of the ONNX outputs, comma-separated (default output_0, ...)"),
     Option("exporter", "choice", "torch.onnx exporter (auto: torchscript for TorchScript input, else dynamo)",
            ("auto", "dynamo", "torchscript"), "auto"),
+    Option("quantizer", "choice", "LiteRT Torch's quantizer (auto: pt2e for dynamic and int8, ai-edge-quantizer for "
+           "int8-full)", ("auto", "pt2e", "ai_edge_quantizer"), "auto"),
     # onnx2tf (ONNX -> TFLite / SavedModel)
     Option("keep_nchw", "optcsv", "keep inputs NCHW in the converted model: all, or a comma list of input names"),
     Option("param_replacement", "path", "onnx2tf parameter-replacement JSON, applied to every conversion attempt"),
@@ -179,6 +181,8 @@ JAX_OPTIONS = ("input_signature", "polymorphic_shapes", "params")
 TORCH_EXPORT_OPTIONS = ("input_shape", "model_code", "model_args", "opset", "dynamic_batch", "input_names",
                         "output_names", "exporter")
 ONNX2TF_OPTIONS = ("keep_nchw", "param_replacement", "remedies")
+LITERT_TORCH_OPTIONS = ("input_shape", "model_code", "model_args", "input_names", "output_names", "keep_nchw",
+                        "quantize", "calibration", "quantizer")
 ONNX2TF_TFLITE_OPTIONS = ONNX2TF_OPTIONS + ("quantize", "calibration", "mean", "std")
 
 STEPS = (
@@ -245,6 +249,11 @@ STEPS = (
     Step("onnx_to_tf_saved_model", "onnx", "tf_saved_model", "onnx2tf", "onnx2tf_convert.py",
          ("--to",), ONNX2TF_OPTIONS, when=("converter", ("onnx2tf", None)), checks_itself=True,
          result_runner=Runner("tf_saved_model", "onnx2tf")),
+    # PyTorch -> TFLite in one step with LiteRT Torch (--converter litert-torch; torch.export, no ONNX, no TF); its
+    # result runs in its own stack, whose runner transposes the reference's NCHW inputs as onnx2tf's does
+    Step("pytorch_to_tflite_litert", "pytorch", "tflite", "litert_torch", "litert_convert.py", (),
+         LITERT_TORCH_OPTIONS, choices=(("quantize", ("none", "dynamic", "int8", "int8-full")),),
+         required=("input_shape",), when=("converter", "litert-torch"), result_runner=Runner("tflite", "litert_torch")),
     Step("darknet_to_keras", "darknet", "keras", "tf2", "darknet_to_keras.py"),
     # JAX / Flax -> SavedModel (jax2tf, as tensorflowjs' convert_jax does it), then the TF.js or TFLite converter
     Step("jax_to_tf_saved_model", "jax", "tf_saved_model", "tf2", "jax_to_saved_model.py", (), JAX_OPTIONS,
