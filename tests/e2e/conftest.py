@@ -4,7 +4,7 @@ Under CI=true a missing engine is a failure, never a skip."""
 
 import pytest
 
-from clihelp import CI, cli
+from clihelp import CI, cli, make_samples
 
 
 @pytest.fixture(scope="session")
@@ -53,3 +53,9 @@ def head_and_base(stack_images, tmp_path_factory):
     proc = cli("convert", "keras", root / "head" / "model.h5", root / "head_tfjs", "--to", "tfjs_layers_model")
     assert proc.returncode == 0, proc.stderr[-2000:]
     return root / "cnn" / "model.h5", root / "head_tfjs" / "model.json"
+
+
+# PyTorch samples (TorchScript, .pt2, state_dict + net.py, pickled module): test_e2e_torch.py, test_e2e_litert.py
+@pytest.fixture(scope="session")
+def torch_samples(stack_images, tmp_path_factory):
+    return make_samples(tmp_path_factory.mktemp("torch-samples"), "pytorch", ("cnn", "resnet"))

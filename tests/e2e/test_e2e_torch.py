@@ -8,16 +8,11 @@ import pickle
 import numpy as np
 import pytest
 
-from clihelp import make_samples, recorded_error_matches, cli, last_line, manifest
+from clihelp import recorded_error_matches, cli, last_line, manifest
 
 pytestmark = pytest.mark.e2e
 
 SHAPE = "1,3,32,32"
-
-
-@pytest.fixture(scope="module")
-def torch_samples(stack_images, tmp_path_factory):
-    return make_samples(tmp_path_factory.mktemp("torch-samples"), "pytorch", ("cnn", "resnet"))
 
 
 @pytest.fixture(scope="module")
