@@ -181,3 +181,18 @@ def test_a_keras3_base_model_is_translated_before_the_merge(head_and_base, new_k
                "--base_layer", "features")
     assert "--base_model: written by Keras 3.15.1 (container keras), which the step taking it cannot read: first " \
         "keras3_to_keras2 in stack keras3" in proc.stdout
+
+
+@pytest.fixture(scope="session")
+def torch_backend_keras(stack_images, tmp_path_factory):
+    return make_samples(tmp_path_factory.mktemp("keras3-torch"), "keras", ("keras3-torch",))["keras3-torch"]
+
+
+def test_keras3_files_from_the_pytorch_backend_load_with_tensorflows(torch_backend_keras, tmp_path):
+    """Written by Keras 3 in the torch stack (no TensorFlow there), read in keras3 with the TensorFlow backend."""
+    m = converted("keras", torch_backend_keras / "model.h5", tmp_path / "a")
+    assert m["input"]["producer"]["backend"] == "torch"
+    assert m["steps"][0]["info"]["producer"]["loaded_backend"] == "tensorflow"
+    m = converted("keras", torch_backend_keras / "model.keras", tmp_path / "b", "--to", "tfjs_layers_model",
+                  stacks=("keras3", "tf2"), verified_in=TFJS)
+    assert m["steps"][0]["info"]["keras2"]["self_check_max_error"] <= 1e-4

@@ -42,6 +42,7 @@ def load(path):
     except Exception as exc:  # h5py, keras and TF raise many types for unusable files
         reject(f"{path}: cannot load as a {facts['library']} {facts['version']} model ({first_line(exc)})")
     facts["loaded_with"] = f"{library.__name__} {library.__version__}"
+    facts["loaded_backend"] = "tensorflow"  # whatever backend wrote it (an .h5 records it as "backend")
     return model, facts
 
 

@@ -1,11 +1,13 @@
 """Write the Keras files people save today, with a small random-weight CNN and calibration data.
 
-    make_keras.py --kind keras3|tf-keras|keras3-gaps --out DIR [--seed N]
+    make_keras.py --kind keras3|tf-keras|keras3-gaps|keras3-torch --out DIR [--seed N]
 keras3: model.keras (Keras 3's own format), model.h5 (Keras 3's HDF5) and sequential.keras (a Sequential MLP);
 tf-keras: model.h5 and keras_saved_model/ saved by tf_keras 2.21 (TF_USE_LEGACY_KERAS=1, what TF.js users are told
 to do), and saved_model/ (tf.saved_model.save of TF 2.21); keras3-gaps: tfjs_gap.keras (a GroupNormalization, which
 Keras 2 has and TF.js does not) and keras3_only.keras (an RMSNormalization, which Keras 2 does not have).
-All with calibration.npy; nothing is downloaded.
+keras3-torch: model.keras and model.h5 of the same CNN written by Keras 3 with the PyTorch backend (in the torch
+stack, which has torch and Keras but no TensorFlow). All with calibration.npy; nothing is downloaded.
+Shared: the keras3 stack makes the TensorFlow-backend kinds, the torch stack the PyTorch-backend one.
 """
 
 import argparse
@@ -47,7 +49,7 @@ def gaps(library):
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("--kind", default="keras3", choices=("keras3", "tf-keras", "keras3-gaps"))
+    p.add_argument("--kind", default="keras3", choices=("keras3", "tf-keras", "keras3-gaps", "keras3-torch"))
     p.add_argument("--out", required=True)
     p.add_argument("--seed", type=int, default=1)
     args = p.parse_args()
@@ -55,6 +57,8 @@ def main():
         os.environ["TF_USE_LEGACY_KERAS"] = "1"
         import tf_keras as library
     else:
+        if args.kind == "keras3-torch":
+            os.environ["KERAS_BACKEND"] = "torch"
         import keras as library
     library.utils.set_random_seed(args.seed)
     if args.kind == "keras3-gaps":
@@ -65,6 +69,9 @@ def main():
         return
     model = cnn(library)
     files = []
+    if args.kind == "keras3-torch":
+        model.save(os.path.join(args.out, "model.keras"))
+        files.append("model.keras")
     if args.kind == "keras3":
         model.save(os.path.join(args.out, "model.keras"))
         sequential(library).save(os.path.join(args.out, "sequential.keras"))
@@ -79,8 +86,9 @@ def main():
         files += ["keras_saved_model", "saved_model"]
     rng = np.random.default_rng(args.seed)
     np.save(os.path.join(args.out, "calibration.npy"), rng.uniform(0, 1, (16, 32, 32, 3)).astype(np.float32))
+    backend = library.backend.backend() if hasattr(library.backend, "backend") else "tensorflow"
     step_done(args.out, files + ["calibration.npy"], inputs=["image"], outputs=["probs"],
-              saved_by=f"{library.__name__} {library.__version__}")
+              saved_by=f"{library.__name__} {library.__version__}", backend=backend)
 
 
 if __name__ == "__main__":
