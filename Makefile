@@ -37,14 +37,17 @@ demo: images
 	  [print('keras int8:', o['name'], o['shape'], 'max abs err %.3g' % o['max_abs_err'], \
 	  'rel %.3g' % o['max_rel_err'], 'passed' if o['passed'] else 'FAILED') for o in v['outputs']]"
 
-test: engine install
-	$(PYTHON) -m pytest -v -rA tests/unit tests/e2e
+# images first (one build, not one per test worker); the tests then run in 2 processes, one file per process at a
+# time (--dist loadfile: a file's fixtures are made once), so one conversion's container start overlaps another's
+TEST_WORKERS ?= 2
+test: images
+	$(PYTHON) -m pytest -v -rA -n $(TEST_WORKERS) --dist loadfile tests/unit tests/e2e
 
 unit: install
 	$(PYTHON) -m pytest -q tests/unit
 
-e2e: engine install
-	$(PYTHON) -m pytest -v tests/e2e
+e2e: images
+	$(PYTHON) -m pytest -v -n $(TEST_WORKERS) --dist loadfile tests/e2e
 
 bench: images
 	$(PYTHON) bench/run.py
