@@ -35,6 +35,12 @@ def cases(models):
         "pytorch_float": ["pytorch", models["pytorch"] / "model.pt", "--input-shape", "1,3,32,32"],
         "pytorch_int8_full": ["pytorch", models["pytorch"] / "model.pt", "--input-shape", "1,3,32,32", "--quantize",
                               "int8-full", "--calibration", models["pytorch"] / "calibration.npy"],
+        # the same ExportedProgram by each PyTorch converter, and by both (--converter auto)
+        "pytorch_pt2_onnx2tf": ["pytorch", models["pytorch"] / "model.pt2", "--input-shape", "1,3,32,32"],
+        "pytorch_pt2_litert": ["pytorch", models["pytorch"] / "model.pt2", "--input-shape", "1,3,32,32",
+                               "--converter", "litert-torch"],
+        "pytorch_pt2_auto": ["pytorch", models["pytorch"] / "model.pt2", "--input-shape", "1,3,32,32",
+                             "--converter", "auto"],
         "darknet_float": ["darknet", models["darknet"] / "model.cfg", "--weights", models["darknet"] / "model.weights"],
         "jax_tfjs": ["jax", f"{models['jax'] / 'module.py'}:build", "--to", "tfjs_graph_model", "--input-signature",
                      "b,4:float32"],

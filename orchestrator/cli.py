@@ -109,7 +109,7 @@ class Orchestrator:
         """Print the chain of steps from SOURCE format to TO without running it (a step-choosing flag such as
         --converter mlir picks the chain it would use; --input FILE picks the stack that reads that file, e.g. a
         Keras 3 .keras)."""
-        from orchestrator import pipeline, planner
+        from orchestrator import formats, pipeline, planner
 
         producer = pipeline.producer_of(source, input)
         auto = pipeline.auto_option(options)
@@ -127,7 +127,11 @@ class Orchestrator:
                     lines.append(f"--{name} {value}: left out ({exc})")
             return "\n".join(lines)
         chain, values = pipeline.plan(source, to, options, complete=False, producer=producer)
-        return planner.describe_plan(chain, values, producer, pipeline.plan_preludes(chain, values))
+        text = planner.describe_plan(chain, values, producer, pipeline.plan_preludes(chain, values))
+        if input is not None:  # what checking INPUT found, e.g. a graph model's inputs and outputs
+            found = formats.get(source).adapter.describe(formats.check(source, input, values))
+            text += "".join("\n" + line for line in found)
+        return text
 
     def convert(self, source, input, output_dir, to="tflite", verify=True, force=False, build=True,
                 memory="8g", timeout=3600, quiet=False, **options):

@@ -95,6 +95,10 @@ class Adapter:
         """Who wrote the file (producers.Producer), when the format records it and routes depend on it."""
         return None
 
+    def describe(self, source):
+        """Lines `plan --input` shows about what checking the input found (none by default)."""
+        return []
+
     def files(self, path, values, state):
         """{name in the manifest: host file} to hash (`state`: what inspect() found)."""
         if path.is_file():
@@ -148,12 +152,34 @@ class TfjsModel(Adapter):
         found = doc.get("format")
         if found and found != self.expected:
             raise InputError(path, f"is a TensorFlow.js {found}, not a {self.expected}")
-        return {"doc": doc, "shards": check_weights_manifest(path, doc, values.get("weights_path_prefix"))}
+        state = {"doc": doc, "shards": check_weights_manifest(path, doc, values.get("weights_path_prefix"))}
+        if self.expected == "graph-model":
+            state["io"] = graph_io(path, doc, values)
+        return state
 
     def files(self, path, values, state):
         return {path.name: path, **{f.name: f for f in state["shards"]}}
 
+    def describe(self, source):
+        """Lines for `plan --input`: a graph model's inputs and outputs, and where they come from."""
+        io = source.state.get("io")
+        if not io:
+            return []
+        return [f"  graph {kind} ({io['source']}): " + ", ".join(
+            f"{t['name']} {t['dtype']}{t['shape'] if t['shape'] is not None else ''}" for t in io[kind])
+            for kind in ("inputs", "outputs")]
+
     def prepare(self, source, values, scratch):
+        mounted = self._mounted(source, values, scratch)
+        io = source.state.get("io")
+        if io and io["source"] != "signature":  # the graph's own inputs and outputs, as TF.js finds them
+            mounted.facts["graph_io"] = io
+            for kind in ("inputs", "outputs"):
+                if f"{kind[:-1]}_names" not in values:
+                    mounted.args += [f"--{kind[:-1]}_names", ",".join(t["name"] for t in io[kind])]
+        return mounted
+
+    def _mounted(self, source, values, scratch):
         if "weights_path_prefix" not in values:
             return Mounted({str(source.path.parent): MODEL}, f"{MODEL}/{source.path.name}")
         folder = Path(scratch) / "tfjs"
@@ -227,6 +253,73 @@ class SsdModel(Adapter):
     def prepare(self, source, values, scratch):
         mounts, model, args, facts = ssd.prepare(source.path, values, scratch)
         return Mounted(mounts, model, args, facts)
+
+
+# -- TF.js graph models: their inputs and outputs ----------------------------------------------------------------
+NO_TENSOR = ("NoOp",)  # a node without an output tensor is no output (TF.js would list it, and return nothing)
+
+
+def node_name(name):
+    """'x', 'x:0' and '^x' all name node x (op and tensor spellings are both accepted)."""
+    name = str(name).lstrip("^")
+    head, sep, index = name.rpartition(":")
+    return head if sep and index.isdigit() else name
+
+
+DTYPES = {"DT_FLOAT": "float32", "DT_HALF": "float16", "DT_DOUBLE": "float64", "DT_INT32": "int32",
+          "DT_INT64": "int64", "DT_INT8": "int8", "DT_UINT8": "uint8", "DT_INT16": "int16", "DT_BOOL": "bool",
+          "DT_STRING": "string"}
+
+
+def _dtype(value):
+    return DTYPES.get(str(value or "DT_FLOAT"), str(value).replace("DT_", "").lower())
+
+
+def _shape(attr):
+    """A node's shape from its `shape` attr (a Placeholder) or `_output_shapes`; None when it does not say."""
+    shape = ((attr or {}).get("shape") or {}).get("shape")
+    if shape is None:
+        listed = (((attr or {}).get("_output_shapes") or {}).get("list") or {}).get("shape") or []
+        shape = listed[0] if listed else None
+    if shape is None or shape.get("unknownRank"):
+        return None
+    return [int(d.get("size", -1)) for d in shape.get("dim", [])]
+
+
+def graph_io(path, doc, values):
+    """{"inputs", "outputs": [{name, dtype, shape}], "source"} of a TF.js graph model: its signature; without one,
+    what the TF.js runtime takes (its Placeholder nodes as inputs, the nodes nothing consumes as outputs, weights and
+    control nodes aside); --input_names / --output_names (op or tensor spelling) choose instead."""
+    nodes = {n.get("name"): n for n in (doc.get("modelTopology") or {}).get("node", []) if isinstance(n, dict)}
+    signature = doc.get("signature") or {}
+    found = {}
+    for kind in ("inputs", "outputs"):
+        given = values.get(f"{kind[:-1]}_names")
+        if isinstance(given, str):
+            given = [n for n in given.split(",") if n]
+        if given:
+            names, source = [node_name(n) for n in given], f"--{kind[:-1]}_names"
+        elif signature.get(kind):
+            names, source = [node_name(t.get("name", k)) for k, t in signature[kind].items()], "signature"
+        elif kind == "inputs":  # as TF.js's OperationMapper: Placeholder* nodes, and every node nothing consumes
+            names = [n for n, node in nodes.items() if str(node.get("op", "")).startswith("Placeholder")]
+            source = "inferred"
+        else:
+            consumed = {node_name(i) for node in nodes.values() for i in node.get("input", [])}
+            names = [n for n, node in nodes.items() if n not in consumed and node.get("op") not in NO_TENSOR]
+            source = "inferred"
+        missing = [n for n in names if n not in nodes]
+        if missing:
+            raise InputError(path, f"the graph has no node {', '.join(repr(n) for n in missing)} ({source})")
+        if not names:
+            raise InputError(path, f"the graph model has no {kind} (no signature, and none to infer)")
+        attrs = [nodes[n].get("attr") or {} for n in names]
+        found[kind] = [{"name": n, "dtype": _dtype((a.get("dtype") or a.get("T") or {}).get("type")),
+                        "shape": _shape(a)} for n, a in zip(names, attrs)]
+        found.setdefault("source", source if kind == "inputs" else found.get("source"))
+        if source != found["source"]:
+            found["source"] = f"{found['source']}, outputs {source}"
+    return found
 
 
 # -- content checks (cheap, no ML library) ---------------------------------------------------------------------

@@ -320,7 +320,8 @@ def run_attempts(engine, job, stage, ready, memory="8g", timeout=3600.0, log=Non
     if not passed:
         failed_checks = all(isinstance(error, VerificationFailed) for _, _, error, _ in tried)
         raise AttemptsFailed(f"--{job.auto} auto: no attempt gave a verified result: "
-                             + "; ".join(f"{r[job.auto]}: {r['error']}" for r in records), 4 if failed_checks else 3)
+                             + "; ".join(f"{r[job.auto]}: {r.get('error') or r['left_out']}" for r in records),
+                             4 if failed_checks else 3)
     record, chosen = min(passed, key=lambda pair: (pair[0].get("transpose_ops") or 0, pair[0]["size_bytes"]))
     record["chosen"] = True
     return chosen, records

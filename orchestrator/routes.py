@@ -128,8 +128,10 @@ OPTIONS = {o.name: o for o in (
     Option("model_args", "json", "constructor arguments of --model_code's class: a JSON list or object"),
     Option("opset", "int", "ONNX opset of the export (default: the exporter's own)"),
     Option("dynamic_batch", "bool", "export with a dynamic batch dimension", default=False),
-    Option("input_names", "csv", "names of the ONNX inputs, comma-separated (default input_0, input_1, ...)"),
-    Option("output_names", "csv", "names of the ONNX outputs, comma-separated (default output_0, ...)"),
+    Option("input_names", "csv", "PyTorch: names given to the ONNX inputs (default input_0, input_1, ...); TF.js graph "
+           "model: the graph's input nodes (default: its signature, else its Placeholders, as TF.js takes them)"),
+    Option("output_names", "csv", "PyTorch: names given to the ONNX outputs (default output_0, ...); TF.js graph model: "
+           "the graph's output nodes (default: its signature, else the nodes nothing consumes)"),
     Option("exporter", "choice", "torch.onnx exporter (auto: torchscript for TorchScript input, else dynamo)",
            ("auto", "dynamo", "torchscript"), "auto"),
     Option("quantizer", "choice", "LiteRT Torch's quantizer (auto: pt2e for dynamic and int8, ai-edge-quantizer for "
@@ -238,7 +240,8 @@ STEPS = (
     Step("tfjs_layers_to_tfjs_graph", "tfjs_layers_model", "tfjs_graph_model", "tf2", "tfjs_convert.py",
          ("--from", "--to"), TFJS_GRAPH_OUT),
     # not in the tensorflowjs_converter table: a graph model back to a SavedModel (and on to TFLite)
-    Step("tfjs_graph_to_tf_saved_model", "tfjs_graph_model", "tf_saved_model", "tf2", "tfjs_graph_to_saved_model.py"),
+    Step("tfjs_graph_to_tf_saved_model", "tfjs_graph_model", "tf_saved_model", "tf2", "tfjs_graph_to_saved_model.py",
+         options=("input_names", "output_names")),
     # PyTorch -> ONNX (torch stack), ONNX -> TFLite / SavedModel (onnx2tf stack, NHWC: its results run in its own
     # stack, whose runner transposes the reference's NCHW inputs and outputs), Darknet -> Keras (TF2 stack)
     Step("pytorch_to_onnx", "pytorch", "onnx", "torch", "export_onnx.py", (), TORCH_EXPORT_OPTIONS,

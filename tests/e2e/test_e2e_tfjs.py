@@ -184,9 +184,15 @@ def test_head_that_does_not_fit_names_both_shapes(head_and_base, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-def test_graph_model_to_tflite_and_saved_model(samples, tmp_path):
-    graph = tmp_path / "graph"
+@pytest.fixture(scope="module")
+def cnn_graph(samples, tmp_path_factory):
+    graph = tmp_path_factory.mktemp("cnn-graph") / "graph"
     convert("keras", samples[("keras", "cnn")] / "model.h5", graph, "--to", "tfjs_graph_model", "--no-verify")
+    return graph
+
+
+def test_graph_model_to_tflite_and_saved_model(cnn_graph, tmp_path):
+    graph = cnn_graph
     m = convert("tfjs_graph_model", graph / "model.json", tmp_path / "out", "--to", "tflite")
     assert [s["name"] for s in m["steps"]] == ["tfjs_graph_to_tf_saved_model", "tf_saved_model_to_tflite"]
     assert m["steps"][0]["info"]["unfused"] >= 1  # the TF.js converter's fused depthwise conv, split back
@@ -194,6 +200,42 @@ def test_graph_model_to_tflite_and_saved_model(samples, tmp_path):
     verified_in(m, "tf2", reference_stack="tfjs")
     m = convert("tfjs_graph_model", graph / "model.json", tmp_path / "sm", "--to", "tf_saved_model")
     assert (tmp_path / "sm" / "saved_model" / "saved_model.pb").is_file()
+    verified_in(m, "tf2", reference_stack="tfjs")
+
+
+def edited_graph(cnn_graph, tmp_path, edit):
+    folder = tmp_path / "edited"
+    shutil.copytree(cnn_graph, folder)
+    doc = json.loads((folder / "model.json").read_text())
+    edit(doc)
+    (folder / "model.json").write_text(json.dumps(doc))
+    return folder / "model.json"
+
+
+def test_graph_model_without_a_signature_runs_as_tfjs_runs_it(cnn_graph, tmp_path):
+    """Older converters and many published models write no signature: inputs and outputs are inferred as the TF.js
+    runtime infers them (Placeholders in, nodes nothing consumes out), shown by plan, recorded in the manifest."""
+    model = edited_graph(cnn_graph, tmp_path, lambda doc: doc.pop("signature"))
+    proc = cli("plan", "tfjs_graph_model", "--input", model)
+    assert "graph inputs (inferred): image float32[-1, 32, 32, 3]" in proc.stdout
+    assert "graph outputs (inferred): Identity float32" in proc.stdout
+    m = convert("tfjs_graph_model", model, tmp_path / "out")
+    assert m["input"]["model"]["graph_io"]["source"] == "inferred"
+    assert m["steps"][0]["info"]["inputs"] == ["image"] and m["steps"][0]["info"]["outputs"] == ["Identity"]
+    verified_in(m, "tf2", reference_stack="tfjs")
+
+
+def test_op_names_in_the_signature_and_a_chosen_output(cnn_graph, tmp_path):
+    """A signature naming ops ('image', not 'image:0'), and --output_names choosing an inner node (tensor spelling)."""
+    def op_names(doc):
+        for kind in ("inputs", "outputs"):
+            for entry in doc["signature"][kind].values():
+                entry["name"] = entry["name"].split(":")[0]
+    model = edited_graph(cnn_graph, tmp_path, op_names)
+    features = next(n["name"] for n in json.loads(model.read_text())["modelTopology"]["node"]
+                    if n["name"].endswith("features/Mean"))
+    m = convert("tfjs_graph_model", model, tmp_path / "out", "--output_names", features + ":0")
+    assert [(o["name"], o["shape"]) for o in m["verification"]["outputs"]] == [(features, [1, 16])]
     verified_in(m, "tf2", reference_stack="tfjs")
 
 

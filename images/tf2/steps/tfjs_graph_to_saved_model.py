@@ -1,17 +1,18 @@
 """TF.js graph model -> TensorFlow SavedModel (which tensorflowjs_converter does not offer), so that the TFLite
 converter can take it from there.
 
-    tfjs_graph_to_saved_model.py --input DIR/model.json --out OUT
+    tfjs_graph_to_saved_model.py --input DIR/model.json --out OUT [--input_names a,b --output_names y]
 The graph (modelTopology, a GraphDef in JSON) gets its weights back as Const values; the fused ops the TF.js
-converter introduces are split back into TensorFlow's own ops; the signature comes from model.json.
-Writes OUT/saved_model.
+converter introduces are split back into TensorFlow's own ops; the signature comes from model.json, or from
+--input_names/--output_names (the host passes what the TF.js runtime would take for a model.json without one:
+its Placeholders and the nodes nothing consumes). Names may be op (x) or tensor (x:0) names. Writes OUT/saved_model.
 """
 
 import argparse
 import json
 import os
 
-from common import first_line, reject, step_done
+from common import csv, first_line, reject, step_done
 
 FUSED = {"FusedDepthwiseConv2dNative": "DepthwiseConv2dNative", "_FusedConv2D": "Conv2D",
          "_FusedDepthwiseConv2dNative": "DepthwiseConv2dNative", "_FusedMatMul": "MatMul"}
@@ -73,11 +74,37 @@ def unfuse(graph_def, tf):
     return graph_def
 
 
+def tensor_name(name):
+    """'x' (an op) and 'x:0' (a tensor) both name tensor x:0."""
+    head, sep, index = name.rpartition(":")
+    return name if sep and index.isdigit() else name + ":0"
+
+
+def endpoints(graph, path, kind, names, signature):
+    """{key: tensor} of the SavedModel signature: the given node names (keyed by node name), else model.json's
+    signature (its keys)."""
+    if names:
+        pairs = [(tensor_name(n).rpartition(":")[0], tensor_name(n)) for n in names]
+    elif signature.get(kind):
+        pairs = [(key, tensor_name(entry.get("name", key))) for key, entry in signature[kind].items()]
+    else:
+        reject(f"{path}: the graph model has no {kind} in its signature and none were given (--{kind[:-1]}_names)")
+    found = {}
+    for key, name in pairs:
+        try:
+            found[key] = graph.get_tensor_by_name(name)
+        except (KeyError, ValueError):
+            reject(f"{path}: the graph has no tensor '{name}' (one of its {kind})")
+    return found
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--input", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--saved_model_tags", default="serve")
+    p.add_argument("--input_names")
+    p.add_argument("--output_names")
     args = p.parse_args()
     import tensorflow as tf
     from google.protobuf import json_format
@@ -96,16 +123,14 @@ def main():
             node.attr["value"].tensor.CopyFrom(tf.make_tensor_proto(weights[node.name]))
     graph_def = unfuse(graph_def, tf)
     signature = doc.get("signature") or {}
-    if not signature.get("inputs") or not signature.get("outputs"):
-        reject(f"{args.input}: the graph model has no signature (inputs and outputs) to build a SavedModel from")
     graph = tf.Graph()
     with graph.as_default():
         try:
             tf.compat.v1.import_graph_def(graph_def, name="")
         except Exception as exc:
             reject(f"{args.input}: TensorFlow cannot import the graph ({first_line(exc)})")
-        inputs = {k: graph.get_tensor_by_name(v["name"]) for k, v in signature["inputs"].items()}
-        outputs = {k: graph.get_tensor_by_name(v["name"]) for k, v in signature["outputs"].items()}
+        inputs = endpoints(graph, args.input, "inputs", csv(args.input_names), signature)
+        outputs = endpoints(graph, args.input, "outputs", csv(args.output_names), signature)
         target = os.path.join(args.out, "saved_model")
         builder = tf.compat.v1.saved_model.Builder(target)
         sig = tf.compat.v1.saved_model.predict_signature_def(inputs, outputs)

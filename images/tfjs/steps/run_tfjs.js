@@ -256,7 +256,23 @@ function ulpPerturbed(batches, seed) {
   return out;
 }
 
-function specsOf(model, format) {
+// A graph model's chosen inputs and outputs (--input_names / --output_names; op or tensor spelling), else the ones
+// TF.js takes (its signature, or its Placeholders and the nodes nothing consumes).
+const nodeName = n => String(n).replace(/^\^/, '').replace(/:\d+$/, '');
+const chosen = value => (value ? String(value).split(',').filter(Boolean).map(nodeName) : null);
+
+function graphInputs(model, args) {
+  const names = chosen(args.input_names);
+  if (!names) return model.inputs;
+  return names.map(n => model.inputs.find(t => nodeName(t.name) === n)
+    || reject(`${args.input}: '${n}' is not an input of the graph in TF.js (inputs: ${model.inputs.map(t => nodeName(t.name)).join(', ')})`));
+}
+
+function graphOutputNames(model, args) {
+  return chosen(args.output_names) || model.outputs.map(t => t.name.replace(/:0$/, ''));
+}
+
+function specsOf(model, format, args) {
   if (format === 'tfjs_layers_model') {
     // a TF.js Sequential reports no inputNames: its input tensors are named after their InputLayer
     const names = model.inputNames && model.inputNames.length ? model.inputNames : model.inputs.map(t => t.name.split('/')[0]);
@@ -268,7 +284,7 @@ function specsOf(model, format) {
     }
     return model.inputs.map((t, i) => ({name: names[i], shape: t.shape, dtype: t.dtype, intRange: ranges[names[i]]}));
   }
-  return model.inputs.map(t => ({name: t.name.replace(/:0$/, ''), shape: t.shape, dtype: t.dtype}));
+  return graphInputs(model, args).map(t => ({name: t.name.replace(/:0$/, ''), shape: t.shape, dtype: t.dtype}));
 }
 
 const ACTIVATIONS = ['Softmax', 'Sigmoid', 'ArgMax', 'LogSoftmax'];
@@ -277,14 +293,14 @@ const PASS_THROUGH = ['Identity', 'Reshape', 'Squeeze'];
 // The logits of a model's outputs: the tensors feeding their final softmax/sigmoid/argmax.
 // Graph models: node names found by walking modelTopology; layers models: output layers with a softmax or
 // sigmoid activation, run once more with that activation made linear.
-function logitPlan(model, format, doc) {
+function logitPlan(model, format, doc, args) {
   const plan = {ops: {}, nodes: [], layers: []};
   if (format === 'tfjs_graph_model') {
     const nodes = {};
     for (const n of (doc.modelTopology && doc.modelTopology.node) || []) nodes[n.name] = n;
     const clean = s => s.replace(/^\^/, '').replace(/:\d+$/, '');
-    model.outputs.forEach((t, i) => {
-      let node = nodes[clean(t.name)];
+    graphOutputNames(model, args).forEach((name, i) => {
+      let node = nodes[clean(name)];
       while (node && PASS_THROUGH.includes(node.op) && node.input && node.input.length) node = nodes[clean(node.input[0])];
       if (node && ACTIVATIONS.includes(node.op) && node.input && node.input.length) {
         plan.ops[i] = node.op;
@@ -323,9 +339,9 @@ function tensorsOf(specs, batches, i) {
   });
 }
 
-async function runAll(model, format, specs, batches, plan) {
+async function runAll(model, format, specs, batches, plan, args) {
   const count = batches[specs[0].name].shape[0];
-  const names = format === 'tfjs_layers_model' ? layerOutputNames(model) : model.outputs.map(t => t.name.replace(/:0$/, ''));
+  const names = format === 'tfjs_layers_model' ? layerOutputNames(model) : graphOutputNames(model, args);
   const collected = names.map(() => []);
   const logits = {};
   let shapes = null;
@@ -352,8 +368,8 @@ async function runAll(model, format, specs, batches, plan) {
       }
     } else {
       const feed = {};
-      model.inputs.forEach((t, j) => { feed[t.name] = tensors[j]; });
-      const wanted = model.outputs.map(t => t.name).concat(plan.nodes.map(n => n.name));
+      specs.forEach((s, j) => { feed[s.name] = tensors[j]; });
+      const wanted = names.concat(plan.nodes.map(n => n.name));
       // the call TF.js users make first: execute() (what predict() does); executeAsync() only where the graph
       // has dynamic ops, and then run.json says so
       let all;
@@ -403,7 +419,7 @@ async function main() {
     reject(`${args.input}: cannot load as a TF.js ${args.format} (${e.message.split('\n')[0]})`);
   }
   const doc = JSON.parse(fs.readFileSync(args.input, 'utf8'));
-  const specs = specsOf(model, args.format);
+  const specs = specsOf(model, args.format, args);
   const reference = args.plan !== undefined;
   let batches;
   let groups = null;
@@ -421,8 +437,8 @@ async function main() {
     batches = {};
     specs.forEach((s, i) => { batches[s.name] = given[byName ? s.name : names[i]]; });
   }
-  const plan = logitPlan(model, args.format, doc);
-  const run = await runAll(model, args.format, specs, batches, plan);
+  const plan = logitPlan(model, args.format, doc, args);
+  const run = await runAll(model, args.format, specs, batches, plan, args);
   writeJsonArrays(path.join(args.out, 'outputs.json'), run.outputs);
   if (Object.keys(run.logits).length) writeJsonArrays(path.join(args.out, 'logits.json'), run.logits);
   const info = {
@@ -434,7 +450,7 @@ async function main() {
     execution: run.execution,
   };
   if (reference) {
-    const perturbed = await runAll(model, args.format, specs, ulpPerturbed(batches, 0), plan);
+    const perturbed = await runAll(model, args.format, specs, ulpPerturbed(batches, 0), plan, args);
     writeJsonArrays(path.join(args.out, 'perturbed.json'), perturbed.outputs);
     if (Object.keys(perturbed.logits).length) {
       writeJsonArrays(path.join(args.out, 'perturbed_logits.json'), perturbed.logits);
