@@ -33,12 +33,14 @@ TORCH_KINDS = ("cnn", "saturated", "resnet", "dense", "inception", "fire", "shuf
 # by Keras 3.15), "tf-keras" (model.h5, keras_saved_model/ and saved_model/ by tf_keras / TF 2.21), "keras3-gaps"
 # (layers a TF.js layers model cannot hold)
 NEW_KERAS = Sample("keras3", "make_keras.py", ("keras3", "tf-keras", "keras3-gaps"))
-# ... and "keras3-torch": the same CNN saved by Keras 3 with the PyTorch backend, in the torch stack
+# ... and "keras3-torch" / "keras3-jax": the same CNN saved by Keras 3 with the PyTorch / JAX backend, in the torch /
+# litert_torch stack (each has Keras, that backend and no TensorFlow)
 TORCH_KERAS = Sample("torch", "make_keras.py", ("keras3-torch",))
+JAX_KERAS = Sample("litert_torch", "make_keras.py", ("keras3-jax",))
 SAMPLES = {
     "keras": Sample("tf2", "make_model.py", KERAS_KINDS, by_format=True,
                     elsewhere=(("keras3", NEW_KERAS), ("tf-keras", NEW_KERAS), ("keras3-gaps", NEW_KERAS),
-                               ("keras3-torch", TORCH_KERAS))),
+                               ("keras3-torch", TORCH_KERAS), ("keras3-jax", JAX_KERAS))),
     "keras_saved_model": Sample("tf2", "make_model.py", KERAS_KINDS, by_format=True),
     "tf_saved_model": Sample("tf2", "make_model.py", KERAS_KINDS, by_format=True),
     "tf_frozen_model": Sample("tf2", "make_model.py", KERAS_KINDS, by_format=True),

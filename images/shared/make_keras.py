@@ -1,13 +1,13 @@
 """Write the Keras files people save today, with a small random-weight CNN and calibration data.
 
-    make_keras.py --kind keras3|tf-keras|keras3-gaps|keras3-torch --out DIR [--seed N]
+    make_keras.py --kind keras3|tf-keras|keras3-gaps|keras3-torch|keras3-jax --out DIR [--seed N]
 keras3: model.keras (Keras 3's own format), model.h5 (Keras 3's HDF5) and sequential.keras (a Sequential MLP);
 tf-keras: model.h5 and keras_saved_model/ saved by tf_keras 2.21 (TF_USE_LEGACY_KERAS=1, what TF.js users are told
 to do), and saved_model/ (tf.saved_model.save of TF 2.21); keras3-gaps: tfjs_gap.keras (a GroupNormalization, which
 Keras 2 has and TF.js does not) and keras3_only.keras (an RMSNormalization, which Keras 2 does not have).
-keras3-torch: model.keras and model.h5 of the same CNN written by Keras 3 with the PyTorch backend (in the torch
-stack, which has torch and Keras but no TensorFlow). All with calibration.npy; nothing is downloaded.
-Shared: the keras3 stack makes the TensorFlow-backend kinds, the torch stack the PyTorch-backend one.
+keras3-torch / keras3-jax: model.keras and model.h5 of the same CNN written by Keras 3 with the PyTorch / JAX
+backend (in the torch / litert_torch stack, which have Keras and that backend but no TensorFlow). All with
+calibration.npy; nothing is downloaded. Shared: the keras3 stack makes the TensorFlow-backend kinds.
 """
 
 import argparse
@@ -16,6 +16,9 @@ import os
 import numpy as np
 
 from common import step_done
+
+
+BACKENDS = {"keras3-torch": "torch", "keras3-jax": "jax"}  # kinds written with another Keras 3 backend
 
 
 def cnn(library):
@@ -49,7 +52,7 @@ def gaps(library):
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("--kind", default="keras3", choices=("keras3", "tf-keras", "keras3-gaps", "keras3-torch"))
+    p.add_argument("--kind", default="keras3", choices=("keras3", "tf-keras", "keras3-gaps", "keras3-torch", "keras3-jax"))
     p.add_argument("--out", required=True)
     p.add_argument("--seed", type=int, default=1)
     args = p.parse_args()
@@ -57,8 +60,8 @@ def main():
         os.environ["TF_USE_LEGACY_KERAS"] = "1"
         import tf_keras as library
     else:
-        if args.kind == "keras3-torch":
-            os.environ["KERAS_BACKEND"] = "torch"
+        if args.kind in BACKENDS:
+            os.environ["KERAS_BACKEND"] = BACKENDS[args.kind]
         import keras as library
     library.utils.set_random_seed(args.seed)
     if args.kind == "keras3-gaps":
@@ -69,7 +72,7 @@ def main():
         return
     model = cnn(library)
     files = []
-    if args.kind == "keras3-torch":
+    if args.kind in BACKENDS:
         model.save(os.path.join(args.out, "model.keras"))
         files.append("model.keras")
     if args.kind == "keras3":

@@ -184,15 +184,17 @@ def test_a_keras3_base_model_is_translated_before_the_merge(head_and_base, new_k
 
 
 @pytest.fixture(scope="session")
-def torch_backend_keras(stack_images, tmp_path_factory):
-    return make_samples(tmp_path_factory.mktemp("keras3-torch"), "keras", ("keras3-torch",))["keras3-torch"]
+def other_backends(stack_images, tmp_path_factory):
+    """The CNN saved by Keras 3 with the PyTorch backend (torch stack) and the JAX backend (litert_torch stack)."""
+    return make_samples(tmp_path_factory.mktemp("keras3-backends"), "keras", ("keras3-torch", "keras3-jax"))
 
 
-def test_keras3_files_from_the_pytorch_backend_load_with_tensorflows(torch_backend_keras, tmp_path):
-    """Written by Keras 3 in the torch stack (no TensorFlow there), read in keras3 with the TensorFlow backend."""
-    m = converted("keras", torch_backend_keras / "model.h5", tmp_path / "a")
-    assert m["input"]["producer"]["backend"] == "torch"
+@pytest.mark.parametrize("kind, backend", [("keras3-torch", "torch"), ("keras3-jax", "jax")])
+def test_keras3_files_from_other_backends_load_with_tensorflows(other_backends, tmp_path, kind, backend):
+    """Written where that backend is and TensorFlow is not, read in keras3 with the TensorFlow backend."""
+    m = converted("keras", other_backends[kind] / "model.h5", tmp_path / "a")
+    assert m["input"]["producer"]["backend"] == backend
     assert m["steps"][0]["info"]["producer"]["loaded_backend"] == "tensorflow"
-    m = converted("keras", torch_backend_keras / "model.keras", tmp_path / "b", "--to", "tfjs_layers_model",
+    m = converted("keras", other_backends[kind] / "model.keras", tmp_path / "b", "--to", "tfjs_layers_model",
                   stacks=("keras3", "tf2"), verified_in=TFJS)
     assert m["steps"][0]["info"]["keras2"]["self_check_max_error"] <= 1e-4
