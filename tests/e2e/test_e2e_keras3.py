@@ -104,6 +104,8 @@ def test_keras3_sequential_runs_as_a_tfjs_sequential(new_keras, tmp_path):
 
 @pytest.mark.parametrize("kind, name, to, args", [
     ("keras3", "model.keras", "tflite", ("--quantize", "int8")),
+    ("keras3", "model.h5", "tflite", ()),
+    ("tf-keras", "model.h5", "tflite", ()),
     ("keras3", "model.h5", "tfjs_layers_model", ()),
     ("keras3", "model.h5", "tfjs_graph_model", ()),
     ("tf-keras", "model.h5", "tflite", ("--quantize", "int8")),
@@ -111,8 +113,7 @@ def test_keras3_sequential_runs_as_a_tfjs_sequential(new_keras, tmp_path):
 ])
 def test_the_file_by_target_table(new_keras, tmp_path, kind, name, to, args):
     """The cells of the (Keras 3 .keras, Keras 3 .h5, tf_keras .h5) x (float, int8, layers, graph) table that the
-    tests above leave: float .h5 is tested through int8 and dynamic range, which load it the same way. Keras 2.15
-    files: test_e2e.py and test_e2e_tfjs.py."""
+    tests above leave. Keras 2.15 files: test_e2e_convert.py and test_e2e_tfjs.py."""
     calibration = ("--calibration", new_keras[kind] / "calibration.npy") if "int8" in args else ()
     m = converted("keras", new_keras[kind] / name, tmp_path / "out", "--to", to, *args, *calibration,
                   stacks=("keras3",) if to == "tflite" else ("keras3", "tf2"),
