@@ -173,7 +173,8 @@ class Orchestrator:
         keras_saved_model/ and saved_model/ by tf_keras / TF 2.21) and keras3-gaps (layers TF.js lacks). ssd: KIND
         float (default) or quant (quantization-aware), as a model-zoo folder ssd_model/ and ssd_model.tar.gz.
         pytorch: KIND cnn, saturated, resnet, dense, inception, inception-v1 (GoogLeNet-style: LRN, ceil-mode
-        pools, 1000 classes), fire or shuffle, as TorchScript, .pt2, state_dict + net.py and a pickled module.
+        pools, 1000 classes), fire, shuffle or gelu (exact GELU, which ONNX spells with Erf), as TorchScript,
+        .pt2, state_dict + net.py and a pickled module.
         onnx: the same kinds exported by torch.onnx (model.onnx). darknet: KIND yolov3-tiny or yolov4-tiny
         (model.cfg + model.weights). jax: KIND dense or cnn (module.py:build + params.msgpack)."""
         from orchestrator import samples

@@ -216,3 +216,21 @@ def test_user_pickle_is_only_ever_loaded_in_the_container(torch_samples, tmp_pat
     # which is not a model; the host never unpickled it
     assert proc.returncode == 2 and "evil.pt" in last_line(proc), proc.stderr[-2000:]
     assert not marker.exists()
+
+
+def test_erf_gelu_reaches_builtin_ops_through_a_remedy(stack_images, tmp_path):
+    """ONNX below opset 20 spells exact GELU with Erf, which has no TFLite builtin: onnx2tf's default conversion
+    leaves FlexErf, which the plain interpreter cannot run, so that attempt is refused naming the op; the graph
+    rewrite computes erf from builtin ops, and that attempt verifies. No Flex op is left."""
+    sample = tmp_path / "sample"
+    assert cli("sample", "onnx", sample, "--kind", "gelu").returncode == 0
+    out = tmp_path / "out"
+    proc = cli("convert", "onnx", sample / "model.onnx", out)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    info = manifest(out)["steps"][0]["info"]
+    default, rewritten = info["remedies"]["tried"][:2]
+    assert default["remedy"] == "default" and not default["passed"] and "(FlexErf)" in default["error"]
+    assert info["remedies"]["used"] == "rewrite_graph" and rewritten["passed"]
+    assert all(r.startswith("erf_builtin: Erf") for r in rewritten["rewrites"]) and len(rewritten["rewrites"]) == 2
+    assert not [op for op in info["ops"] if op.startswith("Flex")] and info["ops"]["EXP"] == 2
+    assert manifest(out)["verification"]["passed"] is True

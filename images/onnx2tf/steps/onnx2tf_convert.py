@@ -293,7 +293,12 @@ def main():
             record.update(passed=False, error=last_error(log))
             tried.append(record)
             continue
-        verdict, layout, note = reference.judge(folder, stem)
+        try:
+            verdict, layout, note = reference.judge(folder, stem)
+        except Exception as exc:  # e.g. Flex (TF Select) ops, which LiteRT's plain interpreter cannot run
+            record.update(passed=False, error=unrunnable(exc))
+            tried.append(record)
+            continue
         record.update(summarize(verdict) if verdict else {"max_rel_err": None, "where": note}, output_layout=layout)
         record["passed"] = bool(verdict and verdict["passed"])
         tried.append(record)
@@ -344,6 +349,15 @@ def describe(attempt):
     basis = " (logits)" if attempt.get("basis") == "logits" else ""
     return (f"max error {attempt['max_rel_err']:.3g} of the output scale{basis} at {where} "
             f"(tolerance {attempt.get('tolerance', 0):.2g})")
+
+
+def unrunnable(exc):
+    """Why an attempt's .tflite does not run in the plain interpreter, naming Flex ops where that is why."""
+    flex = sorted(set(re.findall(r"\((Flex\w+)\)", str(exc))))
+    if flex:
+        return (f"the .tflite needs Flex (TF Select) ops ({', '.join(flex)}), which a plain TFLite/LiteRT "
+                "interpreter cannot run")
+    return f"the .tflite does not run in the TFLite interpreter ({first_line(exc)})"
 
 
 def rewrite_graph(src, dst):

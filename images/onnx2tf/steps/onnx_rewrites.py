@@ -8,6 +8,11 @@ Squeeze (-> If) -> Mul(alpha) -> Add(k) -> Pow(beta), and Div(x, that). onnx2tf 
 average pool (its padding path slices a 5-D tensor with 6 indices). The rewrite puts an ONNX LRN in place of
 the Div when the window is symmetric (odd size: exactly torch's), else the same sum as a 1x1 convolution over
 the squares with a banded 0/1 weight, which only needs 4-D ops.
+
+erf_builtin: ONNX Erf (GELU as tf2onnx, Paddle2ONNX and torch below opset 20 write it) has no TFLite builtin, so
+onnx2tf leaves a Flex op (FlexErf) that a plain TFLite/LiteRT interpreter cannot run. The rewrite computes erf from
+builtin ops only, by Abramowitz and Stegun's formula 7.1.26 (absolute error below 1.5e-7):
+erf(x) = sign(x) (1 - (a1 t + a2 t^2 + a3 t^3 + a4 t^4 + a5 t^5) exp(-x^2)), t = 1 / (1 + p |x|).
 """
 
 import numpy as np
@@ -206,8 +211,52 @@ def torch_lrn(model):
     return result, changes
 
 
+ERF_P = 0.3275911
+ERF_A = (0.254829592, -0.284496736, 1.421413741, -1.453152027, 1.061405429)
+
+
+def erf_builtin(model):
+    """Each Erf node replaced by builtin-only ops (Abs, Sign, Mul, Add, Div, Exp, Neg, Sub)."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    result = onnx.ModelProto()
+    result.CopyFrom(model)
+    graph = result.graph
+    erfs = [n for n in graph.node if n.op_type == "Erf" and not n.domain]
+    if not erfs:
+        return result, []
+    consts = {"erf_one": 1.0, "erf_p": ERF_P, **{f"erf_a{i + 1}": a for i, a in enumerate(ERF_A)}}
+    taken = {t.name for t in graph.initializer}
+    graph.initializer.extend(numpy_helper.from_array(np.asarray(v, np.float32), k) for k, v in consts.items()
+                             if k not in taken)
+    nodes, changes = [], []
+    for node in graph.node:
+        if node not in erfs:
+            nodes.append(node)
+            continue
+        x, out, tag = node.input[0], node.output[0], (node.name or node.output[0]) + "/erf"
+
+        def op(kind, *inputs, name=None):
+            made = f"{tag}/{name or kind.lower()}_{len(nodes)}"
+            nodes.append(helper.make_node(kind, list(inputs), [made], name=made))
+            return made
+
+        a = op("Abs", x)
+        t = op("Div", "erf_one", op("Add", "erf_one", op("Mul", "erf_p", a)))
+        poly = op("Mul", t, "erf_a5")
+        for coeff in ("erf_a4", "erf_a3", "erf_a2", "erf_a1"):
+            poly = op("Mul", t, op("Add", poly, coeff))
+        tail = op("Mul", poly, op("Exp", op("Neg", op("Mul", a, a))))
+        nodes.append(helper.make_node("Mul", [op("Sign", x), op("Sub", "erf_one", tail)], [out], name=tag))
+        changes.append(f"Erf '{node.name or out}' -> builtin ops (A&S 7.1.26)")
+    del graph.node[:]
+    graph.node.extend(nodes)
+    return result, changes
+
+
 # name -> rewrite, in the order the remedy applies them
-REWRITES = {"torch_lrn": torch_lrn}
+REWRITES = {"torch_lrn": torch_lrn, "erf_builtin": erf_builtin}
 
 
 def apply_all(model):

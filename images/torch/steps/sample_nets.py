@@ -200,8 +200,24 @@ class InceptionV1(nn.Module):
         return F.softmax(self.fc(x), dim=1)
 
 
+class GeluNet(nn.Module):
+    """A conv stem and a transformer-style MLP block with exact (erf) GELU: ONNX writers below opset 20 (torch,
+    tf2onnx, Paddle2ONNX) spell it with Erf, which has no TFLite builtin."""
+
+    def __init__(self, num_classes=10):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 16, 3, stride=2, padding=1)
+        self.fc1 = nn.Linear(16, 32)
+        self.fc2 = nn.Linear(32, num_classes)
+
+    def forward(self, x):
+        x = torch.flatten(F.adaptive_avg_pool2d(F.gelu(self.stem(x)), 1), 1)
+        return self.fc2(F.gelu(self.fc1(x)))
+
+
 KINDS = {"cnn": SmallCNN, "saturated": SaturatedCNN, "resnet": SmallResNet, "dense": DenseBlockNet,
-         "inception": InceptionNet, "inception-v1": InceptionV1, "fire": FireNet, "shuffle": ShuffleNet}
+         "inception": InceptionNet, "inception-v1": InceptionV1, "fire": FireNet, "shuffle": ShuffleNet,
+         "gelu": GeluNet}
 # kinds whose input or class count differ from the small samples' 1x3x32x32 and 10 classes
 INPUT_SHAPES = {"inception-v1": (1, 3, 112, 112)}
 CLASSES = {"inception-v1": 1000}
