@@ -115,9 +115,7 @@ class Orchestrator:
         auto = pipeline.auto_option(options)
         if auto:  # every route the option chooses between, as --OPTION auto tries them
             key, name = auto
-            tried = planner.choosing_values(name, source, to, producer=producer)
-            if not tried:
-                raise UsageError(f"--{name} auto: no route from {source} to {to} has a choice of --{name}")
+            tried = pipeline.attempt_values(name, source, to, producer)
             lines = [f"--{name} auto tries {', '.join(tried)}; keeps the verified result with the fewest TRANSPOSE "
                      "ops, then the smaller file"]
             for value in tried:

@@ -316,9 +316,9 @@ def graph_io(path, doc, values):
         attrs = [nodes[n].get("attr") or {} for n in names]
         found[kind] = [{"name": n, "dtype": _dtype((a.get("dtype") or a.get("T") or {}).get("type")),
                         "shape": _shape(a)} for n, a in zip(names, attrs)]
-        found.setdefault("source", source if kind == "inputs" else found.get("source"))
-        if source != found["source"]:
-            found["source"] = f"{found['source']}, outputs {source}"
+        found[f"{kind}_source"] = source
+    inputs_from, outputs_from = found.pop("inputs_source"), found.pop("outputs_source")
+    found["source"] = inputs_from if inputs_from == outputs_from else f"{inputs_from}, outputs {outputs_from}"
     return found
 
 

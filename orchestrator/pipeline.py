@@ -88,7 +88,7 @@ def auto_option(options):
     """(key as given, option name) of the step-choosing option (a Step.when) given the value "auto", or None."""
     for key, value in (options or {}).items():
         name = str(key).replace("-", "_")
-        if str(value) == "auto" and any(step.when and step.when[0] == name for step in routes.STEPS):
+        if str(value) == "auto" and any(step.chosen_by(name) for step in routes.STEPS):
             return key, name
     return None
 
@@ -116,15 +116,20 @@ def plan_job(source, input_path, to=routes.DEFAULT_TARGET, options=None, verify=
     return job
 
 
+def attempt_values(name, source, to, producer=None):
+    """The values of step-choosing option `name` that `auto` tries from `source` to `to`; refused when none."""
+    values = planner.choosing_values(name, source, to, producer=producer)
+    if not values:
+        raise UsageError(f"--{name} auto: no route from {source} to {to} has a choice of --{name}")
+    return values
+
+
 def plan_attempts(source, input_path, to, options, verify, producer, key, name):
     """One job per value of option `name` that gives a route; the first one stands for all of them."""
     if not verify:
         raise UsageError(f"--{name} auto keeps the result that verifies: it cannot run with --no-verify")
-    values = planner.choosing_values(name, source, to, producer=producer)
-    if not values:
-        raise UsageError(f"--{name} auto: no route from {source} to {to} has a choice of --{name}")
     attempts, left_out = [], []
-    for value in values:
+    for value in attempt_values(name, source, to, producer):
         try:
             attempts.append((value, plan_job(source, input_path, to, {**options, key: value}, verify)))
         except UsageError as exc:  # e.g. an option only the other converter takes: that attempt is left out

@@ -28,14 +28,14 @@ def choosing_values(name, source, to, steps=routes.STEPS, producer=None):
     """The values of step-choosing option `name` that each give a route from `source` to `to`, in step order."""
     found = []
     for step in steps:
-        for value in (v for v in when_values(step) if v is not None) if step.when and step.when[0] == name else ():
+        for value in (v for v in when_values(step) if v is not None) if step.chosen_by(name) else ():
             if value in found:
                 continue
             try:
                 chain = plan(source, to, steps, {name: value}, producer, explain=False)
             except UsageError:
                 continue
-            if any(s.when and s.when[0] == name for s in chain):  # the value chose a step of the route
+            if any(s.chosen_by(name) for s in chain):  # the value chose a step of the route
                 found.append(value)
     return found
 
@@ -135,7 +135,7 @@ def plan(source, to="tflite", steps=routes.STEPS, given=None, producer=None, exp
         return [direct[0]]
     chains = reachable(source, steps)
     choosing = {k.replace("-", "_"): v for k, v in (given or {}).items()
-                if any(s.when and s.when[0] == k.replace("-", "_") for s in all_steps)}
+                if any(s.chosen_by(k.replace("-", "_")) for s in all_steps)}
     if to not in chains and choosing and explain:
         name, value = next(iter(choosing.items()))
         others = choosing_values(name, source, to, all_steps, producer)

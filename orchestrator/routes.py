@@ -66,6 +66,10 @@ class Step:
         values = {"--from": self.source, "--to": self.target}
         return tuple(part for flag in self.route_flags for part in (flag, values[flag]))
 
+    def chosen_by(self, option):
+        """Whether `option` chooses this step (its `when`)."""
+        return bool(self.when) and self.when[0] == option
+
     def accepts(self):
         """Every option name this step accepts: its script's, and the one choosing it."""
         return self.options + ((self.when[0],) if self.when else ())

@@ -3,6 +3,7 @@ ExportedProgram (.pt2), a pickled nn.Module, or a state_dict with --model_code F
 
 Unpickling a user's file runs code from it: that happens only here, in the no-network container."""
 
+import argparse
 import json
 import os
 import sys
@@ -10,7 +11,7 @@ import zipfile
 
 import torch
 
-from common import first_line, import_user_file, reject
+from common import csv, first_line, import_user_file, reject, shapes
 
 
 def zip_names(path):
@@ -119,3 +120,33 @@ def run(model, arrays, shapes_text):
             reject(f"--input_shape {shapes_text}: the model rejects inputs of shape "
                    f"{' and '.join(str(list(a.shape)) for a in arrays)} ({first_line(exc)})")
     return [t.detach().cpu().numpy() for t in flat_outputs(result)]
+
+
+def arguments():
+    """The argument parser of a step that reads a PyTorch model (export_onnx.py, litert_convert.py), with the options
+    they share; each step adds its own."""
+    p = argparse.ArgumentParser()
+    p.add_argument("--input", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--input_shape", required=True)
+    p.add_argument("--model_code")
+    p.add_argument("--model_args")
+    p.add_argument("--input_names")
+    p.add_argument("--output_names")
+    return p
+
+
+def prepared(args):
+    """(model, kind, example arrays, its outputs, input names, output names): the model loaded, run once on example
+    inputs of --input_shape (a wrong shape is one line), and its inputs and outputs named (input_0.., output_0..
+    unless --input_names/--output_names say)."""
+    model, kind = load(args.input, args.model_code, args.model_args)
+    arrays = example_inputs(shapes(args.input_shape))
+    outputs = run(model, arrays, args.input_shape)
+    input_names = csv(args.input_names) or [f"input_{i}" for i in range(len(arrays))]
+    output_names = csv(args.output_names) or [f"output_{i}" for i in range(len(outputs))]
+    if len(input_names) != len(arrays):
+        reject(f"--input_names names {len(input_names)} input(s); --input_shape gives {len(arrays)}")
+    if len(output_names) != len(outputs):
+        reject(f"--output_names names {len(output_names)} output(s); the model returns {len(outputs)}")
+    return model, kind, arrays, outputs, input_names, output_names

@@ -31,7 +31,6 @@ int8-full must end with an int8 input and output: what the quantizer left float 
 LiteRT's modify_model_interface; where that cannot be done the step fails, naming the float tensors.
 """
 
-import argparse
 import os
 import sys
 import tempfile
@@ -45,7 +44,7 @@ import torch  # noqa: E402
 
 import torch_models  # noqa: E402
 import verify_io  # noqa: E402
-from common import csv, fail, first_line, reject, shapes, step_done, versions  # noqa: E402
+from common import csv, fail, first_line, reject, step_done, versions  # noqa: E402
 
 MODES = ("none", "dynamic", "int8", "int8-full")
 QUANTIZERS = ("auto", "pt2e", "ai_edge_quantizer")
@@ -197,18 +196,11 @@ def int8_interface(path):
 
 
 def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("--input", required=True)
-    p.add_argument("--out", required=True)
-    p.add_argument("--input_shape", required=True)
-    p.add_argument("--model_code")
-    p.add_argument("--model_args")
+    p = torch_models.arguments()
     p.add_argument("--keep_nchw")
     p.add_argument("--quantize", default="none", choices=MODES)
     p.add_argument("--calibration")
     p.add_argument("--quantizer", default="auto", choices=QUANTIZERS)
-    p.add_argument("--input_names")
-    p.add_argument("--output_names")
     args = p.parse_args()
 
     name = os.path.basename(args.input)
@@ -219,15 +211,7 @@ def main():
     if args.quantize in ("int8", "int8-full") and not args.calibration:
         reject(f"--quantize {args.quantize} needs --calibration (representative inputs: .npy, .npz or a folder "
                f"of .npy)")
-    model, kind = torch_models.load(args.input, args.model_code, args.model_args)
-    arrays = torch_models.example_inputs(shapes(args.input_shape))
-    outputs = torch_models.run(model, arrays, args.input_shape)  # also rejects a wrong input shape, in one line
-    input_names = csv(args.input_names) or [f"input_{i}" for i in range(len(arrays))]
-    output_names = csv(args.output_names) or [f"output_{i}" for i in range(len(outputs))]
-    if len(input_names) != len(arrays):
-        reject(f"--input_names names {len(input_names)} input(s); --input_shape gives {len(arrays)}")
-    if len(output_names) != len(outputs):
-        reject(f"--output_names names {len(output_names)} output(s); the model returns {len(outputs)}")
+    model, kind, arrays, outputs, input_names, output_names = torch_models.prepared(args)
     keep, kept = parse_keep(args.keep_nchw, input_names)
     in_last = [i for i, a in enumerate(arrays) if channels_last(a.ndim) and input_names[i] not in kept]
     out_last = [] if keep == "all" else [i for i, o in enumerate(outputs) if channels_last(o.ndim)]

@@ -7,7 +7,6 @@ Writes DIR/model.onnx and DIR/step.json. TorchScript input goes through the Torc
 cannot trace a ScriptModule); everything else through the dynamo exporter, torch.onnx's default.
 """
 
-import argparse
 import os
 import warnings
 
@@ -15,7 +14,7 @@ import onnx
 import torch
 
 import torch_models
-from common import csv, fail, first_line, reject, shapes, step_done
+from common import fail, first_line, step_done
 
 
 MAX_NODES = 200  # node names listed in step.json (parameter-replacement JSON refers to them)
@@ -31,29 +30,13 @@ def onnx_io(model):
 
 
 def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("--input", required=True)
-    p.add_argument("--out", required=True)
-    p.add_argument("--input_shape", required=True)
-    p.add_argument("--model_code")
-    p.add_argument("--model_args")
+    p = torch_models.arguments()
     p.add_argument("--opset", type=int)
     p.add_argument("--dynamic_batch", default="false")
-    p.add_argument("--input_names")
-    p.add_argument("--output_names")
     p.add_argument("--exporter", default="auto")
     args = p.parse_args()
 
-    model, kind = torch_models.load(args.input, args.model_code, args.model_args)
-    in_shapes = shapes(args.input_shape)
-    arrays = torch_models.example_inputs(in_shapes)
-    outputs = torch_models.run(model, arrays, args.input_shape)  # also rejects a wrong input shape, in one line
-    input_names = csv(args.input_names) or [f"input_{i}" for i in range(len(arrays))]
-    output_names = csv(args.output_names) or [f"output_{i}" for i in range(len(outputs))]
-    if len(input_names) != len(arrays):
-        reject(f"--input_names names {len(input_names)} input(s); --input_shape gives {len(arrays)}")
-    if len(output_names) != len(outputs):
-        reject(f"--output_names names {len(output_names)} output(s); the model returns {len(outputs)}")
+    model, kind, arrays, _, input_names, output_names = torch_models.prepared(args)
     exporter = args.exporter
     if exporter == "auto":
         exporter = "torchscript" if kind == "torchscript" else "dynamo"
