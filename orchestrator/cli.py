@@ -161,7 +161,7 @@ class Orchestrator:
                                        log=None if quiet else _log, keep=keep)
         return f"{source} -> {to}: {result}: {verify.describe(record)}"
 
-    def sample(self, format, output_dir, kind=None, seed=1, force=False):
+    def sample(self, format, output_dir, kind=None, seed=1, force=False, build=True):
         """Write a small random-weight model of FORMAT into OUTPUT_DIR, for trying routes.
 
         keras, keras_saved_model, tf_saved_model, tf_frozen_model: KIND cnn (default), saturated (logits in the
@@ -174,10 +174,12 @@ class Orchestrator:
         pools, 1000 classes), fire, shuffle or gelu (exact GELU, which ONNX spells with Erf), as TorchScript,
         .pt2, state_dict + net.py and a pickled module.
         onnx: the same kinds exported by torch.onnx (model.onnx). darknet: KIND yolov3-tiny or yolov4-tiny
-        (model.cfg + model.weights). jax: KIND dense or cnn (module.py:build + params.msgpack)."""
+        (model.cfg + model.weights). jax: KIND dense or cnn (module.py:build + params.msgpack).
+        --no-build refuses a missing stack image instead of building it (air-gapped hosts)."""
         from orchestrator import samples
 
-        info = samples.make_sample(_engine(), format, output_dir, kind=kind, seed=int(seed), force=force, log=_log)
+        info = samples.make_sample(_engine(), format, output_dir, kind=kind, seed=int(seed), force=force,
+                                   build_missing=bool(build), log=_log)
         return f"{format} sample ({info['kind']}) in {output_dir}: " + ", ".join(f"{k}={v}" for k, v in info.items())
 
     def engine(self):

@@ -59,15 +59,16 @@ SAMPLES = {
 }
 
 
-def make_sample(engine, fmt, output_dir, kind=None, seed=1, force=False, log=None):
-    """Write a sample model of format `fmt` (and calibration data) into output_dir; return its step.json info."""
+def make_sample(engine, fmt, output_dir, kind=None, seed=1, force=False, build_missing=True, log=None):
+    """Write a sample model of format `fmt` (and calibration data) into output_dir; return its step.json info.
+    With build_missing=False a missing stack image is refused (EnvironmentProblem) before anything is written."""
     if fmt not in SAMPLES:
         raise UsageError(f"no sample for format '{fmt}'; samples: {', '.join(SAMPLES)}")
     kind = kind or SAMPLES[fmt].kinds[0]
     if kind not in SAMPLES[fmt].all_kinds():
         raise UsageError(f"unknown {fmt} sample kind '{kind}'; kinds: {', '.join(SAMPLES[fmt].all_kinds())}")
     sample = SAMPLES[fmt].of(kind)
-    ready = images.ready(engine, [sample.stack], log=log)
+    ready = images.ready(engine, [sample.stack], build_missing=build_missing, log=log)
     args = ["--kind", kind, "--seed", str(seed)] + (["--format", fmt] if sample.by_format else [])
     with Staging(output_dir, force) as stage:
         stage.path.rmdir()  # the step makes its own fresh output folder

@@ -101,3 +101,15 @@ def test_plan_validates_like_convert(capsys):
     assert code == 2 and "--quantize must be one of" in err
     code, out, _ = run(capsys, "plan", "pytorch", "--to", "onnx")  # required options are shown, not demanded
     assert code == 0 and "required: --input_shape" in out
+
+
+def test_sample_no_build_refuses_a_missing_image_and_writes_nothing(capsys, monkeypatch, tmp_path):
+    """`sample --no-build` (air-gapped hosts): a stack image that is not there is refused in one line, before any
+    output exists, instead of being built."""
+    from fakes import FakeEngine
+
+    fake = FakeEngine()
+    monkeypatch.setattr(cli, "_engine", lambda: fake)
+    code, _, err = run(capsys, "sample", "keras", str(tmp_path / "out"), "--no-build")
+    assert code != 0 and "is missing; run `orchestrator images build" in err and err.count("\n") == 1
+    assert not (tmp_path / "out").exists() and not fake.builds and not fake.specs
