@@ -74,17 +74,18 @@ class Images:
         return _table(rows, ["stack", "tag", "id", "size_mb", "built"])
 
     def save(self, file, *stacks):
-        """Save the stack images (all, or those named) into one tar FILE for an air-gapped host."""
+        """Save the stack images (all, or those named) into one tar FILE for an air-gapped host; FILE ending in
+        .tar.gz or .tgz is gzip-compressed. Progress is said every few seconds."""
         from orchestrator import images
 
-        refs = images.save_images(_engine(), file, stacks)
+        refs = images.save_images(_engine(), file, stacks, log=_log)
         return f"saved {', '.join(refs)} to {file}"
 
     def load(self, file):
-        """Load images saved by `images save`."""
+        """Load images saved by `images save` (a tar or .tar.gz)."""
         from orchestrator import images
 
-        return "loaded " + ", ".join(images.load_images(_engine(), file))
+        return "loaded " + ", ".join(images.load_images(_engine(), file, log=_log))
 
 
 class Orchestrator:

@@ -65,9 +65,9 @@ class ContainerEngine(Protocol):
 
     def import_rootfs(self, tarball, repository, tag, changes=()) -> str: ...
 
-    def save(self, refs, path) -> None: ...
+    def save(self, refs, out, progress=None) -> None: ...  # out: a writable binary file; progress(n bytes)
 
-    def load(self, path) -> list: ...
+    def load(self, source, progress=None) -> list: ...  # source: a readable binary file (tar, or gzip of one)
 
     def run(self, spec, log=None) -> "RunResult": ...
 
@@ -157,8 +157,8 @@ class Engine:
             raise EnvironmentProblem(f"docker import of {tarball} produced no image {repository}:{tag}")
         return info["id"]
 
-    def save(self, refs, path):
-        """`docker save` several images into one tar (the engine's GET /images/get?names=...)."""
+    def save(self, refs, out, progress=None):
+        """`docker save` several images as one tar written to `out` (the engine's GET /images/get?names=...)."""
         from requests.exceptions import HTTPError
 
         api = self.client.api
@@ -168,13 +168,14 @@ class Engine:
             response.raise_for_status()
         except HTTPError as exc:
             raise EnvironmentProblem(f"the engine cannot save {', '.join(refs)}: {exc}") from exc
-        with open(path, "wb") as fh:
-            for chunk in response.iter_content(chunk_size=1 << 20):
-                fh.write(chunk)
+        for chunk in response.iter_content(chunk_size=1 << 20):
+            out.write(chunk)
+            if progress:
+                progress(len(chunk))
 
-    def load(self, path):
-        with open(path, "rb") as fh:
-            images = self.client.images.load(fh)
+    def load(self, source, progress=None):
+        """`docker load` of a tar or a gzip-compressed tar (the engine decompresses it), streamed from `source`."""
+        images = self.client.images.load(_Counted(source, progress))
         return [t for img in images for t in img.tags]
 
     # -- containers ---------------------------------------------------------------------------
@@ -237,3 +238,21 @@ class Engine:
                 container.remove(force=True)
             except Exception:
                 pass
+
+
+class _Counted:
+    """A readable file that reports each read's size (the upload's progress); its length comes from its fileno."""
+
+    mode = "rb"
+
+    def __init__(self, fh, progress):
+        self._fh, self._progress = fh, progress
+
+    def fileno(self):
+        return self._fh.fileno()
+
+    def read(self, size=-1):
+        data = self._fh.read(size)
+        if self._progress and data:
+            self._progress(len(data))
+        return data

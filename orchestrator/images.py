@@ -2,6 +2,7 @@
 builds behind proxies and private indexes, listing, and moving the set to an air-gapped host."""
 
 import datetime
+import gzip
 import hashlib
 import json
 import os
@@ -9,6 +10,7 @@ import shutil
 import subprocess
 import tarfile
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -367,7 +369,34 @@ def list_images(engine, root=None):
     return rows
 
 
-def save_images(engine, path, stack_names=(), root=None):
+class Progress:
+    """Bytes moved, said every few seconds and at the end: 'images save: 1.2 GiB, 48 MB/s, 25 s'."""
+
+    def __init__(self, what, log, every=5.0):
+        self.what, self.log, self.every = what, log or (lambda _line: None), every
+        self.done, self.started = 0, time.monotonic()
+        self._said = self.started
+
+    def __call__(self, n):
+        self.done += n
+        now = time.monotonic()
+        if now - self._said >= self.every:
+            self._said = now
+            self.log(self.line(now))
+
+    def line(self, now=None):
+        seconds = max((now or time.monotonic()) - self.started, 1e-6)
+        return (f"{self.what}: {self.done / 2 ** 30:.2f} GiB, {self.done / seconds / 1e6:.0f} MB/s, "
+                f"{seconds:.0f} s")
+
+    def finish(self):
+        self.log(self.line())
+
+
+COMPRESSED = (".gz", ".tgz")  # `images save X.tar.gz` compresses (gzip level 1: fast, about half the size)
+
+
+def save_images(engine, path, stack_names=(), root=None, log=None):
     stacks = discover_stacks(root)
     names = list(stack_names) or list(stacks)
     refs = []
@@ -380,8 +409,15 @@ def save_images(engine, path, stack_names=(), root=None):
         refs.append(tag)
     path = Path(path)
     partial = path.with_name(path.name + ".partial")
+    progress = Progress(f"images save ({path.name})", log)
     try:
-        engine.save(refs, partial)
+        if path.name.endswith(COMPRESSED):
+            with open(partial, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=1, mtime=0) as fh:
+                engine.save(refs, fh, progress=progress)
+        else:
+            with open(partial, "wb") as fh:
+                engine.save(refs, fh, progress=progress)
+        progress.finish()
         partial.replace(path)
     finally:
         if partial.exists():
@@ -389,8 +425,13 @@ def save_images(engine, path, stack_names=(), root=None):
     return refs
 
 
-def load_images(engine, path):
+def load_images(engine, path, log=None):
+    """Load a tar (or .tar.gz) written by save_images; the engine decompresses."""
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "no such file")
-    return engine.load(path)
+    progress = Progress(f"images load ({path.name})", log)
+    with open(path, "rb") as fh:
+        loaded = engine.load(fh, progress=progress)
+    progress.finish()
+    return loaded

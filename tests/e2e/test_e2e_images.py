@@ -46,3 +46,10 @@ def test_save_and_load_round_trip(engine, stack_images, tmp_path):
     proc = cli("images", "load", target)
     assert proc.returncode == 0 and images.get_stack("tf2").tag() in proc.stdout
     assert images.get_stack("tfjs").tag() in proc.stdout
+    # .tar.gz: compressed by name, with progress lines; the engine loads it as it is
+    packed = tmp_path / "tfjs.tar.gz"
+    proc = cli("images", "save", packed, "tfjs")
+    assert proc.returncode == 0 and "images save (tfjs.tar.gz): " in proc.stderr, proc.stderr
+    assert packed.read_bytes()[:2] == b"\x1f\x8b" and packed.stat().st_size < target.stat().st_size
+    proc = cli("images", "load", packed)
+    assert proc.returncode == 0 and images.get_stack("tfjs").tag() in proc.stdout, proc.stderr

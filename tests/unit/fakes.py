@@ -28,11 +28,21 @@ class FakeEngine:
                             "labels": {c.split(" ", 1)[1].split("=")[0]: "" for c in changes if c.startswith("LABEL")}}
         return self.images[ref]["id"]
 
-    def save(self, refs, path):
-        Path(path).write_text(json.dumps(list(refs)))
+    def save(self, refs, out, progress=None):
+        data = json.dumps(list(refs)).encode()
+        out.write(data)
+        if progress:
+            progress(len(data))
 
-    def load(self, path):
-        return json.loads(Path(path).read_text())
+    def load(self, source, progress=None):
+        data = source.read()
+        if data[:2] == b"\x1f\x8b":  # the engine takes gzip-compressed tars too
+            import gzip
+
+            data = gzip.decompress(data)
+        if progress:
+            progress(len(data))
+        return json.loads(data)
 
     def build(self, context_dir, tag, buildargs=None, labels=None, nocache=False, log=None):
         ctx = Path(context_dir)

@@ -191,3 +191,17 @@ def test_pip_index_urls_skip_local_indexes(monkeypatch):
     monkeypatch.setattr(machine, "pip_config", lambda: {
         "global.index-url": "https://idx.test/simple", "global.extra-index-url": "file:///opt/local https://x.test/s"})
     assert machine.pip_index_urls() == ("https://idx.test/simple", ["https://x.test/s"])
+
+
+@pytest.mark.parametrize("name, gz", [("stacks.tar", False), ("stacks.tar.gz", True)])
+def test_save_compresses_by_file_name_and_says_progress(stack_root, tmp_path, name, gz):
+    stack = images.discover_stacks(stack_root)["tf2"]
+    engine = FakeEngine(images={stack.tag(): {"id": "sha256:" + "1" * 64, "size": 1}})
+    said = []
+    refs = images.save_images(engine, tmp_path / name, ["tf2"], root=stack_root, log=said.append)
+    data = (tmp_path / name).read_bytes()
+    assert (data[:2] == b"\x1f\x8b") is gz and not list(tmp_path.glob("*.partial"))
+    assert said and said[-1].startswith(f"images save ({name}): ") and "MB/s" in said[-1]
+    said.clear()
+    assert images.load_images(engine, tmp_path / name, log=said.append) == refs == [stack.tag()]
+    assert said[-1].startswith(f"images load ({name}): ")
