@@ -5,11 +5,15 @@ writing the flatbuffer with step.json. A stack's own script only says how to mak
     SCRIPT --from FORMAT --input PATH --out DIR [--quantize none|float16|dynamic|int8 [--calibration FILE_OR_DIR]
            [--inference_input_type T] [--inference_output_type T]] [--signature_name S] [--saved_model_tags T,..]
            [--input_arrays ..] [--output_arrays ..] [--input_shapes ..] [--allow_custom_ops true|false]
+           [--allow_flex_ops true|false]
+Without --allow_flex_ops the converter may use TFLite builtins only, so the model runs in a plain interpreter; the
+op set of the result (builtin, custom, Flex) goes into step.json.
 """
 
 import argparse
 import glob
 import os
+import re
 
 from common import boolean, fail, load_array_file, reject, step_done
 
@@ -29,6 +33,7 @@ def arguments():
     p.add_argument("--output_arrays")
     p.add_argument("--input_shapes")
     p.add_argument("--allow_custom_ops", default="false")
+    p.add_argument("--allow_flex_ops", default="false")
     return p.parse_args()
 
 
@@ -77,6 +82,9 @@ def quantize(converter, args, specs, by_name=False):
     import tensorflow as tf
 
     converter.allow_custom_ops = boolean(args.allow_custom_ops)
+    flex = [tf.lite.OpsSet.SELECT_TF_OPS] if boolean(args.allow_flex_ops) else []
+    if flex:
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS] + flex
     if args.quantize == "none":
         return []
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -89,7 +97,7 @@ def quantize(converter, args, specs, by_name=False):
     samples = calibration_samples(args.calibration, specs)
     fed = [{s.name: a for s, a in zip(specs, sample)} for sample in samples] if by_name else samples
     converter.representative_dataset = lambda: iter(fed)
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8] + flex
     types = {"int8": tf.int8, "uint8": tf.uint8, "float32": tf.float32}
     converter.inference_input_type = types[args.inference_input_type]
     converter.inference_output_type = types[args.inference_output_type]
@@ -98,18 +106,22 @@ def quantize(converter, args, specs, by_name=False):
 
 def convert(converter, args, samples, **info):
     """Run the converter, write model.tflite and step.json (with the model's tensors); return its path."""
-    from tflite_runtime import TFLiteModel
+    from tflite_runtime import FLEX_HINT, TFLiteModel, op_set
 
     try:
         flatbuffer = converter.convert()
     except Exception as exc:  # the converter's own message is the useful part
         msg = str(exc).strip().splitlines()
         detail = next((ln.strip() for ln in msg if "error" in ln.lower()), msg[0] if msg else type(exc).__name__)
+        flex = sorted(set(re.findall(r"\bFlex\w+", str(exc))))
+        if "Select TF" in str(exc) or "TF Select" in str(exc):
+            fail(f"the TFLite converter failed: ops with no TFLite builtin{' (' + ', '.join(flex) + ')' if flex else ''}"
+                 f"; {FLEX_HINT}")
         fail(f"the TFLite converter failed: {detail}")
     path = os.path.join(args.out, "model.tflite")
     with open(path, "wb") as fh:
         fh.write(flatbuffer)
     tfl = TFLiteModel(path, logits=False)
     step_done(args.out, ["model.tflite"], quantize=args.quantize, size_bytes=len(flatbuffer),
-              calibration_samples=len(samples), tflite=tfl.details(), **info)
+              calibration_samples=len(samples), tflite=tfl.details(), op_set=op_set(tfl.op_counts()), **info)
     return path
