@@ -104,20 +104,28 @@ def quantize(converter, args, specs, by_name=False):
     return samples
 
 
+def needs_flex(message):
+    """The converter's ERROR_NEEDS_FLEX_OPS ("TF Select ops: Erf, ResizeBicubic") said plainly, else None."""
+    from tflite_runtime import FLEX_HINT
+
+    listed = re.search(r"TF Select ops: ([\w, ]+)", message)
+    if not listed:
+        return None
+    ops = ", ".join("Flex" + op.strip() for op in listed.group(1).split(",") if op.strip())
+    return (f"ops with no TFLite builtin would need Flex (TF Select) ops ({ops}), which a plain TFLite/LiteRT "
+            f"interpreter cannot run; {FLEX_HINT}")
+
+
 def convert(converter, args, samples, **info):
     """Run the converter, write model.tflite and step.json (with the model's tensors); return its path."""
-    from tflite_runtime import FLEX_HINT, TFLiteModel, op_set
+    from tflite_runtime import TFLiteModel, op_set
 
     try:
         flatbuffer = converter.convert()
     except Exception as exc:  # the converter's own message is the useful part
         msg = str(exc).strip().splitlines()
         detail = next((ln.strip() for ln in msg if "error" in ln.lower()), msg[0] if msg else type(exc).__name__)
-        flex = sorted(set(re.findall(r"\bFlex\w+", str(exc))))
-        if "Select TF" in str(exc) or "TF Select" in str(exc):
-            fail(f"the TFLite converter failed: ops with no TFLite builtin{' (' + ', '.join(flex) + ')' if flex else ''}"
-                 f"; {FLEX_HINT}")
-        fail(f"the TFLite converter failed: {detail}")
+        fail(f"the TFLite converter failed: {needs_flex(str(exc)) or detail}")
     path = os.path.join(args.out, "model.tflite")
     with open(path, "wb") as fh:
         fh.write(flatbuffer)

@@ -186,3 +186,14 @@ def test_op_set_splits_builtin_custom_and_flex():
     split = tflite_runtime.op_set({"CONV_2D": 3, "FlexErf": 2, "TFLite_Detection_PostProcess": 1, "ADD": 1})
     assert split == {"builtin": {"ADD": 1, "CONV_2D": 3}, "custom": {"TFLite_Detection_PostProcess": 1},
                      "flex": {"FlexErf": 2}}
+
+
+def test_the_tflite_converters_flex_error_is_said_plainly():
+    import tflite_convert
+
+    message = ("<unknown>:0: error: failed while converting: 'main': \nSome ops are not supported by the native TFLite "
+               "runtime, you can enable TF kernels fallback using TF Select. See instructions: ... \n"
+               "TF Select ops: Erf, ResizeBicubic\nDetails:\n\ttf.Erf(tensor<1x4xf32>) -> (tensor<1x4xf32>)\n")
+    said = tflite_convert.needs_flex(message)
+    assert "(FlexErf, FlexResizeBicubic)" in said and "--allow_flex_ops" in said and "\n" not in said
+    assert tflite_convert.needs_flex("error: 'tf.Foo' op is neither a custom op nor a flex op") is None
