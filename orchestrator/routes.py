@@ -90,6 +90,8 @@ OPTIONS = {o.name: o for o in (
     Option("output_arrays", "csv", "output tensor names of a frozen graph, comma-separated"),
     Option("input_shapes", "shapes", "input shapes of a frozen graph, e.g. 1,224,224,3:1,10"),
     Option("allow_custom_ops", "bool", "let the TFLite converter keep ops it does not know", default=False),
+    Option("allow_flex_ops", "bool", "keep ops that have no TFLite builtin as Flex (TF Select) ops; the app then "
+           "needs the Flex delegate (without it, such a model is refused)", default=False),
     # TF1 Object Detection API SSD
     Option("pipeline_config", "path", "pipeline.config to use instead of the one found in the model folder"),
     Option("checkpoint", "prefix", "checkpoint prefix (e.g. DIR/model.ckpt) instead of the one found"),
@@ -181,15 +183,16 @@ SSD_CONVERT_OPTIONS = ("quantize", "mean_values", "std_dev_values", "default_ran
 SSD_RESULT = Runner("tflite_ssd", "tf2", options=("max_detections",))  # the .tflite with its post-processing op
 
 TFLITE_CHOICES = (("quantize", ("none", "float16", "dynamic", "int8")),)
-TFLITE_OPTIONS = ("quantize", "calibration", "inference_input_type", "inference_output_type", "allow_custom_ops")
+TFLITE_OPTIONS = ("quantize", "calibration", "inference_input_type", "inference_output_type", "allow_custom_ops",
+                  "allow_flex_ops")
 
 JAX_OPTIONS = ("input_signature", "polymorphic_shapes", "params")
 TORCH_EXPORT_OPTIONS = ("input_shape", "model_code", "model_args", "opset", "dynamic_batch", "input_names",
                         "output_names", "exporter")
 ONNX2TF_OPTIONS = ("keep_nchw", "param_replacement", "remedies")
 LITERT_TORCH_OPTIONS = ("input_shape", "model_code", "model_args", "input_names", "output_names", "keep_nchw",
-                        "quantize", "calibration", "quantizer")
-ONNX2TF_TFLITE_OPTIONS = ONNX2TF_OPTIONS + ("quantize", "calibration", "mean", "std")
+                        "quantize", "calibration", "quantizer", "allow_flex_ops")
+ONNX2TF_TFLITE_OPTIONS = ONNX2TF_OPTIONS + ("quantize", "calibration", "mean", "std", "allow_flex_ops")
 
 STEPS = (
     Step("keras_to_tflite", "keras", "tflite", "tf2", "to_tflite.py", ("--from",), TFLITE_OPTIONS,

@@ -37,6 +37,11 @@ NEW_KERAS = Sample("keras3", "make_keras.py", ("keras3", "tf-keras", "keras3-gap
 # litert_torch stack (each has Keras, that backend and no TensorFlow)
 TORCH_KERAS = Sample("torch", "make_keras.py", ("keras3-torch",))
 JAX_KERAS = Sample("litert_torch", "make_keras.py", ("keras3-jax",))
+# ONNX as other exporters write it (Paddle2ONNX's and tf2onnx's names, names TensorFlow rejects, Erf GELU, channel
+# LayerNorm, Resize in every mode, the model zoo's opset-10 SqueezeNet 1.1 and Caffe-style LRN), built node by node in
+# the onnx2tf stack
+WILD_ONNX = Sample("onnx2tf", "make_onnx.py", ("paddle", "hostile-names", "tf2onnx", "channel-layernorm", "resize",
+                                              "squeezenet", "lrn"))
 SAMPLES = {
     "keras": Sample("tf2", "make_model.py", KERAS_KINDS, by_format=True,
                     elsewhere=(("keras3", NEW_KERAS), ("tf-keras", NEW_KERAS), ("keras3-gaps", NEW_KERAS),
@@ -51,7 +56,8 @@ SAMPLES = {
     "pytorch": Sample("torch", "make_torch.py", TORCH_KINDS, by_format=True),
     # the same networks exported to ONNX by torch.onnx (model.onnx + calibration.npy); inception-v1: GoogLeNet's
     # stem and modules (LRN, ceil-mode max-pools, four-branch concats, softmax over 1000 classes)
-    "onnx": Sample("torch", "make_torch.py", ("inception-v1",) + TORCH_KINDS, by_format=True),
+    "onnx": Sample("torch", "make_torch.py", ("inception-v1",) + TORCH_KINDS, by_format=True,
+                   elsewhere=tuple((kind, WILD_ONNX) for kind in WILD_ONNX.kinds)),
     # model.cfg + model.weights (random) shaped like the tiny YOLOs, 96x96 input, 3 classes; calibration.npy
     "darknet": Sample("tf2", "make_darknet.py", ("yolov3-tiny", "yolov4-tiny")),
     # module.py (build(params=None) -> (apply_fn, params)) and params.msgpack: a Flax Dense layer or a small CNN

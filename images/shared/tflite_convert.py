@@ -5,11 +5,15 @@ writing the flatbuffer with step.json. A stack's own script only says how to mak
     SCRIPT --from FORMAT --input PATH --out DIR [--quantize none|float16|dynamic|int8 [--calibration FILE_OR_DIR]
            [--inference_input_type T] [--inference_output_type T]] [--signature_name S] [--saved_model_tags T,..]
            [--input_arrays ..] [--output_arrays ..] [--input_shapes ..] [--allow_custom_ops true|false]
+           [--allow_flex_ops true|false]
+Without --allow_flex_ops the converter may use TFLite builtins only, so the model runs in a plain interpreter; the
+op set of the result (builtin, custom, Flex) goes into step.json.
 """
 
 import argparse
 import glob
 import os
+import re
 
 from common import boolean, fail, load_array_file, reject, step_done
 
@@ -29,6 +33,7 @@ def arguments():
     p.add_argument("--output_arrays")
     p.add_argument("--input_shapes")
     p.add_argument("--allow_custom_ops", default="false")
+    p.add_argument("--allow_flex_ops", default="false")
     return p.parse_args()
 
 
@@ -77,6 +82,9 @@ def quantize(converter, args, specs, by_name=False):
     import tensorflow as tf
 
     converter.allow_custom_ops = boolean(args.allow_custom_ops)
+    flex = [tf.lite.OpsSet.SELECT_TF_OPS] if boolean(args.allow_flex_ops) else []
+    if flex:
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS] + flex
     if args.quantize == "none":
         return []
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -89,27 +97,39 @@ def quantize(converter, args, specs, by_name=False):
     samples = calibration_samples(args.calibration, specs)
     fed = [{s.name: a for s, a in zip(specs, sample)} for sample in samples] if by_name else samples
     converter.representative_dataset = lambda: iter(fed)
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8] + flex
     types = {"int8": tf.int8, "uint8": tf.uint8, "float32": tf.float32}
     converter.inference_input_type = types[args.inference_input_type]
     converter.inference_output_type = types[args.inference_output_type]
     return samples
 
 
+def needs_flex(message):
+    """The converter's ERROR_NEEDS_FLEX_OPS ("TF Select ops: Erf, ResizeBicubic") said plainly, else None."""
+    from tflite_runtime import FLEX_HINT
+
+    listed = re.search(r"TF Select ops: ([\w, ]+)", message)
+    if not listed:
+        return None
+    ops = ", ".join("Flex" + op.strip() for op in listed.group(1).split(",") if op.strip())
+    return (f"ops with no TFLite builtin would need Flex (TF Select) ops ({ops}), which a plain TFLite/LiteRT "
+            f"interpreter cannot run; {FLEX_HINT}")
+
+
 def convert(converter, args, samples, **info):
     """Run the converter, write model.tflite and step.json (with the model's tensors); return its path."""
-    from tflite_runtime import TFLiteModel
+    from tflite_runtime import TFLiteModel, op_set
 
     try:
         flatbuffer = converter.convert()
     except Exception as exc:  # the converter's own message is the useful part
         msg = str(exc).strip().splitlines()
         detail = next((ln.strip() for ln in msg if "error" in ln.lower()), msg[0] if msg else type(exc).__name__)
-        fail(f"the TFLite converter failed: {detail}")
+        fail(f"the TFLite converter failed: {needs_flex(str(exc)) or detail}")
     path = os.path.join(args.out, "model.tflite")
     with open(path, "wb") as fh:
         fh.write(flatbuffer)
     tfl = TFLiteModel(path, logits=False)
     step_done(args.out, ["model.tflite"], quantize=args.quantize, size_bytes=len(flatbuffer),
-              calibration_samples=len(samples), tflite=tfl.details(), **info)
+              calibration_samples=len(samples), tflite=tfl.details(), op_set=op_set(tfl.op_counts()), **info)
     return path

@@ -11,6 +11,8 @@ import numpy as np
 from common import Spec, first_line, reject
 
 ACTIVATIONS = ("SOFTMAX", "LOGISTIC", "ARG_MAX", "LOG_SOFTMAX")
+FLEX_HINT = ("pass --allow_flex_ops to keep them (the app must then link the Flex delegate, "
+             "tensorflow-lite-select-tf-ops)")
 PASS_THROUGH = ("RESHAPE", "SQUEEZE", "DEQUANTIZE", "QUANTIZE")
 
 
@@ -54,10 +56,44 @@ class _TfLite:
         self.OpResolverType = tf.lite.experimental.OpResolverType
 
 
+def op_counts(path):
+    """Operators of the model as stored (the XNNPACK delegate would hide the ops it takes over)."""
+    api, _ = interpreter_module()
+    plain = api.Interpreter(model_path=path, experimental_op_resolver_type=(
+        api.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES))
+    counts = {}
+    for op in plain._get_ops_details():
+        counts[op["op_name"]] = counts.get(op["op_name"], 0) + 1
+    return counts
+
+
+def op_set(counts):
+    """An op histogram split as a device sees it: TFLite builtins, custom ops (e.g. TFLite_Detection_PostProcess,
+    which the app registers), and Flex ops (TF Select: TensorFlow kernels, only with the Flex delegate)."""
+    split = {"builtin": {}, "custom": {}, "flex": {}}
+    for name, n in sorted(counts.items()):
+        kind = "flex" if name.startswith("Flex") else "builtin" if name.replace("_", "").isalnum() and \
+            name == name.upper() else "custom"
+        split[kind][name] = n
+    return split
+
+
+def flex_delegate():
+    """Make the Flex delegate available to interpreters made after this (TensorFlow's library carries it, and
+    LiteRT's interpreter picks it up once it is loaded); False where the stack has no TensorFlow."""
+    try:
+        import tensorflow  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 class TFLiteModel:
     def __init__(self, path, logits=True):
         api, self.interpreter_name = interpreter_module()
-        self.path = path
+        self.path, self.flex_delegate = path, False
+        if op_set(self.op_counts())["flex"]:  # allowed by the conversion (--allow_flex_ops): run it as the app will
+            self.flex_delegate = flex_delegate()
         try:
             self.interp = api.Interpreter(model_path=path, num_threads=os.cpu_count(),
                                           experimental_preserve_all_tensors=logits)
@@ -110,14 +146,7 @@ class TFLiteModel:
                 "outputs": {d["name"]: pack(d) for d in self.out_details}}
 
     def op_counts(self):
-        """Operators of the model as stored (the XNNPACK delegate would hide the ops it takes over)."""
-        api, _ = interpreter_module()
-        plain = api.Interpreter(model_path=self.path, experimental_op_resolver_type=(
-            api.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES))
-        counts = {}
-        for op in plain._get_ops_details():
-            counts[op["op_name"]] = counts.get(op["op_name"], 0) + 1
-        return counts
+        return op_counts(self.path)
 
     def run(self, feeds):
         q = {d["name"]: quantize(feeds[s.name], d) for d, s in zip(self.in_details, self.inputs)}

@@ -154,3 +154,46 @@ def test_step_sdk_spells_outcomes_once(tmp_path, capsys):
     assert protocol.read("run", tmp_path / "run.json")[1] is None
     assert protocol.read("step", tmp_path / "step.json")[1] is None
     assert json.loads((tmp_path / "step.json").read_text())["artifacts"] == ["outputs.npz"]
+
+
+# --- names TensorFlow accepts (onnx2tf stack's name_map), the op set of a .tflite ---
+
+import name_map  # noqa: E402
+import tflite_runtime  # noqa: E402
+
+
+def test_safe_names_are_unique_short_and_tensorflow_legal():
+    taken = {"a_b"}
+    made = []
+    for name in ("a b", "a:b", "-lead", "1st", "conv #1 (\u03b4)", "x" * 300, "tab\tname"):
+        safe = name_map._safe_form(name, taken)
+        taken.add(safe)
+        made.append(safe)
+        assert name_map.SAFE.match(safe), (name, safe)
+    assert made[0] == "a_b_1" and made[1] == "a_b_2"  # clashes get a suffix, never another tensor's name
+    assert made[2] == "lead" and made[3] == "n_1st" and len(made[5]) < 128
+    assert name_map._safe_form("x" * 300, set()) != name_map._safe_form("x" * 299 + "y", set())
+
+
+def test_errors_speak_the_users_names():
+    mapping = {"a_b": "a b", "a_b_1": "a:b", "scores_0": "-scores:0 / \u03c3"}
+    text = "output 'scores_0' differs; node a_b_1 and a_b"
+    assert name_map.speak(text, mapping) == "output '-scores:0 / \u03c3' differs; node a:b and a b"
+    assert name_map.speak(text, {}) == text
+
+
+def test_op_set_splits_builtin_custom_and_flex():
+    split = tflite_runtime.op_set({"CONV_2D": 3, "FlexErf": 2, "TFLite_Detection_PostProcess": 1, "ADD": 1})
+    assert split == {"builtin": {"ADD": 1, "CONV_2D": 3}, "custom": {"TFLite_Detection_PostProcess": 1},
+                     "flex": {"FlexErf": 2}}
+
+
+def test_the_tflite_converters_flex_error_is_said_plainly():
+    import tflite_convert
+
+    message = ("<unknown>:0: error: failed while converting: 'main': \nSome ops are not supported by the native TFLite "
+               "runtime, you can enable TF kernels fallback using TF Select. See instructions: ... \n"
+               "TF Select ops: Erf, ResizeBicubic\nDetails:\n\ttf.Erf(tensor<1x4xf32>) -> (tensor<1x4xf32>)\n")
+    said = tflite_convert.needs_flex(message)
+    assert "(FlexErf, FlexResizeBicubic)" in said and "--allow_flex_ops" in said and "\n" not in said
+    assert tflite_convert.needs_flex("error: 'tf.Foo' op is neither a custom op nor a flex op") is None

@@ -44,7 +44,7 @@ import torch  # noqa: E402
 
 import torch_models  # noqa: E402
 import verify_io  # noqa: E402
-from common import csv, fail, first_line, reject, step_done, versions  # noqa: E402
+from common import boolean, csv, fail, first_line, reject, step_done, versions  # noqa: E402
 
 MODES = ("none", "dynamic", "int8", "int8-full")
 QUANTIZERS = ("auto", "pt2e", "ai_edge_quantizer")
@@ -201,6 +201,7 @@ def main():
     p.add_argument("--quantize", default="none", choices=MODES)
     p.add_argument("--calibration")
     p.add_argument("--quantizer", default="auto", choices=QUANTIZERS)
+    p.add_argument("--allow_flex_ops", default="false")
     args = p.parse_args()
 
     name = os.path.basename(args.input)
@@ -257,11 +258,16 @@ def main():
         quant["interface_made_int8"] = int8_interface(target)
     seconds = time.time() - start
 
-    from tflite_runtime import TFLiteModel
+    from tflite_runtime import FLEX_HINT, TFLiteModel, op_set
 
     result = TFLiteModel(target, logits=False)
     counts = result.op_counts()
-    got = dict(result.run({s.name: example[s.name] for s in result.inputs}))
+    flex = sorted(op_set(counts)["flex"])
+    if flex and not boolean(args.allow_flex_ops):
+        fail(f"{name}: LiteRT Torch left Flex (TF Select) ops ({', '.join(flex)}), which a plain TFLite/LiteRT "
+             f"interpreter cannot run; {FLEX_HINT}")
+    got = {} if flex and not result.flex_delegate else dict(result.run({s.name: example[s.name]
+                                                                        for s in result.inputs}))
     expected = {n: (o.transpose(to_last(o.ndim)) if i in out_last else o) for i, (n, o) in enumerate(zip(output_names,
                                                                                                         outputs))}
     example_err = {n: float(np.max(np.abs(np.asarray(got[n], np.float64) - expected[n])))
@@ -280,7 +286,8 @@ def main():
               io_quantization=result.details(),
               io_types={"inputs": [np.dtype(d["dtype"]).name for d in result.in_details],
                         "outputs": [np.dtype(d["dtype"]).name for d in result.out_details]},
-              transpose_ops=counts.get("TRANSPOSE", 0), ops=counts, size_bytes=os.path.getsize(target),
+              transpose_ops=counts.get("TRANSPOSE", 0), ops=counts, op_set=op_set(counts),
+              size_bytes=os.path.getsize(target),
               convert_seconds=round(seconds, 2), example_max_abs_err=example_err, **quant)
 
 

@@ -3,17 +3,22 @@ default conversion crashes or computes something else.
 
     onnx2tf_convert.py --input model.onnx --out DIR --to tflite|tf_saved_model
         [--quantize none|float16|dynamic|int8|int8-full] [--calibration FILE.npy|FILE.npz|DIR] [--mean M] [--std S]
-        [--keep_nchw all|NAMES] [--param_replacement FILE.json] [--remedies auto|off] [--plan JSON]
+        [--keep_nchw all|NAMES] [--param_replacement FILE.json] [--remedies auto|off] [--allow_flex_ops true|false]
+        [--plan JSON]
 
+Names TensorFlow rejects (other exporters' '@', ':', spaces, ...) are made safe before onnx2tf sees the graph
+(name_map); the .tflite's signature gets the user's names back, and errors and step.json speak them.
 Every attempt converts in its own process; its float32 TFLite model runs beside onnxruntime on the inputs of the
 verification's plan (several distributions, the user's samples; inputs transposed NCHW -> NHWC where onnx2tf
 changed the layout) and is judged by parity.judge, the criterion of the final verification (saturated outputs
-judged on their logits, the tolerance grounded in onnxruntime's own float32 noise). The first attempt that passes
-is kept. Order: onnx2tf's defaults; the graph rewritten where onnx_rewrites knows onnx2tf goes wrong (torch's
-5-D LRN); its per-op accuracy check (-cotof) with the automatic
-parameter-replacement search (-agj) and a conversion with the JSON it found; the layout optimizations switched
-off (Transpose/StridedSlice suppression); inputs kept NCHW; onnxsim run first and onnx2tf's own pass skipped;
-no onnxsim at all. What was tried, and what worked, goes into step.json (and the manifest).
+judged on their logits, the tolerance grounded in onnxruntime's own float32 noise). An attempt whose .tflite holds
+Flex (TF Select) ops fails unless --allow_flex_ops: a plain TFLite/LiteRT interpreter cannot run it. The first
+attempt that passes is kept. Order: onnx2tf's defaults; the graph rewritten where onnx_rewrites knows onnx2tf goes
+wrong (torch's 5-D LRN, Erf, Resize); its per-op accuracy check (-cotof) with the automatic parameter-replacement
+search (-agj) and a conversion with the JSON it found; the layout optimizations switched off (Transpose/StridedSlice
+suppression); inputs kept NCHW; onnxsim run first and onnx2tf's own pass skipped; no onnxsim at all. What was tried,
+and what worked (with what each rewrite changed), goes into step.json (and the manifest), with the op set of the
+result (builtin, custom, Flex).
 """
 
 import argparse
@@ -27,10 +32,12 @@ import sys
 
 import numpy as np
 
+import name_map
 import parity
 import runtimes
 import verify_io
-from common import csv, fail, first_line, reject, run_batch, step_done
+from common import boolean, csv, fail, first_line, reject, run_batch, step_done
+from tflite_runtime import FLEX_HINT, op_counts, op_set
 
 # onnx2tf downloads this sample (20 images, 128x128 RGB, values in [0, 1]) unless it sits in the working folder;
 # conversions have no network, so it is written here (seeded noise): onnx2tf uses it for its own accuracy checks
@@ -146,7 +153,8 @@ class Reference:
     """onnxruntime on the plan's inputs: outputs, logits, and the same with its graph optimizations off (the noise
     floor). Every attempt is judged against it with parity.judge, the criterion of the final verification."""
 
-    def __init__(self, model, plan):
+    def __init__(self, model, plan, allow_flex):
+        self.allow_flex = allow_flex
         try:
             self.batches, self.groups = verify_io.make_batches(model.input_specs(), plan)
         except verify_io.InputError as exc:
@@ -158,11 +166,16 @@ class Reference:
         self.perturbed, self.perturbed_logits, _ = run_batch(twin, self.batches)
         self.tolerance = plan.get("tolerance")
 
-    def judge(self, folder, stem):
-        """(verdict of parity.judge or None, layout, note) for the float32 .tflite an attempt wrote."""
+    def judge(self, folder, stem, names):
+        """(verdict of parity.judge or None, layout, note) for the float32 .tflite an attempt wrote (its signature
+        given the user's names back first)."""
         path = os.path.join(folder, f"{stem}_float32.tflite")
         if not os.path.exists(path):
             return None, {}, "onnx2tf wrote no float32 .tflite"
+        name_map.restore(path, names)
+        flex = sorted(op_set(op_counts(path))["flex"])
+        if flex and not self.allow_flex:
+            raise FlexNeeded(flex)
         model = runtimes.ConvertedTFLite(path)
         batches, _ = model.adapt_inputs(self.batches)
         outputs, logits, _ = run_batch(model, batches)
@@ -203,6 +216,7 @@ def main():
     p.add_argument("--keep_nchw")
     p.add_argument("--param_replacement")
     p.add_argument("--remedies", default="auto", choices=("auto", "off"))
+    p.add_argument("--allow_flex_ops", default="false")
     p.add_argument("--plan", help="the verification's input plan (JSON): attempts are judged on the same inputs")
     args = p.parse_args()
 
@@ -211,9 +225,19 @@ def main():
     np.save(os.path.join(work, SAMPLE_NAME),
             np.random.default_rng(0).uniform(0.0, 1.0, (20, 128, 128, 3)).astype(np.float32))
     stem = "model"
-    onnx_path = os.path.join(work, f"{stem}.onnx")
-    shutil.copyfile(args.input, onnx_path)
-    model = runtimes.OnnxModel(onnx_path)
+    source = os.path.join(work, "source", f"{stem}.onnx")
+    os.makedirs(os.path.dirname(source), exist_ok=True)
+    shutil.copyfile(args.input, source)
+    model = runtimes.OnnxModel(source)  # the reference: the user's graph, the user's names
+    onnx_path = os.path.join(work, f"{stem}.onnx")  # what onnx2tf converts: the same graph with safe names
+    safe_model, names = name_map.sanitize(model.proto)
+    if names:
+        import onnx
+
+        onnx.save(safe_model, onnx_path)
+    else:
+        shutil.copyfile(source, onnx_path)
+    safe = {original: s for s, original in names.items()}
     ranked = [s.name for s in model.inputs if len(s.shape) >= 3]
     if args.keep_nchw in (None, "false"):
         keep = []
@@ -224,14 +248,14 @@ def main():
         unknown = [k for k in keep if k not in [s.name for s in model.inputs]]
         if unknown:
             reject(f"--keep_nchw names no input '{unknown[0]}'; inputs: {', '.join(s.name for s in model.inputs)}")
-    reference = Reference(model, verify_io.read_plan(args.plan))
+    reference = Reference(model, verify_io.read_plan(args.plan), boolean(args.allow_flex_ops))
 
     base = {"input_onnx_file_path": onnx_path, "output_signaturedefs": True,
             "copy_onnx_input_output_names_to_tflite": True, "non_verbose": False, "verbosity": "info"}
     if keep:
-        base["keep_ncw_or_nchw_or_ncdhw_input_names"] = keep
+        base["keep_ncw_or_nchw_or_ncdhw_input_names"] = [safe.get(k, k) for k in keep]
     if args.param_replacement:
-        base["param_replacement_file"] = args.param_replacement
+        base["param_replacement_file"] = name_map.replacement_file(args.param_replacement, names, work)
     if args.quantize == "dynamic":
         base["output_dynamic_range_quantized_tflite"] = True
     if args.quantize in ("int8", "int8-full"):
@@ -242,7 +266,7 @@ def main():
         for i, (name, arr) in enumerate(calibration_arrays(args.calibration, model, keep, mean, std).items()):
             path = os.path.join(work, f"calibration_{i}.npy")
             np.save(path, arr)
-            cind.append([name, path, [0.0], [1.0]])
+            cind.append([safe.get(name, name), path, [0.0], [1.0]])
         base.update(output_integer_quantized_tflite=True, custom_input_op_name_np_data_path=cind,
                     input_quant_dtype="int8", output_quant_dtype="int8")
 
@@ -260,7 +284,8 @@ def main():
                                          "disable_suppression_flexstridedslice": True}),
         ]
         if not keep and ranked:
-            remedies.append(("keep_inputs_nchw", {"keep_ncw_or_nchw_or_ncdhw_input_names": ranked}))
+            remedies.append(("keep_inputs_nchw", {"keep_ncw_or_nchw_or_ncdhw_input_names": [safe.get(k, k)
+                                                                                          for k in ranked]}))
         remedies += [("onnxsim_first", {"input_onnx_file_path": presimplified, "not_use_onnxsim": True}),
                      ("without_onnxsim", {"not_use_onnxsim": True})]
 
@@ -278,9 +303,10 @@ def main():
         folder, code, log = run_attempt(name, params, work)
         record = {"remedy": name, "options": sorted(extra)}
         if name == "rewrite_graph":
-            record["rewrites"] = rewrites
+            record["rewrites"] = [name_map.speak(r, names) for r in rewrites]
         if name.startswith("accuracy_check"):
-            record["first_unmatched_ops"] = first_bad_ops(log)
+            record["first_unmatched_ops"] = [dict(op, onnx_output=names.get(op["onnx_output"], op["onnx_output"]))
+                                             for op in first_bad_ops(log)]
             found = glob.glob(os.path.join(folder, "*_auto.json")) + glob.glob(os.path.join(work, "*_auto.json"))
             if found:
                 record["generated_json"] = os.path.basename(found[0])
@@ -290,13 +316,17 @@ def main():
             else:
                 record["generated_json"] = None
         if code != 0:
-            record.update(passed=False, error=last_error(log))
+            record.update(passed=False, error=name_map.speak(last_error(log), names))
             tried.append(record)
             continue
         try:
-            verdict, layout, note = reference.judge(folder, stem)
-        except Exception as exc:  # e.g. Flex (TF Select) ops, which LiteRT's plain interpreter cannot run
-            record.update(passed=False, error=unrunnable(exc))
+            verdict, layout, note = reference.judge(folder, stem, names)
+        except FlexNeeded as exc:
+            record.update(passed=False, error=str(exc), flex_ops=exc.ops)
+            tried.append(record)
+            continue
+        except Exception as exc:  # the .tflite does not run at all
+            record.update(passed=False, error=name_map.speak(unrunnable(exc), names))
             tried.append(record)
             continue
         record.update(summarize(verdict) if verdict else {"max_rel_err": None, "where": note}, output_layout=layout)
@@ -311,20 +341,24 @@ def main():
     if chosen is None:
         summary = "; ".join(f"{t['remedy']}: {describe(t)}" for t in tried)
         print(json.dumps({"tried": tried}, indent=1, default=str), file=sys.stderr)
-        fail(f"onnx2tf did not convert {os.path.basename(args.input)} faithfully; tried {summary}")
+        hint = f"; {FLEX_HINT}" if any(t.get("flex_ops") for t in tried) else ""
+        fail(f"onnx2tf did not convert {os.path.basename(args.input)} faithfully; tried {summary}{hint}")
     name, folder = chosen
     info = {"remedies": {"tried": tried, "used": name, "inputs": reference.groups,
                          "perturbation": reference.perturbation},
             "quantize": args.quantize, "keep_nchw": keep,
+            "safe_names": {"renamed": len(names), "examples": dict(list(names.items())[:5])},
             "onnx_inputs": [s.to_json() for s in model.inputs]}
     if args.to == "tflite":
         variant = os.path.join(folder, f"{stem}_{VARIANT[args.quantize]}.tflite")
         if not os.path.exists(variant):
             fail(f"onnx2tf wrote no {os.path.basename(variant)} for --quantize {args.quantize}")
         shutil.copyfile(variant, os.path.join(args.out, "model.tflite"))
+        name_map.restore(os.path.join(args.out, "model.tflite"), names)
         final = runtimes.TFLiteModel(os.path.join(args.out, "model.tflite"))
         counts = final.op_counts()
-        info.update(transpose_ops=counts.get("TRANSPOSE", 0), ops=counts, onnx2tf_variant=os.path.basename(variant),
+        info.update(transpose_ops=counts.get("TRANSPOSE", 0), ops=counts, op_set=op_set(counts),
+                    onnx2tf_variant=os.path.basename(variant),
                     tflite_inputs=[s.to_json() for s in final.inputs],
                     io_types={"inputs": [np.dtype(d["dtype"]).name for d in final.in_details],
                               "outputs": [np.dtype(d["dtype"]).name for d in final.out_details]})
@@ -351,12 +385,17 @@ def describe(attempt):
             f"(tolerance {attempt.get('tolerance', 0):.2g})")
 
 
+class FlexNeeded(Exception):
+    """An attempt's .tflite holds Flex (TF Select) ops and --allow_flex_ops was not given."""
+
+    def __init__(self, ops):
+        self.ops = ops
+        super().__init__(f"the .tflite needs Flex (TF Select) ops ({', '.join(ops)}), which a plain TFLite/LiteRT "
+                         "interpreter cannot run")
+
+
 def unrunnable(exc):
-    """Why an attempt's .tflite does not run in the plain interpreter, naming Flex ops where that is why."""
-    flex = sorted(set(re.findall(r"\((Flex\w+)\)", str(exc))))
-    if flex:
-        return (f"the .tflite needs Flex (TF Select) ops ({', '.join(flex)}), which a plain TFLite/LiteRT "
-                "interpreter cannot run")
+    """Why an attempt's .tflite does not run in the TFLite interpreter."""
     return f"the .tflite does not run in the TFLite interpreter ({first_line(exc)})"
 
 

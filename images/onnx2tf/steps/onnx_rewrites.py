@@ -13,6 +13,12 @@ erf_builtin: ONNX Erf (GELU as tf2onnx, Paddle2ONNX and torch below opset 20 wri
 onnx2tf leaves a Flex op (FlexErf) that a plain TFLite/LiteRT interpreter cannot run. The rewrite computes erf from
 builtin ops only, by Abramowitz and Stegun's formula 7.1.26 (absolute error below 1.5e-7):
 erf(x) = sign(x) (1 - (a1 t + a2 t^2 + a3 t^3 + a4 t^4 + a5 t^5) exp(-x^2)), t = 1 / (1 + p |x|).
+
+resize_matrices: onnx2tf maps Resize to TensorFlow's resize ops, which differ from ONNX's for many coordinate
+transforms and roundings at non-integer or downscaling factors (nearest with floor, ceil or round_prefer_floor,
+align_corners, asymmetric linear: errors near 1.0 of the output scale), and bicubic has no TFLite builtin. Every
+Resize is separable, so on a static NCHW tensor it is two MatMuls with [out, in] matrices; the matrices are read
+from onnxruntime (the reference) by resizing the identity along one axis, so they match it exactly in every mode.
 """
 
 import numpy as np
@@ -255,8 +261,120 @@ def erf_builtin(model):
     return result, changes
 
 
+RESIZE_KEPT = {"mode", "coordinate_transformation_mode", "cubic_coeff_a", "exclude_outside", "extrapolation_value",
+               "nearest_mode", "antialias"}
+
+
+def _static_shape(model, name):
+    import onnx
+
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model)
+    except Exception:
+        return None
+    for v in list(inferred.graph.value_info) + list(inferred.graph.input):
+        if v.name == name:
+            dims = v.type.tensor_type.shape.dim
+            return [d.dim_value if d.HasField("dim_value") else None for d in dims]
+    return None
+
+
+def _axis_matrix(attrs, length, scale=None, size=None):
+    """The [out, in] matrix a Resize applies along one axis, read from onnxruntime itself (the reference): the
+    identity's columns resized along that axis. Nearest, linear and cubic resizing are separable, and an axis of
+    length 1 at scale 1 is left unchanged."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    inits = [numpy_helper.from_array(np.zeros(0, np.float32), "roi")]
+    if scale is not None:
+        inits.append(numpy_helper.from_array(np.asarray([1, 1, scale, 1], np.float32), "scales"))
+        inputs = ["x", "roi", "scales"]
+    else:
+        inits.append(numpy_helper.from_array(np.asarray([1, length, size, 1], np.int64), "sizes"))
+        inputs = ["x", "roi", "", "sizes"]
+    newer = attrs.get("antialias") or attrs.get("coordinate_transformation_mode") in (b"half_pixel_symmetric",
+                                                                                    "half_pixel_symmetric")
+    node = helper.make_node("Resize", inputs, ["y"], **attrs)
+    graph = helper.make_graph([node], "axis", [helper.make_tensor_value_info("x", TensorProto.FLOAT, None)],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 19 if newer else 13)], ir_version=8)
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    eye = np.eye(length, dtype=np.float32).reshape(1, length, length, 1)
+    return session.run(None, {"x": eye})[0][0, :, :, 0].T
+
+
+def _resize_plan(node, constants, shape, opset):
+    """(attributes, 'scale' or 'size', (h value, w value)) of a Resize this rewrite can express, else None."""
+    a = _attrs(node)
+    if node.op_type != "Resize" or set(a) - RESIZE_KEPT or not shape or len(shape) != 4 or None in shape[2:]:
+        return None
+    if a.get("coordinate_transformation_mode") in (b"tf_crop_and_resize", "tf_crop_and_resize"):
+        return None
+    slots = {"scales": 1} if opset < 11 else {"scales": 2, "sizes": 3}
+    found = {}
+    for kind, slot in slots.items():
+        if len(node.input) > slot and node.input[slot] and np.size(constants.get(node.input[slot], [])):
+            found[kind] = np.asarray(constants[node.input[slot]], np.float64).reshape(-1)
+    if "sizes" in found:
+        sizes = found["sizes"]
+        if len(sizes) != 4 or (None not in shape[:2] and list(sizes[:2]) != shape[:2]):
+            return None
+        return a, "size", (int(sizes[2]), int(sizes[3]))
+    scales = found.get("scales")
+    if scales is None or len(scales) != 4 or scales[0] != 1 or scales[1] != 1:
+        return None
+    return a, "scale", (float(scales[2]), float(scales[3]))
+
+
+def resize_matrices(model):
+    """Each Resize of a static 4-D NCHW tensor (constant scales or sizes, any mode but tf_crop_and_resize)
+    replaced by two MatMuls with its exact per-axis interpolation matrices. onnx2tf gets many modes wrong at
+    non-integer and downscaling factors (nearest with floor/ceil/round_prefer_floor rounding, align_corners,
+    asymmetric linear), and TFLite has no bicubic builtin (FlexResizeBicubic)."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    result = onnx.ModelProto()
+    result.CopyFrom(model)
+    graph = result.graph
+    opset = next((o.version for o in result.opset_import if o.domain in ("", "ai.onnx")), 13)
+    constants = _constants(graph)
+    nodes, inits, changes = [], [], []
+    for node in graph.node:
+        plan = _resize_plan(node, constants, _static_shape(result, node.input[0]), opset) \
+            if node.op_type == "Resize" else None
+        if plan is None:
+            nodes.append(node)
+            continue
+        attrs, by, (vh, vw) = plan
+        shape = _static_shape(result, node.input[0])
+        h, w = shape[2], shape[3]
+        ah = _axis_matrix(attrs, h, **{by: vh})
+        aw = _axis_matrix(attrs, w, **{by: vw})
+        tag = (node.name or node.output[0]) + "/resize"
+        names = {k: f"{tag}/{k}" for k in ("aw", "ah", "rows", "turned", "cols")}
+        inits += [numpy_helper.from_array(aw.T.astype(np.float32), names["aw"]),
+                  numpy_helper.from_array(ah.T.astype(np.float32), names["ah"])]
+        nodes += [helper.make_node("MatMul", [node.input[0], names["aw"]], [names["rows"]], name=names["rows"]),
+                  helper.make_node("Transpose", [names["rows"]], [names["turned"]], name=names["turned"],
+                                   perm=[0, 1, 3, 2]),
+                  helper.make_node("MatMul", [names["turned"], names["ah"]], [names["cols"]], name=names["cols"]),
+                  helper.make_node("Transpose", [names["cols"]], [node.output[0]], name=tag, perm=[0, 1, 3, 2])]
+        mode = attrs.get("mode", b"nearest")
+        changes.append(f"Resize '{node.name or node.output[0]}' ({mode.decode() if isinstance(mode, bytes) else mode},"
+                       f" {h}x{w} -> {ah.shape[0]}x{aw.shape[0]}) -> MatMuls with its interpolation matrices")
+    if not changes:
+        return result, []
+    del graph.node[:]
+    graph.node.extend(nodes)
+    graph.initializer.extend(inits)
+    _prune(graph)
+    return result, changes
+
+
 # name -> rewrite, in the order the remedy applies them
-REWRITES = {"torch_lrn": torch_lrn, "erf_builtin": erf_builtin}
+REWRITES = {"torch_lrn": torch_lrn, "erf_builtin": erf_builtin, "resize_matrices": resize_matrices}
 
 
 def apply_all(model):
