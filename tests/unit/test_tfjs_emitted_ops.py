@@ -92,7 +92,8 @@ def run(nodes, values):
         x = [values[i] for i in n["input"] if not i.startswith("^")]
         a = n.get("attr", {})
         if n["op"] == "MatMul":
-            values[n["name"]] = (x[0].T if a["transpose_a"]["b"] else x[0]) @ (x[1].T if a["transpose_b"]["b"] else x[1])
+            left, right = (v.T if a[t]["b"] else v for v, t in zip(x, ("transpose_a", "transpose_b")))
+            values[n["name"]] = left @ right
         else:
             values[n["name"]] = {
                 "Conv2D": lambda: x[0], "DepthwiseConv2dNative": lambda: x[0], "AddV2": lambda: x[0] + x[1],
@@ -114,8 +115,8 @@ def tfjs(entry, values):
         elif part == "Prelu":
             y = np.where(y < 0, args.pop(0) * y, y)
         elif part != "NoOp":
-            y = {"Relu": lambda: np.maximum(y, 0), "Relu6": lambda: np.clip(y, 0, 6), "Sigmoid": lambda: 1 / (1 + np.exp(-y)),
-                 "Elu": lambda: np.where(y > 0, y, np.expm1(y)), "Tanh": lambda: np.tanh(y),
+            y = {"Relu": lambda: np.maximum(y, 0), "Relu6": lambda: np.clip(y, 0, 6), "Tanh": lambda: np.tanh(y),
+                 "Elu": lambda: np.where(y > 0, y, np.expm1(y)), "Sigmoid": lambda: 1 / (1 + np.exp(-y)),
                  "LeakyRelu": lambda: np.where(y < 0, 0.3 * y, y)}[part]()
     return y
 

@@ -160,7 +160,7 @@ def main():
         info["input_shapes"] = ":".join(",".join(str(d) for d in s.shape) for s in specs)
     rng = np.random.default_rng(args.seed + 100)
     # integer inputs index an Embedding: draw them below its vocabulary
-    vocabulary = min([layer.input_dim for layer in model.layers if isinstance(layer, tf.keras.layers.Embedding)] or [10])
+    vocabulary = min([la.input_dim for la in model.layers if isinstance(la, tf.keras.layers.Embedding)] or [10])
     calib = {n: (rng.uniform(-1, 1, (32, *t.shape[1:])).astype("float32") if t.dtype.is_floating else
                  rng.integers(0, vocabulary, (32, *t.shape[1:])).astype(t.dtype.as_numpy_dtype))
              for n, t in zip(model.input_names, model.inputs)}
