@@ -167,7 +167,8 @@ class Orchestrator:
 
         keras, keras_saved_model, tf_saved_model, tf_frozen_model: KIND cnn (default), saturated (logits in the
         hundreds: a one-hot softmax), saturated-scaled (the same, rescaled after the softmax), mlp, multi (two
-        inputs, two outputs) or head (a classifier for the cnn's 16 'features'), with calibration data; keras
+        inputs, two outputs), head (a classifier for the cnn's 16 'features') or tfjs-ops (every fused form the TF.js
+        converter writes, batch 1, an int32 input), with calibration data; keras
         also keras3 (the cnn as model.keras and model.h5 saved by Keras 3, and sequential.keras), tf-keras (model.h5,
         keras_saved_model/ and saved_model/ by tf_keras / TF 2.21) and keras3-gaps (layers TF.js lacks). ssd: KIND
         float (default) or quant (quantization-aware), as a model-zoo folder ssd_model/ and ssd_model.tar.gz.

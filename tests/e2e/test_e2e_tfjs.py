@@ -1,12 +1,13 @@
 """The tensorflowjs_converter table through `orchestrator convert`, every TF.js result loaded and run in the
 pure-JavaScript TF.js runtime stack and compared with the source model."""
 
+import base64
 import json
 import shutil
 
 import pytest
 
-from clihelp import cli, last_line, manifest
+from clihelp import REPO, cli, last_line, manifest
 
 pytestmark = pytest.mark.e2e
 
@@ -291,3 +292,130 @@ def test_hub_module_to_tflite(samples, tmp_path):
     assert m["route"]["steps"] == ["tf_hub_to_tflite"] and (tmp_path / "out" / "model.tflite").is_file()
     v = m["verification"]
     assert v["passed"] and len(v["outputs"]) == 2 and [s["stack"] for s in v["steps"]] == ["tf2", "tf2", "tf2"]
+
+
+# -- every form the TF.js converter writes, brought back (images/tf2/steps/tfjs_emitted_ops.json) -------------------
+TABLE = json.loads((REPO / "images" / "tf2" / "steps" / "tfjs_emitted_ops.json").read_text())
+BY_DEFAULT = {f"{e['op']}[{','.join(e['fused_ops'])}]" if e["fused_ops"] else e["op"]
+              for e in TABLE["entries"] if e["split"] and e["when"] == "always"}
+# weights by name pattern: convolutions float16, Dense uint8, the rest (Embedding, PReLU alphas, ...) uint16
+MIXED = ("--quantize_float16", "*conv*,*depthwise*", "--quantize_uint8", "*dense*", "--quantize_uint16")
+
+
+def fused_ops(node):
+    items = node.get("attr", {}).get("fused_ops", {}).get("list", {}).get("s", [])
+    return [base64.b64decode(s).decode() for s in items]
+
+
+def table_entries_in(doc):
+    """The table's entries found in a model.json; 'BiasAdd' where normalize_bias_add made one of an add of a tensor
+    (not a weight), whether a fused op then took it or not."""
+    weights = {w["name"] for g in doc["weightsManifest"] for w in g["weights"]}
+    found = set()
+    for n in doc["modelTopology"]["node"]:
+        ops = fused_ops(n)
+        if n["op"] in TABLE["fused"] or n["op"] == "Prelu":
+            found.add(f"{n['op']}[{','.join(ops)}]" if ops else n["op"])
+        if n["op"] == "BiasAdd" or (ops[:1] == ["BiasAdd"] and n["input"][2].split(":")[0] not in weights):
+            found.add("BiasAdd")
+    return found
+
+
+def fold_into_matmul(model_json, activation):
+    """Fold the activation after a Dense into its _FusedMatMul, as TensorFlow's oneDNN remapper does when the TF.js
+    converter runs on a host with oneDNN on (the fused node takes the activation's name). Returns the node's name."""
+    doc = json.loads(model_json.read_text())
+    nodes = doc["modelTopology"]["node"]
+    by_name = {n["name"]: n for n in nodes}
+    act = next(n for n in nodes if n["op"] == activation and by_name[n["input"][0]]["op"] == "_FusedMatMul"
+               and fused_ops(by_name[n["input"][0]]) == ["BiasAdd"])
+    matmul = by_name[act["input"][0]]
+    assert sum(matmul["name"] in n.get("input", []) for n in nodes) == 1  # the activation is its only consumer
+    s = [base64.b64encode(op.encode()).decode() for op in ("BiasAdd", activation)]
+    act.update(op="_FusedMatMul", input=matmul["input"], attr=dict(matmul["attr"], fused_ops={"list": {"s": s}}))
+    nodes.remove(matmul)
+    model_json.write_text(json.dumps(doc))
+    return act["name"]
+
+
+@pytest.fixture(scope="module")
+def tfjs_ops(stack_images, tmp_path_factory):
+    """The tfjs-ops sample (batch 1, an int32 Embedding input) as a float graph model and as one whose weights are
+    float16, uint8 and uint16, both made by the CLI."""
+    root = tmp_path_factory.mktemp("tfjs-ops")
+    assert cli("sample", "keras", root / "keras", "--kind", "tfjs-ops").returncode == 0
+    h5 = root / "keras" / "model.h5"
+    convert("keras", h5, root / "float", "--to", "tfjs_graph_model", "--no-verify")
+    convert("keras", h5, root / "mixed", "--to", "tfjs_graph_model", "--no-verify", *MIXED)
+    return h5, root / "float", root / "mixed"
+
+
+def test_graph_model_sample_holds_every_form_the_converter_writes_by_default(tfjs_ops):
+    _, graph, mixed = tfjs_ops
+    for folder in (graph, mixed):
+        doc = json.loads((folder / "model.json").read_text())
+        assert table_entries_in(doc) == BY_DEFAULT
+        inputs = doc["signature"]["inputs"]
+        assert inputs["ids"]["dtype"] == "DT_INT32"
+        assert {k: int(v["tensorShape"]["dim"][0]["size"]) for k, v in inputs.items()} == {"image": 1, "ids": 1}
+    weights = [w for g in json.loads((mixed / "model.json").read_text())["weightsManifest"] for w in g["weights"]]
+    stored = {w["name"]: (w.get("quantization") or {}).get("dtype", w["dtype"]) for w in weights}
+    assert {"float16", "uint8", "uint16"} <= set(stored.values())
+    assert {q for name, q in stored.items() if "/conv_" in name} == {"float16"}
+
+
+def test_graph_model_every_default_form_comes_back_verified_in_tfjs(tfjs_ops, tmp_path):
+    _, graph, _ = tfjs_ops
+    m = convert("tfjs_graph_model", graph / "model.json", tmp_path / "out", "--to", "tflite")
+    info = m["steps"][0]["info"]
+    assert set(info["split"]) == BY_DEFAULT - {"BiasAdd"}  # the converter's BiasAdd is inside the fused ops here
+    assert not set(info["ops"]) & (set(TABLE["fused"]) | {"Prelu", "BiasAdd"}) and info["dequantized"] == {}
+    v = verified_in(m, "tf2", reference_stack="tfjs")
+    assert v["mode"] == "none" and len(v["outputs"]) == 4
+    ids = next(s for s in v["inputs"]["specs"] if s["name"] == "ids")
+    assert ids["dtype"] == "int32" and ids["int_range"] == [0, 7] and ids["shape"] == [1, 4]  # the Embedding's size
+
+
+def test_graph_model_quantized_weights_come_back_as_tfjs_dequantizes_them(tfjs_ops, tmp_path):
+    """float16, uint8 and uint16 weights: the SavedModel's constants are exactly the TF.js runtime's, so the TFLite
+    model matches the TF.js model to float32 noise, far inside one quantization step. The graph also holds
+    _FusedMatMul with Sigmoid, as the converter writes it where TensorFlow's oneDNN rewrites are on."""
+    _, _, mixed = tfjs_ops
+    model = tmp_path / "graph"
+    shutil.copytree(mixed, model)
+    fold_into_matmul(model / "model.json", "Sigmoid")
+    m = convert("tfjs_graph_model", model / "model.json", tmp_path / "out", "--to", "tflite")
+    info = m["steps"][0]["info"]
+    assert info["split"]["_FusedMatMul[BiasAdd,Sigmoid]"] == 1
+    assert set(info["dequantized"]) == {"float16", "uint8", "uint16"}
+    v = verified_in(m, "tf2", reference_stack="tfjs")
+    assert v["mode"] == "none" and v["tolerance"] == 1e-4
+    assert max(o["max_rel_err"] for o in v["outputs"]) < 1e-5
+
+
+def test_graph_model_fused_tanh_tfjs_cannot_run_comes_back_as_the_keras_model(tfjs_ops, tmp_path):
+    """_FusedMatMul with Tanh (oneDNN hosts) has no TF.js result to compare with (TF.js has no fused tanh), so the
+    TFLite model is checked against the Keras model the graph came from."""
+    h5, graph, _ = tfjs_ops
+    model = tmp_path / "graph"
+    shutil.copytree(graph, model)
+    fold_into_matmul(model / "model.json", "Tanh")
+    m = convert("tfjs_graph_model", model / "model.json", tmp_path / "out", "--to", "tflite", "--no-verify")
+    assert m["steps"][0]["info"]["split"]["_FusedMatMul[BiasAdd,Tanh]"] == 1
+    proc = cli("verify", "keras", h5, tmp_path / "out" / "model.tflite")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "verified on 24 inputs" in proc.stdout and "mode none" in proc.stdout
+
+
+def test_graph_model_form_the_step_cannot_split_is_refused_in_one_line(tfjs_ops, tmp_path):
+    _, graph, _ = tfjs_ops
+    model = tmp_path / "graph"
+    shutil.copytree(graph, model)
+    doc = json.loads((model / "model.json").read_text())
+    node = next(n for n in doc["modelTopology"]["node"]
+                if n["op"] == "_FusedConv2D" and fused_ops(n) == ["BiasAdd", "Relu"])
+    node["attr"]["fused_ops"]["list"]["s"][0] = base64.b64encode(b"FusedBatchNorm").decode()
+    (model / "model.json").write_text(json.dumps(doc))
+    proc = cli("convert", "tfjs_graph_model", model / "model.json", tmp_path / "out")
+    refused(proc, tmp_path, f"model.json: node '{node['name']}' is _FusedConv2D[FusedBatchNorm,Relu]: the TF.js "
+            "runtime refuses a fused convolution with FusedBatchNorm")

@@ -1,7 +1,7 @@
 """Write a small random-weight model (and matching calibration data) for tests and demos.
 
-    make_model.py --kind cnn|saturated|saturated-scaled|mlp|multi|head|lstm --format keras|keras_saved_model|tf_saved_model|tf_frozen_model
-                  --out DIR [--seed N]
+    make_model.py --kind cnn|saturated|saturated-scaled|mlp|multi|head|lstm|tfjs-ops
+                  --format keras|keras_saved_model|tf_saved_model|tf_frozen_model --out DIR [--seed N]
 Writes DIR/<artifact> and DIR/calibration.npy (or .npz for several inputs); nothing is downloaded.
 """
 
@@ -39,6 +39,8 @@ def build(kind):
             return tf.keras.Model(x, y, name="saturated_cnn")
         y = L.Dense(5, activation="softmax", name="probs")(y)
         return tf.keras.Model(x, y, name="small_cnn")
+    if kind == "tfjs-ops":
+        return tfjs_ops(tf)
     if kind == "lstm":  # a recurrent model: TF.js graph models refuse its control flow
         x = L.Input((6, 4), name="sequence")
         y = L.LSTM(8)(x)
@@ -59,6 +61,53 @@ def build(kind):
         return tf.keras.Model([a, b], [L.Dense(2, name="out_x")(y), L.Dense(3, activation="sigmoid", name="out_y")(y)],
                               name="two_in_two_out")
     raise SystemExit(f"unknown kind {kind}")
+
+
+def tfjs_ops(tf):
+    """A model whose TF.js graph holds every form of tfjs_emitted_ops.json (beside this script) that the converter
+    writes by default, in one graph fixed to batch 1 with an int32 input: Conv2D, DepthwiseConv2D (with and without
+    bias) and Dense with each activation the converter fuses into them (Dense also with Sigmoid and Tanh, which only
+    oneDNN fuses), PReLU alone, adds the converter takes for biases (a residual, another layer's output), a
+    transposed MatMul, and an Embedding of int32 ids (its vocabulary under 10, the default integer range)."""
+    L = tf.keras.layers
+    bias = "random_normal"  # a zero bias is folded away before the converter fuses anything
+    alphas = tf.keras.initializers.RandomUniform(0.1, 0.5)
+    image = L.Input((6, 6, 3), batch_size=1, name="image")
+    ids = L.Input((4,), batch_size=1, dtype="int32", name="ids")
+    activations = {"linear": None, "relu": L.ReLU, "relu6": lambda: L.ReLU(6.0), "elu": lambda: L.Activation("elu"),
+                   "leaky": lambda: L.LeakyReLU(0.3), "prelu": lambda: L.PReLU(alphas, shared_axes=[1, 2]),
+                   "sigmoid": lambda: L.Activation("sigmoid"), "tanh": lambda: L.Activation("tanh")}
+    pool = L.GlobalAveragePooling2D
+    conv, depthwise, dense = [], [], []
+    flat = L.Flatten()(image)
+    for name, act in activations.items():
+        def then(y):
+            return act()(y) if act else y
+        if name not in ("sigmoid", "tanh"):  # the converter fuses these into MatMul only
+            conv.append(pool()(then(L.Conv2D(3, 3, padding="same", bias_initializer=bias, name=f"conv_{name}")(image))))
+        if name not in ("leaky", "sigmoid", "tanh"):
+            y = L.DepthwiseConv2D(3, padding="same", bias_initializer=bias, name=f"depthwise_{name}")(image)
+            depthwise.append(pool()(then(y)))
+        if name in ("relu", "relu6", "elu"):  # no bias: fused with the activation alone
+            y = L.DepthwiseConv2D(3, padding="same", use_bias=False, name=f"depthwise_nobias_{name}")(image)
+            depthwise.append(pool()(then(y)))
+        y = L.Dense(4, bias_initializer=bias, name=f"dense_{name}")(flat)
+        dense.append(L.PReLU(alphas)(y) if name == "prelu" else then(y))
+    # the converter turns an add right after a contraction into its BiasAdd, whatever is added
+    residual = L.Conv2D(3, 3, padding="same", use_bias=False, name="conv_residual")(image)
+    conv.append(pool()(L.Add()([residual, image])))
+    a = L.Dense(5, bias_initializer=bias, name="dense_a")(flat)
+    b = L.Dense(5, bias_initializer=bias, name="dense_b")(flat)
+    c = L.Dense(1, bias_initializer=bias, name="dense_c")(flat)
+    dense.append(L.ReLU()(L.Add()([tf.linalg.matmul(a, b, transpose_b=True), c])))
+    # a PReLU after a batch norm: the converter's own Prelu op, left unfused
+    misc = [pool()(L.PReLU(alphas, shared_axes=[1, 2], name="prelu_alone")(L.BatchNormalization()(L.ReLU()(image))))]
+    embedded = L.Flatten()(L.Embedding(7, 3, name="embedding")(ids))
+    misc.append(L.Dense(3, activation="relu", bias_initializer=bias, name="dense_embedded")(embedded))
+    misc.append(L.Dense(2, bias_initializer=bias, name="dense_ids")(tf.cast(ids, "float32") / 7.0))
+    outputs = [L.Concatenate(name=n)(ys) for n, ys in (("conv", conv), ("depthwise", depthwise), ("dense", dense),
+                                                       ("misc", misc))]
+    return tf.keras.Model([image, ids], outputs, name="tfjs_ops")
 
 
 def main():
@@ -86,7 +135,7 @@ def main():
     elif args.format == "keras_saved_model":
         model.save(target, save_format="tf")
     elif args.format == "tf_saved_model":
-        specs = [tf.TensorSpec([None, *t.shape[1:]], t.dtype, name=n) for n, t in zip(model.input_names, model.inputs)]
+        specs = [tf.TensorSpec(t.shape, t.dtype, name=n) for n, t in zip(model.input_names, model.inputs)]
 
         @tf.function(input_signature=specs)
         def serve(*xs):
@@ -110,7 +159,11 @@ def main():
         info["output_arrays"] = [t.name.split(":")[0] for t in frozen.outputs]
         info["input_shapes"] = ":".join(",".join(str(d) for d in s.shape) for s in specs)
     rng = np.random.default_rng(args.seed + 100)
-    calib = {n: rng.uniform(-1, 1, (32, *t.shape[1:])).astype("float32") for n, t in zip(model.input_names, model.inputs)}
+    # integer inputs index an Embedding: draw them below its vocabulary
+    vocabulary = min([la.input_dim for la in model.layers if isinstance(la, tf.keras.layers.Embedding)] or [10])
+    calib = {n: (rng.uniform(-1, 1, (32, *t.shape[1:])).astype("float32") if t.dtype.is_floating else
+                 rng.integers(0, vocabulary, (32, *t.shape[1:])).astype(t.dtype.as_numpy_dtype))
+             for n, t in zip(model.input_names, model.inputs)}
     if len(calib) == 1:
         np.save(os.path.join(args.out, "calibration.npy"), next(iter(calib.values())))
     else:

@@ -59,7 +59,9 @@ def main():
     base = converter_argv(args)
     argv = base[:3] + [args.input, target.rstrip("/")] + base[3:]
     print("running: " + " ".join(argv), flush=True)
-    proc = subprocess.run(argv, capture_output=True, text=True)
+    # TensorFlow's oneDNN rewrites (on by default on x86 CPUs with AVX512_VNNI, AVX512_BF16 or AMX) would fuse Sigmoid
+    # and Tanh into MatMul, and the TF.js runtime has no fused tanh: the same graph on every host, one TF.js runs
+    proc = subprocess.run(argv, capture_output=True, text=True, env=dict(os.environ, TF_ENABLE_ONEDNN_OPTS="0"))
     sys.stdout.write(proc.stdout)
     sys.stderr.write(proc.stderr)
     if proc.returncode != 0:

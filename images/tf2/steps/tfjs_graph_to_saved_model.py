@@ -2,76 +2,152 @@
 converter can take it from there.
 
     tfjs_graph_to_saved_model.py --input DIR/model.json --out OUT [--input_names a,b --output_names y]
-The graph (modelTopology, a GraphDef in JSON) gets its weights back as Const values; the fused ops the TF.js
-converter introduces are split back into TensorFlow's own ops; the signature comes from model.json, or from
---input_names/--output_names (the host passes what the TF.js runtime would take for a model.json without one:
-its Placeholders and the nodes nothing consumes). Names may be op (x) or tensor (x:0) names. Writes OUT/saved_model.
+The graph (modelTopology, a GraphDef in JSON) gets its weights back as Const values (quantized weights dequantized
+as the TF.js runtime does it: q * scale + min in double precision, then float32; float16 widened exactly). What
+the TF.js converter writes that TensorFlow cannot run as written (tfjs_emitted_ops.json: its fused ops with each
+fused_ops list they can carry, the TF.js-only Prelu op, BiasAdd made from any Add) is rebuilt from TensorFlow's own
+ops as the TF.js runtime computes it; a node the table does not know, or knows as unsplittable, is refused in one
+line. The signature comes from model.json, or from --input_names/--output_names (the host passes what the TF.js
+runtime would take for a model.json without one: its Placeholders and the nodes nothing consumes). Names may be op
+(x) or tensor (x:0) names. Writes OUT/saved_model.
 """
 
 import argparse
+import base64
 import json
 import os
 
 from common import csv, first_line, reject, step_done
 
-FUSED = {"FusedDepthwiseConv2dNative": "DepthwiseConv2dNative", "_FusedConv2D": "Conv2D",
-         "_FusedDepthwiseConv2dNative": "DepthwiseConv2dNative", "_FusedMatMul": "MatMul"}
-DROP_ATTRS = ("fused_ops", "num_args", "epsilon", "leakyrelu_alpha", "num_host_args", "filter_format")
-ACTIVATIONS = {"Relu", "Relu6", "Elu", "Selu", "Tanh", "Sigmoid", "LeakyRelu"}
+TABLE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "tfjs_emitted_ops.json")
+UNARY = ("Relu", "Relu6", "Elu", "Sigmoid", "Tanh", "LeakyRelu")  # fused activations TensorFlow has as ops
+LEAKYRELU_ALPHA = 0.2  # the default of leakyrelu_alpha on the fused ops, in TensorFlow and in TF.js
 
 
-def unfuse(graph_def, tf):
-    """Replace each fused node N by base op (N/unfused) [-> BiasAdd (N/bias)] [-> activation], the last
-    one named N so that its consumers are unchanged."""
-    nodes = []
-    for node in graph_def.node:
-        if node.op not in FUSED:
-            nodes.append(node)
+def load_table(path=TABLE):
+    with open(path) as fh:
+        return json.load(fh)
+
+
+def text(value):
+    return base64.b64decode(value).decode()
+
+
+def fused_ops_of(node):
+    """The fused_ops list of a node of model.json (bytes are base64 in the JSON form of a GraphDef)."""
+    return [text(s) for s in node.get("attr", {}).get("fused_ops", {}).get("list", {}).get("s", [])]
+
+
+def label(op, fused):
+    return f"{op}[{','.join(fused)}]" if fused else op
+
+
+class Rebuild:
+    """The TensorFlow nodes that replace one node of the table; the last one keeps its name (and so its consumers)."""
+
+    def __init__(self, node, taken):
+        self.node, self.taken, self.nodes = node, taken, []
+        inputs = list(node.get("input", []))
+        self.data = [i for i in inputs if not i.startswith("^")]
+        self.controls = [i for i in inputs if i.startswith("^")]
+        self.dtype = node.get("attr", {}).get("T", {"type": "DT_FLOAT"})
+
+    def add(self, op, inputs, part, **attr):
+        name, k = f"{self.node['name']}/{part}", 1
+        while name in self.taken:
+            name, k = f"{self.node['name']}/{part}_{k}", k + 1
+        self.taken.add(name)
+        controls = [] if self.nodes else self.controls  # the first node waits for what the original waited for
+        new = {"name": name, "op": op, "input": list(inputs) + controls, "attr": dict({"T": self.dtype}, **attr)}
+        self.nodes.append(new)
+        return name
+
+    def prelu(self, x, alpha):
+        """prelu(x) = x where x >= 0, alpha * x elsewhere, as Relu(x) + (-alpha) * Relu(-x) (Keras' own form)."""
+        pos = self.add("Relu", [x], "prelu_pos")
+        neg = self.add("Relu", [self.add("Neg", [x], "prelu_negx")], "prelu_neg")
+        scaled = self.add("Mul", [self.add("Neg", [alpha], "prelu_negalpha"), neg], "prelu_scaled")
+        return self.add("AddV2", [pos, scaled], "prelu")
+
+    def done(self):
+        self.nodes[-1]["name"] = self.node["name"]
+        return self.nodes
+
+
+def split_fused(node, fused, table, taken, attrs_of, source):
+    """Base op (N/unfused) -> BiasAdd as an add -> activation, as TF.js's fused kernels compute them."""
+    name, attr = node["name"], node.get("attr", {})
+    r = Rebuild(node, taken)
+    args = r.data[2:]
+    wanted = sum(table["parts"][p] for p in fused)
+    if len(args) != wanted:
+        reject(f"{source}: node '{name}' ({label(node['op'], fused)}) has {len(args)} extra input(s) where its "
+               f"fused_ops take {wanted}")
+    base = table["fused"][node["op"]]
+    keep = attrs_of(base)
+    x = r.add(base, r.data[:2], "unfused")
+    r.nodes[0]["attr"] = {k: v for k, v in attr.items() if k in keep}
+    nchw = text(attr.get("data_format", {}).get("s", "")) == "NCHW"
+    for part in fused:
+        if part == "NoOp":
             continue
-        ops = [o.decode() if isinstance(o, bytes) else o for o in node.attr["fused_ops"].list.s]
-        extra = list(node.input[2:])
-        chain = []
-        base = tf.compat.v1.NodeDef(name=node.name + "/unfused", op=FUSED[node.op], input=list(node.input[:2]))
-        for key, value in node.attr.items():
-            if key not in DROP_ATTRS:
-                base.attr[key].CopyFrom(value)
-        chain.append(base)
-        dtype = node.attr["T"]
-        for op in ops:
-            if op in ("NoOp", ""):
-                continue
-            if op == "BiasAdd":  # TF.js fuses any broadcasting add (even of a 2-D tensor) as its "BiasAdd"
-                nchw = node.attr["data_format"].s in (b"NCHW", "NCHW") if "data_format" in node.attr else False
-                n = tf.compat.v1.NodeDef(name=node.name + "/bias", op="BiasAdd" if nchw else "AddV2",
-                                         input=[chain[-1].name, extra.pop(0)])
-                n.attr["T"].CopyFrom(dtype)
-                if nchw:
-                    n.attr["data_format"].CopyFrom(node.attr["data_format"])
-            elif op in ACTIVATIONS:
-                n = tf.compat.v1.NodeDef(name=node.name + "/" + op.lower(), op=op, input=[chain[-1].name])
-                n.attr["T"].CopyFrom(dtype)
-                if op == "LeakyRelu":
-                    n.attr["alpha"].CopyFrom(node.attr["leakyrelu_alpha"])
-            elif op == "Prelu":
-                alpha = extra.pop(0)
-                pos = tf.compat.v1.NodeDef(name=node.name + "/prelu_pos", op="Relu", input=[chain[-1].name])
-                neg = tf.compat.v1.NodeDef(name=node.name + "/prelu_neg", op="Neg", input=[chain[-1].name])
-                negr = tf.compat.v1.NodeDef(name=node.name + "/prelu_negr", op="Relu", input=[neg.name])
-                scaled = tf.compat.v1.NodeDef(name=node.name + "/prelu_scaled", op="Mul", input=[alpha, negr.name])
-                n = tf.compat.v1.NodeDef(name=node.name + "/prelu", op="Sub", input=[pos.name, scaled.name])
-                for m in (pos, neg, negr, scaled, n):
-                    m.attr["T"].CopyFrom(dtype)
-                chain += [pos, neg, negr, scaled]
-            else:
-                reject(f"the graph model fuses '{op}' into {node.name}, which this step cannot split")
-            chain.append(n)
-        chain[-1].name, chain[0].name = node.name, (node.name + "/unfused" if len(chain) > 1 else node.name)
-        if len(chain) > 1:
-            chain[1].input[0] = chain[0].name
-        nodes.extend(chain)
-    del graph_def.node[:]
-    graph_def.node.extend(nodes)
-    return graph_def
+        if part == "BiasAdd":
+            # TF.js adds its argument with broadcasting: a bias, or (normalize_bias_add) any tensor, e.g. a residual;
+            # a 1-D bias of an NCHW convolution goes along the channels, as BiasAdd does
+            x = (r.add("BiasAdd", [x, args.pop(0)], "bias", data_format=attr["data_format"]) if nchw
+                 else r.add("AddV2", [x, args.pop(0)], "bias"))
+        elif part == "Prelu":
+            if nchw:
+                reject(f"{source}: node '{name}' ({label(node['op'], fused)}) is NCHW, whose PReLU alphas this "
+                       "step cannot place")
+            x = r.prelu(x, args.pop(0))
+        elif part == "LeakyRelu":
+            x = r.add("LeakyRelu", [x], "leakyrelu", alpha=attr.get("leakyrelu_alpha", {"f": LEAKYRELU_ALPHA}))
+        elif part in UNARY:
+            x = r.add(part, [x], part.lower())
+        else:  # a part no split entry uses (the unit tests check the table against this)
+            reject(f"{source}: node '{name}' ({label(node['op'], fused)}): this step cannot rebuild '{part}'")
+    return r.done()
+
+
+def split_single(node, taken, source):
+    """The TF.js converter's own single ops: Prelu (fuse_prelu), and BiasAdd, which TF.js runs as a broadcasting add
+    (normalize_bias_add makes one of any Add after a Conv2D, DepthwiseConv2dNative or MatMul)."""
+    r = Rebuild(node, taken)
+    if len(r.data) != 2:
+        reject(f"{source}: node '{node['name']}' ({node['op']}) has {len(r.data)} inputs, not 2")
+    if node["op"] == "Prelu":
+        r.prelu(*r.data)
+    else:
+        r.add("AddV2", r.data, "add")
+    return r.done()
+
+
+def unfuse(nodes, table, attrs_of, source):
+    """The nodes of modelTopology (JSON dicts) with every node the table lists rebuilt from TensorFlow ops, and
+    {entry label: count} of what was split. attrs_of(op): the attribute names TensorFlow's op takes."""
+    entries = {(e["op"], tuple(e["fused_ops"])): e for e in table["entries"]}
+    listed = {e["op"] for e in table["entries"]}
+    taken = {n["name"] for n in nodes}
+    out, split = [], {}
+    for node in nodes:
+        op = node["op"]
+        if op not in listed:
+            out.append(node)
+            continue
+        fused = fused_ops_of(node) if op in table["fused"] else []
+        entry = entries.get((op, tuple(fused)))
+        if entry is None:
+            reject(f"{source}: node '{node['name']}' is {label(op, fused)}, which tensorflowjs_converter "
+                   f"{table['tensorflowjs']} does not write (tfjs_emitted_ops.json), so this step cannot split it")
+        if not entry["split"]:
+            reject(f"{source}: node '{node['name']}' is {label(op, fused)}: {entry['why']}")
+        if op in table["fused"]:
+            out.extend(split_fused(node, fused, table, taken, attrs_of, source))
+        else:
+            out.extend(split_single(node, taken, source))
+        split[label(op, fused)] = split.get(label(op, fused), 0) + 1
+    return out, split
 
 
 def tensor_name(name):
@@ -98,6 +174,17 @@ def endpoints(graph, path, kind, names, signature):
     return found
 
 
+def quantized_weights(doc):
+    """{stored dtype: count} of the weights model.json declares quantized (float16, uint8, uint16)."""
+    counts = {}
+    for group in doc.get("weightsManifest", []):
+        for w in group.get("weights", []):
+            q = (w.get("quantization") or {}).get("dtype")
+            if q:
+                counts[q] = counts.get(q, 0) + 1
+    return counts
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--input", required=True)
@@ -108,20 +195,26 @@ def main():
     args = p.parse_args()
     import tensorflow as tf
     from google.protobuf import json_format
+    from tensorflow.python.framework import op_def_registry
     from tensorflowjs.read_weights import read_weights
 
     with open(args.input) as fh:
         doc = json.load(fh)
+    topology = dict(doc.get("modelTopology") or {})
+    nodes, split = unfuse(list(topology.get("node", [])), load_table(),
+                          lambda op: {a.name for a in op_def_registry.get(op).attr}, args.input)
+    topology["node"] = nodes
     try:
-        graph_def = json_format.ParseDict(doc["modelTopology"], tf.compat.v1.GraphDef())
+        graph_def = json_format.ParseDict(topology, tf.compat.v1.GraphDef())
     except Exception as exc:
         reject(f"{args.input}: modelTopology is not a GraphDef ({first_line(exc)})")
+    # tensorflowjs' own reader: uint8/uint16 as q * scale + min in float64, then float32, as TF.js's decodeWeight
+    # computes them in JavaScript numbers before storing a Float32Array; float16 widened exactly
     weights = {w["name"]: w["data"] for w in read_weights(doc.get("weightsManifest", []),
                                                            os.path.dirname(args.input), flatten=True)}
     for node in graph_def.node:
         if node.name in weights:
             node.attr["value"].tensor.CopyFrom(tf.make_tensor_proto(weights[node.name]))
-    graph_def = unfuse(graph_def, tf)
     signature = doc.get("signature") or {}
     graph = tf.Graph()
     with graph.as_default():
@@ -140,7 +233,8 @@ def main():
         builder.save()
     ops = sorted({n.op for n in graph_def.node})
     step_done(args.out, ["saved_model"], inputs=sorted(inputs), outputs=sorted(outputs), ops=ops,
-              unfused=sum(1 for n in graph_def.node if n.name.endswith("/unfused")))
+              unfused=sum(1 for n in graph_def.node if n.name.endswith("/unfused")), split=split,
+              dequantized=quantized_weights(doc))
 
 
 if __name__ == "__main__":

@@ -284,7 +284,37 @@ function specsOf(model, format, args) {
     }
     return model.inputs.map((t, i) => ({name: names[i], shape: t.shape, dtype: t.dtype, intRange: ranges[names[i]]}));
   }
-  return graphInputs(model, args).map(t => ({name: t.name.replace(/:0$/, ''), shape: t.shape, dtype: t.dtype}));
+  const ranges = gatherRanges(model, args);
+  return graphInputs(model, args).map(t => {
+    const name = t.name.replace(/:0$/, '');
+    return {name, shape: t.shape, dtype: t.dtype, intRange: ranges[nodeName(name)]};
+  });
+}
+
+// A graph model's integer inputs that index a table (GatherV2 on axis 0 of a constant, as a Keras Embedding becomes),
+// through Cast or Identity: their valid range is the table's first dimension, as for a layers model's Embedding.
+const INDEX_PASS = ['Cast', 'Identity'];
+
+function gatherRanges(model, args) {
+  const doc = JSON.parse(fs.readFileSync(args.input, 'utf8'));
+  const nodes = {};
+  for (const n of (doc.modelTopology && doc.modelTopology.node) || []) nodes[n.name] = n;
+  const weights = model.weights || {};
+  const scalar = name => (weights[name] && weights[name][0].size === 1 ? weights[name][0].dataSync()[0] : null);
+  const ranges = {};
+  for (const n of Object.values(nodes)) {
+    if (!['GatherV2', 'Gather'].includes(n.op) || !n.input || n.input.length < 2) continue;
+    const table = weights[nodeName(n.input[0])];
+    const axis = n.op === 'Gather' ? 0 : scalar(nodeName(n.input[2] || ''));
+    const batchDims = Number(((n.attr || {}).batch_dims || {}).i || 0);
+    if (!table || axis !== 0 || batchDims !== 0) continue;
+    let src = nodes[nodeName(n.input[1])];
+    while (src && INDEX_PASS.includes(src.op) && src.input && src.input.length) src = nodes[nodeName(src.input[0])];
+    if (!src || src.op !== 'Placeholder') continue;
+    const size = table[0].shape[0];
+    ranges[src.name] = [0, Math.min(size, ranges[src.name] ? ranges[src.name][1] : size)];
+  }
+  return ranges;
 }
 
 const ACTIVATIONS = ['Softmax', 'Sigmoid', 'ArgMax', 'LogSoftmax'];
