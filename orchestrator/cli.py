@@ -5,7 +5,9 @@ Errors from the library become one line on stderr and a documented exit code (se
 `--debug` shows the traceback instead.
 """
 
+import os
 import sys
+import time
 
 from orchestrator.errors import OrchestratorError, UsageError
 
@@ -18,6 +20,16 @@ def _engine():
     from orchestrator.engine import Engine
 
     return Engine()
+
+
+def _step_engine(cache=True):
+    """The engine steps run on: behind the conversion cache unless --no-cache (or ORCHESTRATOR_NO_CACHE=1)."""
+    engine = _engine()
+    if not cache or os.environ.get("ORCHESTRATOR_NO_CACHE", "").lower() in ("1", "true", "yes"):
+        return engine
+    from orchestrator.cache import Cache, CachedEngine
+
+    return CachedEngine(engine, Cache())
 
 
 def _table(rows, columns):
@@ -88,11 +100,38 @@ class Images:
         return "loaded " + ", ".join(images.load_images(_engine(), file, log=_log))
 
 
+class CacheCommands:
+    """The conversion cache: step outputs kept by content (ORCHESTRATOR_CACHE_DIR, else ~/.cache/orchestrator)."""
+
+    def list(self):
+        """One line per entry, most recently used first: key, step, image, size, last used."""
+        from orchestrator.cache import Cache
+
+        cache = Cache()
+        rows = [{"key": r["key"][:16], "step": r["step"], "image": r["image"], "size_mb": round(r["size"] / 1e6, 1),
+                 "used": time.strftime("%Y-%m-%d %H:%M", time.localtime(r["used"]))} for r in cache.list()]
+        total = sum(r["size"] for r in cache.list())
+        return (_table(rows, ["key", "step", "image", "size_mb", "used"]) +
+                f"\n{len(rows)} entries, {total / 1e6:.1f} MB in {cache.root} (limit {cache.max_bytes / 1e9:.1f} GB)")
+
+    def prune(self, older_than=None, max_size=None, all=False):
+        """Remove entries not used for --older-than (e.g. 7d, 12h), then the least recently used beyond
+        --max-size (e.g. 2G; default: the limit, ORCHESTRATOR_CACHE_MAX or 5G); --all empties the cache."""
+        from orchestrator.cache import Cache, parse_age, parse_size
+
+        cache = Cache()
+        limit = 0 if all else parse_size(max_size) if max_size is not None else cache.max_bytes
+        removed, freed = cache.prune(older_than=None if older_than is None else parse_age(older_than),
+                                     max_bytes=limit)
+        return f"removed {removed} entries, {freed / 1e6:.1f} MB freed"
+
+
 class Orchestrator:
     """Convert ML models between formats; every stack runs in its own pinned Docker image."""
 
     def __init__(self):
         self.images = Images()
+        self.cache = CacheCommands()
 
     def routes(self):
         """One line per supported FROM -> TO pair, with the stacks it uses."""
@@ -133,31 +172,31 @@ class Orchestrator:
         return text
 
     def convert(self, source, input, output_dir, to="tflite", verify=True, force=False, build=True,
-                memory="8g", timeout=3600, quiet=False, **options):
+                memory="8g", timeout=3600, quiet=False, cache=True, **options):
         """Convert INPUT (a model in format SOURCE) into OUTPUT_DIR (format TO, default tflite).
 
         Writes the artifacts and manifest.json atomically. Route flags (see `orchestrator plan SOURCE --to TO`)
         follow the converters' own names, e.g. --quantize none|float16|dynamic|int8, --calibration FILE.
         --no-verify skips the parity check; --force replaces a non-empty OUTPUT_DIR; --no-build refuses to build
-        missing images.
+        missing images; --no-cache runs every step even when the conversion cache holds an identical run.
         """
         from orchestrator import pipeline
 
         result = pipeline.convert(
-            _engine(), source, input, output_dir, to=to, options=options, verify=verify, force=force,
+            _step_engine(cache), source, input, output_dir, to=to, options=options, verify=verify, force=force,
             build_missing=build, memory=str(memory), timeout=float(timeout), log=None if quiet else _log,
         )
         return pipeline.summary(result)
 
     def verify(self, source, input, result, to="tflite", build=True, memory="8g", timeout=3600, quiet=False,
-               keep=None, **options):
+               keep=None, cache=True, **options):
         """Check that RESULT (a model of format TO, default tflite) computes what INPUT (a model in format SOURCE)
         computes, exactly as `convert` checks its own result. Route flags set the mode (e.g. --quantize int8) and
         the inputs (--sample_input, --verify_samples, --seed); --keep DIR keeps the inputs and outputs.
         Exit 4 when they differ or when nothing conclusive could be compared."""
         from orchestrator import pipeline, verify
 
-        record = pipeline.verify_files(_engine(), source, input, result, to=to, options=options,
+        record = pipeline.verify_files(_step_engine(cache), source, input, result, to=to, options=options,
                                        build_missing=build, memory=str(memory), timeout=float(timeout),
                                        log=None if quiet else _log, keep=keep)
         return f"{source} -> {to}: {result}: {verify.describe(record)}"

@@ -50,6 +50,8 @@ class RunResult:
     stderr: str
     seconds: float
     timed_out: bool = False
+    cached: bool = False  # answered by the conversion cache (orchestrator/cache.py), no container ran
+    cached_seconds: float = None  # ... and how long the run it stored took
 
 
 @runtime_checkable

@@ -15,7 +15,7 @@ from orchestrator import verify as verification_mod
 from orchestrator.errors import AttemptsFailed, EnvironmentProblem, InputError, OrchestratorError, UsageError
 from orchestrator.errors import VerificationFailed
 from orchestrator.inputs import Mounted, file_hashes, sha256_file
-from orchestrator.runner import StepRun, execute
+from orchestrator.runner import StepRun, cached_record, execute
 from orchestrator.staging import Staging
 
 
@@ -207,6 +207,7 @@ def run_chain(engine, chain, values, first, ready, work, memory="8g", timeout=36
             "name": step.name, "from": step.source, "to": step.target, "stack": step.stack,
             "image": run.image.tag, "image_id": run.image.id, "command": run.command(),
             "seconds": round(result.seconds, 2), "versions": meta.get("versions", {}), "info": meta.get("info", {}),
+            **cached_record(result),
         })
         artifact = formats.get(step.target).artifact
         if not (run.out_dir / artifact).exists():
@@ -412,6 +413,10 @@ def summary(manifest):
             f"manifest.json}}; {verification_mod.describe(manifest['verification'])}")
     if manifest.get("attempts"):
         line += "; " + attempts_line(manifest["attempts"])
+    runs = list(manifest["steps"]) + list((manifest["verification"] or {}).get("steps") or [])
+    cached = sum(1 for r in runs if r.get("cached"))
+    if cached:
+        line += f"; {cached} of {len(runs)} runs from the cache (--no-cache runs them)"
     return line
 
 

@@ -77,6 +77,12 @@ def host_paths(text, run):
     return text
 
 
+def cached_record(result):
+    """What the manifest says of a run: whether the conversion cache answered it (and how long the stored run
+    took)."""
+    return {"cached": True, "cached_seconds": result.cached_seconds} if result.cached else {"cached": False}
+
+
 def execute(engine, run, memory="8g", timeout=3600.0, log=None):
     """Run the step; return (step.json contents, RunResult). Raise StepFailed / StepRejectedInput."""
     run.out_dir = Path(run.out_dir)

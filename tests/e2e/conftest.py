@@ -1,8 +1,13 @@
 """End-to-end tests: the real CLI, a real Docker engine, real stack images and converters.
 
-Under CI=true a missing engine is a failure, never a skip."""
+Under CI=true a missing engine is a failure, never a skip. Every test's conversions run for real: the conversion
+cache is off here (ORCHESTRATOR_NO_CACHE), except in test_e2e_cache.py, which turns it on with a folder of its own."""
+
+import os
 
 import pytest
+
+os.environ["ORCHESTRATOR_NO_CACHE"] = "1"
 
 from clihelp import CI, cli, make_samples
 
