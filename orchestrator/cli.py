@@ -201,6 +201,23 @@ class Orchestrator:
                                        log=None if quiet else _log, keep=keep)
         return f"{source} -> {to}: {result}: {verify.describe(record)}"
 
+    def batch(self, file, j=1, json=False, build=True, cache=True, memory="8g", timeout=3600, quiet=False):
+        """Run the conversions of a jobs FILE (YAML: `jobs:` of from, input, output_dir, to, flags, name; optional
+        `defaults:`), at most -j N at once. A failed job does not stop the others. Prints one summary table (--json:
+        one JSON object) and exits 0 when every job passed, 6 when any failed."""
+        from orchestrator import batch
+        from orchestrator.errors import BatchFailed
+
+        jobs = batch.read_jobs(file)
+        started = time.monotonic()
+        records = batch.run_batch(lambda: _step_engine(cache), jobs, workers=int(j), build_missing=build,
+                                  memory=str(memory), timeout=float(timeout), log=None if quiet else _log)
+        seconds = time.monotonic() - started
+        print(batch.as_json(records, seconds, int(j)) if json else batch.table(records, seconds), flush=True)
+        failed = [r["name"] for r in records if not r["passed"]]
+        if failed:
+            raise BatchFailed(f"{len(failed)} of {len(records)} jobs failed: {', '.join(failed)}")
+
     def sample(self, format, output_dir, kind=None, seed=1, force=False, build=True):
         """Write a small random-weight model of FORMAT into OUTPUT_DIR, for trying routes.
 

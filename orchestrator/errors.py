@@ -90,3 +90,9 @@ class AttemptsFailed(OrchestratorError):
     def __init__(self, message, exit_code):
         super().__init__(message)
         self.exit_code = exit_code
+
+
+class BatchFailed(OrchestratorError):
+    """`orchestrator batch`: one or more jobs failed (each job's own exit code is in the summary)."""
+
+    exit_code = 6

@@ -1,0 +1,141 @@
+"""Batch conversion: the jobs of a YAML file (each FROM, INPUT, OUTPUT_DIR, TO and flags), at most N at once. A
+failed job does not stop the others; one summary comes at the end (a table, or JSON for machines), and the exit code
+says whether all passed.
+
+Stack images are made ready once, before any job starts (so no two jobs build the same image). Each job is an
+ordinary `convert` (its own engine connection, staging and manifest) run in a worker thread; its log lines carry
+its name.
+"""
+
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from orchestrator import images, pipeline, protocol
+from orchestrator.errors import InputError, OrchestratorError, UsageError
+
+
+@dataclass
+class BatchJob:
+    name: str
+    source: str
+    input: Path
+    output_dir: Path
+    to: str = "tflite"
+    options: dict = field(default_factory=dict)
+    verify: bool = True
+    force: bool = False
+
+
+def read_jobs(path):
+    """The jobs of a jobs file, checked against schemas/batch.schema.json; relative paths from its folder."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "no such file")
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        where = getattr(exc, "problem_mark", None)
+        at = f" at line {where.line + 1}" if where is not None else ""
+        raise InputError(path, f"not valid YAML{at} ({getattr(exc, 'problem', None) or type(exc).__name__})") from None
+    why = protocol.problem("batch", doc)
+    if why:
+        raise InputError(path, f"not a jobs file: {why}")
+    base, defaults = path.resolve().parent, doc.get("defaults") or {}
+    jobs, names, outputs = [], set(), set()
+    for i, given in enumerate(doc["jobs"], 1):
+        entry = {**defaults, **given, "flags": {**(defaults.get("flags") or {}), **(given.get("flags") or {})}}
+        missing = [k for k in ("from", "input", "output_dir") if k not in entry]
+        if missing:
+            raise InputError(path, f"job {i} has no {', '.join(missing)}")
+        name = entry.get("name") or f"job{i}"
+        output = (base / entry["output_dir"]).resolve()
+        if name in names:
+            raise InputError(path, f"two jobs are named '{name}'")
+        if output in outputs:
+            raise InputError(path, f"job '{name}' writes {output}, which another job writes too")
+        names.add(name)
+        outputs.add(output)
+        jobs.append(BatchJob(name, entry["from"], (base / entry["input"]).resolve(), output, entry.get("to", "tflite"),
+                             entry["flags"], entry.get("verify", True), entry.get("force", False)))
+    return jobs
+
+
+def prepare(engine, jobs, build_missing=True, log=None):
+    """Plan every job and make the images they need ready; {name: error} for jobs that cannot even be planned."""
+    stacks, errors = [], {}
+    for job in jobs:
+        try:
+            planned = pipeline.plan_job(job.source, job.input, job.to, job.options, job.verify)
+        except OrchestratorError as exc:
+            errors[job.name] = exc
+            continue
+        stacks += [s for s in planned.stacks() if s not in stacks]
+    if stacks:
+        images.ready(engine, stacks, build_missing, log=log)
+    return errors
+
+
+def run_one(make_engine, job, memory, timeout, log):
+    started = time.monotonic()
+    prefixed = (lambda line: log(f"[{job.name}] {line}")) if log else None
+    record = {"name": job.name, "from": job.source, "to": job.to, "input": str(job.input),
+              "output_dir": str(job.output_dir)}
+    try:
+        manifest = pipeline.convert(make_engine(), job.source, job.input, job.output_dir, to=job.to,
+                                    options=dict(job.options), verify=job.verify, force=job.force, memory=memory,
+                                    timeout=timeout, log=prefixed)
+    except OrchestratorError as exc:
+        return dict(record, passed=False, exit_code=exc.exit_code, error=str(exc),
+                    seconds=round(time.monotonic() - started, 2))
+    except Exception as exc:  # a bug: this job fails, the others go on
+        return dict(record, passed=False, exit_code=1, error=f"internal error: {type(exc).__name__}: {exc}",
+                    seconds=round(time.monotonic() - started, 2))
+    v = manifest.get("verification") or {}
+    worst = max((o.get("max_rel_err") or 0.0 for o in v.get("outputs") or []), default=None)
+    runs = list(manifest["steps"]) + list(v.get("steps") or [])
+    return dict(record, passed=True, exit_code=0, seconds=round(time.monotonic() - started, 2),
+                verified=not v.get("skipped"), max_rel_err=worst, cached_runs=sum(1 for r in runs if r.get("cached")),
+                runs=len(runs), artifacts=manifest["artifacts"])
+
+
+def run_batch(make_engine, jobs, workers=1, build_missing=True, memory="8g", timeout=3600.0, log=None):
+    """Run the jobs, at most `workers` at once; return one record per job, in the file's order."""
+    if int(workers) < 1:
+        raise UsageError(f"-j {workers}: run at least one job at a time")
+    unplanned = prepare(make_engine(), jobs, build_missing, log)
+    records = {name: {"name": name, "passed": False, "exit_code": exc.exit_code, "error": str(exc), "seconds": 0.0}
+               for name, exc in unplanned.items()}
+    todo = [job for job in jobs if job.name not in unplanned]
+    with ThreadPoolExecutor(max_workers=int(workers)) as pool:
+        futures = {job.name: pool.submit(run_one, make_engine, job, memory, timeout, log) for job in todo}
+        for name, future in futures.items():
+            records[name] = future.result()
+    return [records[job.name] for job in jobs]
+
+
+def table(records, seconds):
+    rows = [("job", "route", "result", "seconds", "max error", "output / error")]
+    for r in records:
+        route = f"{r.get('from', '?')} -> {r.get('to', '?')}"
+        if r["passed"]:
+            err = "-" if r.get("max_rel_err") is None else f"{r['max_rel_err']:.2g}"
+            cached = f" ({r['cached_runs']}/{r['runs']} cached)" if r.get("cached_runs") else ""
+            rows.append((r["name"], route, "passed" + cached, f"{r['seconds']:.1f}", err, r["output_dir"]))
+        else:
+            rows.append((r["name"], route, f"FAILED (exit {r['exit_code']})", f"{r['seconds']:.1f}", "-",
+                         r["error"]))
+    widths = [max(len(str(row[i])) for row in rows) for i in range(5)]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(row[:5], widths)) + "  " + str(row[5]) for row in rows]
+    passed = sum(1 for r in records if r["passed"])
+    lines.append(f"{passed} of {len(records)} jobs passed in {seconds:.1f} s")
+    return "\n".join(lines)
+
+
+def as_json(records, seconds, workers):
+    return json.dumps({"passed": all(r["passed"] for r in records), "jobs": records, "seconds": round(seconds, 2),
+                       "workers": workers}, indent=2)
