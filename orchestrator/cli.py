@@ -54,12 +54,14 @@ class Images:
         return f"{images.base_ref(suite)} {image_id}"
 
     def build(self, *stacks, ca_bundle=None, index_url=None, extra_index_url=None, wheelhouse=None,
-              no_cache=False, force=False, mirror=None, from_registry=False):
+              no_cache=False, force=False, mirror=None, from_registry=False, verbose=False):
         """Build stack images (all when none named), tagged by the content hash of images/<stack>/.
 
         --ca-bundle FILE    extra CA bundle for the build (default: SSL_CERT_FILE, REQUESTS_CA_BUNDLE or PIP_CERT)
         --index-url URL     package index (default: PIP_INDEX_URL or pip config)
         --wheelhouse DIR    local wheels offered to pip (hash-checked against the lock like any other)
+        --verbose           the whole build log on screen (else one progress line per stack; the log goes to a
+                            file, and its last 40 lines are shown when a build fails)
         """
         from orchestrator import images
 
@@ -68,7 +70,7 @@ class Images:
         extra = None if extra_index_url is None else [u for u in str(extra_index_url).split() if u]
         opts = images.BuildOptions(ca_bundle=ca_bundle, index_url=index_url, extra_index_urls=extra,
                                    wheelhouse=wheelhouse, no_cache=no_cache, mirror=mirror,
-                                   from_registry=from_registry)
+                                   from_registry=from_registry, verbose=bool(verbose))
         built = []
         for name in names:
             tag, image_id = images.build_stack(engine, images.get_stack(name), opts, force=force, log=_log)

@@ -6,8 +6,10 @@ import gzip
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
+import sys
 import tarfile
 import tempfile
 import time
@@ -15,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from orchestrator import machine, protocol
-from orchestrator.errors import EnvironmentProblem, InputError, UsageError
+from orchestrator.errors import BuildFailed, EnvironmentProblem, InputError, UsageError
 
 REPO = "orchestrator"
 BASE_REPO = f"{REPO}/debian"
@@ -228,6 +230,54 @@ class BuildOptions:
     build_base: bool = True  # build the base image first when it is missing
     mirror: str = None
     from_registry: bool = False
+    verbose: bool = False  # the whole build log on screen (else: one progress line per stack, the log in a file)
+
+
+class BuildProgress:
+    """A stack build's output: every line into a log file; on screen one progress bar (tqdm) on a terminal, or the
+    Dockerfile's steps as plain lines when stderr is not one. The last lines are there for a failure."""
+
+    STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)")
+
+    def __init__(self, stack, log, folder=None, tty=None):
+        from orchestrator.cache import default_root
+
+        folder = Path(folder) if folder else default_root() / "logs"
+        folder.mkdir(parents=True, exist_ok=True)
+        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+        self.path = folder / f"build-{stack}-{stamp}-{os.getpid()}.log"
+        self.stack, self.log, self.bar = stack, log, None
+        self.tty = sys.stderr.isatty() if tty is None else tty
+        self.started = time.monotonic()
+        self._file = open(self.path, "w")
+
+    def __call__(self, line):
+        self._file.write(line + "\n")
+        self._file.flush()
+        step = self.STEP.match(line.strip())
+        if not step:
+            return
+        n, total, what = int(step.group(1)), int(step.group(2)), step.group(3)
+        if self.tty:
+            if self.bar is None:
+                from tqdm import tqdm
+
+                self.bar = tqdm(total=total, desc=self.stack, unit="step", file=sys.stderr, leave=True,
+                                bar_format="{desc}: {bar:30} {n_fmt}/{total_fmt} steps {elapsed} {postfix}")
+            self.bar.update(n - self.bar.n)
+            self.bar.set_postfix_str(what[:50])
+        else:
+            self.log(f"{self.stack}: step {n}/{total} ({time.monotonic() - self.started:.0f} s) {what[:70]}")
+
+    def tail(self, lines=40):
+        if not self._file.closed:
+            self._file.flush()
+        return self.path.read_text(errors="replace").splitlines()[-lines:]
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+        self._file.close()
 
 
 def _prepare_context(stack, opts, tmp):
@@ -317,11 +367,24 @@ def build_stack(engine, stack, opts=None, force=False, log=print):
     if stack.smoke_test:
         args["SMOKE_TEST"] = stack.smoke_test
     log(f"building {tag} from {stack.path} (base {base})")
-    with tempfile.TemporaryDirectory(prefix=f"orchestrator-build-{stack.name}-") as tmp:
-        ctx = _prepare_context(stack, opts, tmp)
-        image_id = engine.build(ctx, tag, buildargs=args, labels=stack_labels(stack, base_info["id"]),
-                                nocache=opts.no_cache, log=log)
-    log(f"{tag} built ({image_id[:19]})")
+    started = time.monotonic()
+    progress = None if opts.verbose else BuildProgress(stack.name, log)
+    try:
+        with tempfile.TemporaryDirectory(prefix=f"orchestrator-build-{stack.name}-") as tmp:
+            ctx = _prepare_context(stack, opts, tmp)
+            image_id = engine.build(ctx, tag, buildargs=args, labels=stack_labels(stack, base_info["id"]),
+                                    nocache=opts.no_cache, log=progress or log)
+    except BuildFailed:
+        if progress is not None:
+            progress.close()
+            for line in progress.tail(40):
+                log(f"  {line}")
+            log(f"{stack.name}: the build failed; full log: {progress.path}")
+        raise
+    if progress is not None:
+        progress.close()
+    where = f"; log: {progress.path}" if progress is not None else ""
+    log(f"{tag} built in {time.monotonic() - started:.0f} s ({image_id[:19]}){where}")
     return tag, image_id
 
 

@@ -1,5 +1,6 @@
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -205,3 +206,31 @@ def test_save_compresses_by_file_name_and_says_progress(stack_root, tmp_path, na
     said.clear()
     assert images.load_images(engine, tmp_path / name, log=said.append) == refs == [stack.tag()]
     assert said[-1].startswith(f"images load ({name}): ")
+
+
+def test_quiet_build_shows_steps_keeps_the_log_and_its_tail_on_failure(stack_root, tmp_path, monkeypatch):
+    from orchestrator.errors import BuildFailed
+
+    monkeypatch.setenv("ORCHESTRATOR_CACHE_DIR", str(tmp_path / "cache"))
+    stack = images.discover_stacks(stack_root)["tf2"]
+    engine = FakeEngine(images={images.base_ref("bookworm"): {"id": "b"}})
+    noise = [f"pip: collecting package {i}" for i in range(100)]
+
+    def build(ctx, tag, log=None, **kw):
+        for i, line in enumerate(noise):
+            if i % 50 == 0:
+                log(f"Step {i // 50 + 1}/2 : RUN pip install {i}")
+            log(line)
+        raise BuildFailed(tag, "ERROR: no matching distribution")
+
+    monkeypatch.setattr(engine, "build", build)
+    said = []
+    with pytest.raises(BuildFailed):
+        images.build_stack(engine, stack, images.BuildOptions(), log=said.append)
+    steps = [s for s in said if s.startswith("tf2: step ")]
+    assert [s.split(" (")[0] for s in steps] == ["tf2: step 1/2", "tf2: step 2/2"]
+    assert not any(s == noise[10] for s in said)  # the noise stays in the file ...
+    assert said[-2].strip() == noise[-1] and said[-1].startswith("tf2: the build failed; full log: ")
+    log_file = Path(said[-1].split("full log: ")[1])
+    assert log_file.read_text().count("pip: collecting") == 100  # ... all of it
+    assert len([s for s in said if s.startswith("  ")]) == 40  # ... and its last 40 lines on screen
