@@ -7,6 +7,7 @@ Images must be built (`make images`). A conversion that fails is recorded with i
 
 import argparse
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -24,6 +25,7 @@ CONVERTERS = ("onnx2tf", "litert-torch")
 
 def orch(*args):
     return subprocess.run([sys.executable, "-m", "orchestrator", *map(str, args)], capture_output=True, text=True,
+                          env=dict(os.environ, ORCHESTRATOR_NO_CACHE="1"),  # real conversions, never cache hits
                           cwd=HERE.parent)
 
 

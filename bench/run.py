@@ -5,6 +5,7 @@ Uses the real CLI on generated models; images must be built (`make images`)."""
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import subprocess
@@ -18,6 +19,7 @@ HERE = Path(__file__).resolve().parent
 
 def orch(*args):
     proc = subprocess.run([sys.executable, "-m", "orchestrator", *map(str, args)], capture_output=True, text=True,
+                          env=dict(os.environ, ORCHESTRATOR_NO_CACHE="1"),  # real conversions, never cache hits
                           cwd=HERE.parent)
     if proc.returncode != 0:
         raise SystemExit(f"bench: {' '.join(map(str, args))} failed: {proc.stderr.strip().splitlines()[-1:]}")
