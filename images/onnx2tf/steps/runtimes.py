@@ -61,7 +61,12 @@ class OnnxModel:
         if not optimize:
             options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
         try:
-            return ort.InferenceSession(self._serialized(), options, providers=["CPUExecutionProvider"])
+            # onnxruntime 1.23's Pad_Fusion folds a constant Pad into a 3-D AveragePool, whose kernel then divides
+            # by the wrong count when only the first spatial axis is padded (the trailing padding is dropped): the
+            # reference itself would be wrong on torch's dynamo export of LocalResponseNorm (5-D Pad +
+            # AveragePool). Fixed upstream after 1.23; until the stack moves, the reference runs without it.
+            return ort.InferenceSession(self._serialized(), options, providers=["CPUExecutionProvider"],
+                                        disabled_optimizers=["Pad_Fusion"])
         except Exception as exc:
             reject(f"{os.path.basename(self.path)}: onnxruntime cannot load it ({first_line(exc)})")
 
