@@ -51,7 +51,10 @@ def main():
     p.add_argument("--kinds", default=",".join(TORCH_KINDS))
     p.add_argument("--converters", default=",".join(CONVERTERS))
     args = p.parse_args()
-    results = {}
+    previous = HERE / "converters.json"
+    # a run over some kinds keeps the other kinds' last results
+    partial = set(args.kinds.split(",")) != set(TORCH_KINDS) and previous.exists()
+    results = json.loads(previous.read_text())["results"] if partial else {}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         for kind in args.kinds.split(","):
@@ -59,7 +62,8 @@ def main():
             made = orch("sample", "pytorch", sample, "--kind", kind)
             if made.returncode != 0:
                 raise SystemExit(f"converters: sample {kind} failed: {made.stderr.strip().splitlines()[-1:]}")
-            results[kind] = {c: measure(sample, tmp / f"{kind}-{c}", c) for c in args.converters.split(",")}
+            results[kind] = dict(results.get(kind, {}), **{c: measure(sample, tmp / f"{kind}-{c}", c)
+                                                            for c in args.converters.split(",")})
     doc = {"host": {"machine": platform.machine(), "cpus": __import__("os").cpu_count()},
            "date": time.strftime("%Y-%m-%d"), "input": "each sample's ExportedProgram (model.pt2), which both converters take",
            "results": results}
