@@ -34,7 +34,7 @@ AGES = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 def parse_size(text):
     """'5G', '500M', '1024' -> bytes."""
     text = str(text).strip().upper().rstrip("B")
-    unit = text[-1:] if text[-1:] in UNITS and text[-1:] else ""
+    unit = text[-1:] if text[-1:].isalpha() and text[-1:] in UNITS else ""
     try:
         value = float(text[:-1] if unit else text)
     except ValueError:
@@ -111,7 +111,9 @@ class Cache:
         try:
             record = json.loads(record_path.read_text())
             shutil.copytree(entry / "out", out_dir, dirs_exist_ok=True, symlinks=True)
-        except (OSError, ValueError):
+        except (OSError, ValueError):  # e.g. pruned meanwhile: the step runs for real, into an empty folder again
+            for child in Path(out_dir).iterdir():
+                shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
             return None
         now = time.time()
         os.utime(record_path, (now, now))  # last used: what the size limit evicts by

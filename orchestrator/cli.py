@@ -110,9 +110,10 @@ class CacheCommands:
         from orchestrator.cache import Cache
 
         cache = Cache()
+        entries = cache.list()
         rows = [{"key": r["key"][:16], "step": r["step"], "image": r["image"], "size_mb": round(r["size"] / 1e6, 1),
-                 "used": time.strftime("%Y-%m-%d %H:%M", time.localtime(r["used"]))} for r in cache.list()]
-        total = sum(r["size"] for r in cache.list())
+                 "used": time.strftime("%Y-%m-%d %H:%M", time.localtime(r["used"]))} for r in entries]
+        total = sum(r["size"] for r in entries)
         return (_table(rows, ["key", "step", "image", "size_mb", "used"]) +
                 f"\n{len(rows)} entries, {total / 1e6:.1f} MB in {cache.root} (limit {cache.max_bytes / 1e9:.1f} GB)")
 

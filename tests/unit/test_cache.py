@@ -3,6 +3,7 @@ and no entry is served when any part of its key differs."""
 
 import os
 import time
+from pathlib import Path
 
 import pytest
 
@@ -104,3 +105,20 @@ def test_sizes_and_ages_parse():
     assert parse_age("7d") == 7 * 86400 and parse_age("12h") == 43200 and parse_age("90") == 90
     with pytest.raises(Exception, match="not a size"):
         parse_size("lots")
+
+
+def test_an_entry_that_cannot_be_copied_leaves_the_folder_empty_for_the_real_run(tmp_path, monkeypatch):
+    cache = Cache(tmp_path / "cache", max_bytes=1 << 30)
+    (tmp_path / "made" / "sub").mkdir(parents=True)
+    (tmp_path / "made" / "model.tflite").write_bytes(b"x")
+    cache.put("k" * 64, tmp_path / "made", {"step": "s"})
+    out = tmp_path / "out"
+    out.mkdir()
+
+    def half_copy(src, dst, **kw):  # the entry vanishes (pruned by another process) halfway through the copy
+        (Path(dst) / "sub").mkdir()
+        (Path(dst) / "model.tflite").write_bytes(b"x")
+        raise FileNotFoundError(src)
+
+    monkeypatch.setattr(cache_mod.shutil, "copytree", half_copy)
+    assert cache.get("k" * 64, out) is None and list(out.iterdir()) == []

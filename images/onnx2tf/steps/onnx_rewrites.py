@@ -95,18 +95,22 @@ def _denominator(div, producer, constants):
     return None if alpha is None else (alpha, k, beta)
 
 
-def _channels(model, name):
+def _shapes(model):
+    """{tensor name: [dim or None, ...]} from one ONNX shape inference ({} when it fails)."""
     import onnx
 
     try:
         inferred = onnx.shape_inference.infer_shapes(model)
     except Exception:
-        return None
-    for v in list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output):
-        if v.name == name:
-            dims = v.type.tensor_type.shape.dim
-            return dims[1].dim_value if len(dims) >= 2 and dims[1].HasField("dim_value") else None
-    return None
+        return {}
+    values = list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output)
+    return {v.name: [d.dim_value if d.HasField("dim_value") else None for d in v.type.tensor_type.shape.dim]
+            for v in values}
+
+
+def _channels(model, name):
+    shape = _shapes(model).get(name)
+    return shape[1] if shape and len(shape) >= 2 else None
 
 
 def _banded_sum(model, x, out, size, front, alpha, k, beta, tag):
@@ -265,20 +269,6 @@ RESIZE_KEPT = {"mode", "coordinate_transformation_mode", "cubic_coeff_a", "exclu
                "nearest_mode", "antialias"}
 
 
-def _static_shape(model, name):
-    import onnx
-
-    try:
-        inferred = onnx.shape_inference.infer_shapes(model)
-    except Exception:
-        return None
-    for v in list(inferred.graph.value_info) + list(inferred.graph.input):
-        if v.name == name:
-            dims = v.type.tensor_type.shape.dim
-            return [d.dim_value if d.HasField("dim_value") else None for d in dims]
-    return None
-
-
 def _axis_matrix(attrs, length, scale=None, size=None):
     """The [out, in] matrix a Resize applies along one axis, read from onnxruntime itself (the reference): the
     identity's columns resized along that axis. Nearest, linear and cubic resizing are separable, and an axis of
@@ -340,15 +330,15 @@ def resize_matrices(model):
     graph = result.graph
     opset = next((o.version for o in result.opset_import if o.domain in ("", "ai.onnx")), 13)
     constants = _constants(graph)
+    shapes = _shapes(result) if any(n.op_type == "Resize" for n in graph.node) else {}
     nodes, inits, changes = [], [], []
     for node in graph.node:
-        plan = _resize_plan(node, constants, _static_shape(result, node.input[0]), opset) \
-            if node.op_type == "Resize" else None
+        shape = shapes.get(node.input[0]) if node.op_type == "Resize" else None
+        plan = _resize_plan(node, constants, shape, opset) if shape else None
         if plan is None:
             nodes.append(node)
             continue
         attrs, by, (vh, vw) = plan
-        shape = _static_shape(result, node.input[0])
         h, w = shape[2], shape[3]
         ah = _axis_matrix(attrs, h, **{by: vh})
         aw = _axis_matrix(attrs, w, **{by: vw})
