@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
-from orchestrator.errors import BuildFailed, EnvironmentProblem
+from orchestrator.errors import BuildFailed, EnvironmentProblem, InputError
 
 NO_ENGINE_FIX = "start one with `make engine` (installs Debian's docker.io and starts dockerd), or set DOCKER_HOST"
 
@@ -177,7 +177,13 @@ class Engine:
 
     def load(self, source, progress=None):
         """`docker load` of a tar or a gzip-compressed tar (the engine decompresses it), streamed from `source`."""
-        images = self.client.images.load(_Counted(source, progress))
+        from docker.errors import APIError, ImageLoadError
+
+        try:
+            images = self.client.images.load(_Counted(source, progress))
+        except (ImageLoadError, APIError) as exc:  # not an image archive, or a truncated one
+            raise InputError(getattr(source, "name", "the archive"),
+                             f"the engine cannot load it ({str(exc).strip().splitlines()[-1][:200]})") from None
         return [t for img in images for t in img.tags]
 
     # -- containers ---------------------------------------------------------------------------

@@ -2,7 +2,7 @@ import tarfile
 
 import pytest
 
-from clihelp import cli
+from clihelp import cli, last_line
 from orchestrator import images
 
 pytestmark = pytest.mark.e2e
@@ -53,3 +53,9 @@ def test_save_and_load_round_trip(engine, stack_images, tmp_path):
     assert packed.read_bytes()[:2] == b"\x1f\x8b" and packed.stat().st_size < target.stat().st_size
     proc = cli("images", "load", packed)
     assert proc.returncode == 0 and images.get_stack("tfjs").tag() in proc.stdout, proc.stderr
+    # a truncated archive: one line naming it, exit 2
+    cut = tmp_path / "cut.tar.gz"
+    cut.write_bytes(packed.read_bytes()[:4096])
+    proc = cli("images", "load", cut)
+    assert proc.returncode == 2 and "cut.tar.gz: the engine cannot load it" in last_line(proc), proc.stderr
+    assert "Traceback" not in proc.stderr
