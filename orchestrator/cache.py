@@ -13,6 +13,7 @@ else ~/.cache/orchestrator. Size limit: $ORCHESTRATOR_CACHE_MAX (e.g. 5G; defaul
 entries go first.
 """
 
+import contextlib
 import hashlib
 import json
 import os
@@ -186,6 +187,12 @@ class CachedEngine:
 
     def __getattr__(self, name):  # info, image, build, import_rootfs, save, load
         return getattr(self.inner, name)
+
+    @contextlib.contextmanager
+    def session(self, rw=(), ro=()):
+        """The wrapped engine's session (warm workers), behind this cache."""
+        with self.inner.session(rw, ro) as inner:
+            yield CachedEngine(inner, self.cache)
 
     def run(self, spec, log=None):
         out = next((m for m in spec.mounts if not m.read_only and m.target == protocol.OUT_DIR), None)

@@ -23,8 +23,11 @@ def _engine():
 
 
 def _step_engine(cache=True):
-    """The engine steps run on: behind the conversion cache unless --no-cache (or ORCHESTRATOR_NO_CACHE=1)."""
-    engine = _engine()
+    """The engine steps run on: warm workers (unless ORCHESTRATOR_WORKERS=0), behind the conversion cache unless
+    --no-cache (or ORCHESTRATOR_NO_CACHE=1)."""
+    from orchestrator import workers
+
+    engine = workers.WorkerPool(_engine()) if workers.enabled() else _engine()
     if not cache or os.environ.get("ORCHESTRATOR_NO_CACHE", "").lower() in ("1", "true", "yes"):
         return engine
     from orchestrator.cache import Cache, CachedEngine

@@ -4,6 +4,7 @@ Everything else hands it plain data (`ContainerSpec`, build arguments) and gets 
 so orchestration logic can be tested against a fake engine without a Docker daemon.
 """
 
+import contextlib
 import os
 import threading
 import time
@@ -41,6 +42,9 @@ class ContainerSpec:
     working_dir: str = "/tmp"
     name_hint: str = "step"
     labels: dict = field(default_factory=dict)
+    # the command of a warm worker that can run this command instead of a fresh container (orchestrator/workers.py);
+    # None: the stack has none. Engines ignore it; it decides nothing about what runs, only where.
+    worker: tuple = None
 
 
 @dataclass
@@ -72,6 +76,14 @@ class ContainerEngine(Protocol):
     def load(self, source, progress=None) -> list: ...  # source: a readable binary file (tar, or gzip of one)
 
     def run(self, spec, log=None) -> "RunResult": ...
+
+    def start(self, spec) -> str: ...  # a detached container running spec.command; its id
+
+    def state(self, container) -> dict: ...  # {'running', 'exit_code', 'oom_killed'}; None when it is gone
+
+    def remove(self, container) -> None: ...  # kill and remove it (no error when it is gone)
+
+    def session(self, rw=(), ro=()): ...  # a context giving the engine one conversion's runs go to (workers.py)
 
 
 class Engine:
@@ -198,19 +210,58 @@ class Engine:
             raise EnvironmentProblem(f"lost the connection to the Docker engine while {spec.name_hint} ran "
                                      f"({type(exc).__name__}); is dockerd still running?") from exc
 
-    def _run(self, spec, log):
+    def session(self, rw=(), ro=()):
+        """A plain engine runs every step in a fresh container: its session is itself (workers.WorkerPool keeps
+        warm workers for the folders `rw` and `ro`)."""
+        return contextlib.nullcontext(self)
+
+    def _create(self, spec):
+        """A created (not started) container for `spec`, with every hardening setting the spec carries."""
         import docker
-        from requests.exceptions import ConnectionError as ReqConnectionError
-        from requests.exceptions import ReadTimeout
 
         mounts = [docker.types.Mount(m.target, m.source, type="bind", read_only=m.read_only) for m in spec.mounts]
-        container = self.client.containers.create(
+        return self.client.containers.create(
             spec.image, spec.command, mounts=mounts, environment=spec.environment, user=spec.user or None,
             network_mode=spec.network, mem_limit=spec.memory, memswap_limit=spec.memory,
             read_only=spec.read_only_root, tmpfs=spec.tmpfs, cap_drop=list(spec.cap_drop),
             security_opt=list(spec.security_opt), working_dir=spec.working_dir, detach=True,
             labels={"org.orchestrator.step": spec.name_hint, **spec.labels},
         )
+
+    def start(self, spec):
+        """Start a container that keeps running (a warm worker); return its id. `remove` ends it."""
+        container = self._create(spec)
+        try:
+            container.start()
+        except Exception:
+            self.remove(container.id)
+            raise
+        return container.id
+
+    def state(self, container):
+        from docker.errors import NotFound
+
+        try:
+            attrs = self.client.api.inspect_container(container)
+        except NotFound:
+            return None
+        st = attrs.get("State") or {}
+        return {"running": bool(st.get("Running")), "exit_code": st.get("ExitCode"),
+                "oom_killed": bool(st.get("OOMKilled"))}
+
+    def remove(self, container):
+        from docker.errors import NotFound
+
+        try:
+            self.client.api.remove_container(container, force=True)
+        except NotFound:
+            pass
+
+    def _run(self, spec, log):
+        from requests.exceptions import ConnectionError as ReqConnectionError
+        from requests.exceptions import ReadTimeout
+
+        container = self._create(spec)
         start = time.monotonic()
         timed_out = False
         try:

@@ -26,6 +26,7 @@ REGISTRY_BASES = {"bookworm": "debian:bookworm-slim", "bullseye": "debian:bullse
 LABEL = "org.orchestrator"
 HASH_IGNORE = {"__pycache__", "_build", ".pytest_cache"}
 SHARED = "shared"  # images/shared/: build recipes (NAME.Dockerfile) and the step helpers of the recipe stacks
+WORKER_SCRIPT = "step_server.py"  # images/shared/: the warm worker of a stack whose stack.json has "worker"
 
 
 def images_dir():
@@ -49,6 +50,14 @@ class Stack:
     environment: tuple = ()  # (name, value) pairs set in its containers
     compare_in: str = ""  # the stack that compares its results, when it has no compare step itself
     reads: tuple = ()  # (library, "MAJOR.MINOR-MAJOR.MINOR"): the versions of that library's files it reads
+    preload: tuple = None  # stack.json "worker": the modules its warm worker imports once; None: no worker
+
+    @property
+    def worker(self):
+        """The command of its warm worker (orchestrator/workers.py), or None."""
+        if self.preload is None:
+            return None
+        return (self.interpreter, f"{protocol.STEPS_DIR}/{WORKER_SCRIPT}", "--preload", ",".join(self.preload))
 
     @property
     def shared(self):
@@ -135,7 +144,11 @@ def load_stack(path):
                   meta.get("recipe", ""), meta.get("smoke_test", ""), meta.get("wheelhouse", ""),
                   tuple(meta.get("shared_helpers", ())), meta.get("interpreter", "python"),
                   tuple(sorted(meta.get("environment", {}).items())), meta.get("compare_in", ""),
-                  tuple(sorted(meta.get("reads", {}).items())))
+                  tuple(sorted(meta.get("reads", {}).items())),
+                  tuple(meta["worker"]["preload"]) if "worker" in meta else None)
+    if stack.preload is not None and not stack.has_script(WORKER_SCRIPT):
+        raise EnvironmentProblem(f"{meta_file}: a stack with a \"worker\" needs images/shared/{WORKER_SCRIPT} "
+                                 "(a recipe brings it; else list it in \"shared_helpers\")")
     for required in (stack.dockerfile, path / lock, *stack.shared_files()):
         if not required.is_file():
             raise EnvironmentProblem(f"{required}: missing (every stack needs a Dockerfile, or a recipe, and a lock)")

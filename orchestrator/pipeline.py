@@ -294,12 +294,20 @@ class Outcome:
         return self
 
 
+def read_only_roots(first, values):
+    """The host paths a job's containers read: the prepared input's mounts and every file-valued option's."""
+    return list(first.mounts) + list(opts_mod.mounts(list(values), values)[0])
+
+
 def run_job(engine, job, work, keep_dir, ready, memory="8g", timeout=3600.0, log=None):
     first = formats.get(job.source).adapter.prepare(job.input, job.values, work / "input")
-    translated, values = run_preludes(engine, job, ready, work, memory, timeout, log)
-    steps, produced = run_chain(engine, job.chain, values, first, ready, work, memory, timeout, log)
-    converted_at = time.monotonic()
-    verification = verify_stage(engine, job, first, produced, ready, work, keep_dir, memory, timeout, log)
+    work.mkdir(parents=True, exist_ok=True)
+    # one warm worker per stack for the whole job (orchestrator/workers.py): it sees `work` and the inputs
+    with engine.session(rw=[work], ro=read_only_roots(first, job.values)) as engine:
+        translated, values = run_preludes(engine, job, ready, work, memory, timeout, log)
+        steps, produced = run_chain(engine, job.chain, values, first, ready, work, memory, timeout, log)
+        converted_at = time.monotonic()
+        verification = verify_stage(engine, job, first, produced, ready, work, keep_dir, memory, timeout, log)
     return Outcome(job, first, translated + steps, produced, verification, converted_at)
 
 
@@ -401,8 +409,9 @@ def verify_files(engine, source, input_path, result_path, to=routes.DEFAULT_TARG
     with tempfile.TemporaryDirectory(prefix="orchestrator-verify-") as tmp:
         work = Path(tmp)
         first = formats.get(source).adapter.prepare(job.input, job.values, work / "input")
-        record = job.verification.run(engine, first, result, ready, work / "runs", keep_dir or work / "verification",
-                                      memory=memory, timeout=timeout, log=log)
+        with engine.session(rw=[work], ro=read_only_roots(first, job.values) + [str(result.parent)]) as engine:
+            record = job.verification.run(engine, first, result, ready, work / "runs",
+                                          keep_dir or work / "verification", memory=memory, timeout=timeout, log=log)
     verification_mod.check(record)
     return record
 

@@ -22,10 +22,11 @@ class StackImage:
     id: str
     interpreter: str = "python"
     environment: tuple = ()  # (name, value) pairs from stack.json
+    worker: tuple = None  # the command of its warm worker (stack.json "worker"), or None
 
     @classmethod
     def of(cls, stack, tag, image_id):
-        return cls(stack.name, tag, image_id, stack.interpreter, stack.environment)
+        return cls(stack.name, tag, image_id, stack.interpreter, stack.environment, stack.worker)
 
 
 @dataclass
@@ -66,6 +67,7 @@ def container_spec(run, memory="8g", timeout=3600.0, user=None):
         name_hint=run.name,
         # ORCHESTRATOR_SESSION tags every container of one invocation (tests and wrappers find theirs by it)
         labels={"org.orchestrator.session": os.environ.get("ORCHESTRATOR_SESSION", str(os.getpid()))},
+        worker=run.image.worker,
     )
 
 

@@ -14,7 +14,8 @@ SLOW = ["sh", "-c", "sleep 30"]
 
 def check_engine(engine, image, tmp_path):
     assert isinstance(engine, ContainerEngine)
-    for name in ("info", "image", "build", "import_rootfs", "save", "load", "run"):
+    for name in ("info", "image", "build", "import_rootfs", "save", "load", "run", "start", "state", "remove",
+                 "session"):
         ours, theirs = inspect.signature(getattr(Engine, name)), inspect.signature(getattr(type(engine), name))
         assert list(ours.parameters) == list(theirs.parameters), name
     assert {"server", "api", "os", "arch"} <= set(engine.info())
@@ -33,3 +34,14 @@ def check_engine(engine, image, tmp_path):
 
     slow = engine.run(ContainerSpec(image=image, command=SLOW, user=user, timeout=2))
     assert slow.timed_out and slow.exit_code != 0 and slow.seconds < 25
+
+    # a detached container (a warm worker): running until removed, then gone
+    resident = engine.start(ContainerSpec(image=image, command=SLOW, user=user))
+    try:
+        assert engine.state(resident)["running"]
+    finally:
+        engine.remove(resident)
+    assert engine.state(resident) is None
+    engine.remove(resident)  # removing a gone container is no error
+    with engine.session(rw=[str(out)]) as same:  # a plain engine's session is the engine itself
+        assert same is engine

@@ -1,9 +1,13 @@
 """A fake engine for orchestration tests: records container specs and plays scripted step behaviour."""
 
+import contextlib
 import json
+import re
+import threading
+import time
 from pathlib import Path
 
-from orchestrator.engine import RunResult
+from orchestrator.engine import ContainerSpec, Mount, RunResult
 
 
 class FakeEngine:
@@ -15,6 +19,8 @@ class FakeEngine:
         self.behaviours = behaviours or {}  # script name -> callable(spec, out_dir) -> RunResult or None
         self.specs = []
         self.builds = []
+        self.containers = {}  # id -> {"spec", "running", "thread"}: what start() left running
+        self.started = []  # the specs start() was given
 
     def info(self):
         return {"server": "fake", "api": "1.0", "os": "linux", "arch": "amd64"}
@@ -61,6 +67,66 @@ class FakeEngine:
         behaviour = self.behaviours.get(script, ok_step)
         result = behaviour(spec, out)
         return result if result is not None else RunResult(0, "", "", 0.1)
+
+
+    def session(self, rw=(), ro=()):
+        return contextlib.nullcontext(self)
+
+    def start(self, spec):
+        cid = f"fake-{len(self.started)}"
+        self.started.append(spec)
+        box = {"spec": spec, "running": True, "oom_killed": False}
+        self.containers[cid] = box
+        if any(str(c).endswith("step_server.py") for c in spec.command):
+            box["thread"] = threading.Thread(target=_serve, args=(self, box), daemon=True)
+            box["thread"].start()
+        return cid
+
+    def state(self, container):
+        box = self.containers.get(container)
+        if box is None:
+            return None
+        return {"running": box["running"], "exit_code": None if box["running"] else 137,
+                "oom_killed": box["oom_killed"]}
+
+    def remove(self, container):
+        box = self.containers.pop(container, None)
+        if box is not None:
+            box["running"] = False
+
+
+def _serve(engine, box):
+    """What images/shared/step_server.py does, for the fake: the worker's mounts stand for the container's file
+    system (a path under a mount target is the same path under its source), and each request plays the script's
+    behaviour as `run` would."""
+    spec = box["spec"]
+    mounts = sorted(spec.mounts, key=lambda m: -len(m.target))
+    control = Path(next(m.source for m in mounts if m.target == "/w/ctl"))
+    (control / "ready").touch()
+
+    def host(text):
+        for m in mounts:
+            text = re.sub(rf"(?<![\w./-]){re.escape(m.target)}(?=/|$|[^\w.-])", m.source, text)
+        return text
+
+    while box["running"]:
+        for req in sorted(control.glob("*.req")):
+            rid = req.name[:-4]
+            argv = json.loads(req.read_text())["argv"]  # in the worker's paths, as the step process sees them
+            req.rename(control / f"{rid}.taken")
+            out = Path(host(argv[argv.index("--out") + 1]))
+            step = ContainerSpec(image=spec.image, command=argv, mounts=[Mount(str(out), "/out", read_only=False)])
+            engine.specs.append(step)
+            behaviour = engine.behaviours.get(Path(argv[1]).name, ok_step)
+            result = behaviour(step, out) or RunResult(0, "", "", 0.1)
+            if result.exit_code == 137 and box.get("die_on_kill", True):
+                box["running"], box["oom_killed"] = False, True  # the memory limit takes the whole worker down
+                return
+            (control / f"{rid}.out").write_text(result.stdout)
+            (control / f"{rid}.err").write_text(result.stderr)
+            (control / f"{rid}.done").write_text(json.dumps({"exit_code": result.exit_code, "signal": 0,
+                                                             "timed_out": result.timed_out, "seconds": 0.1}))
+        time.sleep(0.01)
 
 
 def _shell(spec):

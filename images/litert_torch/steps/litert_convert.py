@@ -36,8 +36,8 @@ import sys
 import tempfile
 import time
 
-os.environ.setdefault("LITERT_TORCH_SHOW_PROGRESS", "n")  # litert-torch's progress tree, on stdout otherwise
-os.environ.setdefault("TQDM_DISABLE", "1")  # ai-edge-quantizer's calibration progress bar
+# stack.json's environment turns off litert-torch's progress tree (LITERT_TORCH_SHOW_PROGRESS) and ai-edge-quantizer's
+# progress bar (TQDM_DISABLE): set before the warm worker imports them
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402

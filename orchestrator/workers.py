@@ -1,0 +1,347 @@
+"""Warm workers: one container per stack per conversion (or per batch), in which every step and verification run of
+that stack executes, so TensorFlow, torch or onnx2tf is imported once per stack instead of once per step.
+
+A worker is an ordinary hardened container (the step's own ContainerSpec: no network, read-only root, caps dropped,
+the host user, its memory limit) whose main process is the stack's step server (images/shared/step_server.py,
+named by stack.json "worker"). It sees the conversion's folders, not one step's: the session's roots are mounted at
+/w/0, /w/1, ... (the work folder read-write, the user's inputs read-only), and each step's command is rewritten
+from its own container paths (/in/model, /out, ...) to the worker's. Steps talk to it through a control folder
+(step_server.py describes the files). What a step prints is translated back, so messages and the cache key are the
+same as in a fresh container.
+
+The pool is an engine decorator: `with pool.session(rw=[work], ro=[inputs]) as engine:` gives an engine whose
+`run` uses a worker when the spec's stack has one and every mount lies under the session's roots, and a fresh
+container otherwise. A step that times out or dies of a signal (the memory limit) takes its worker down; the next
+step of that stack starts a new one. Leaving the session removes its workers, also on an error or Ctrl-C.
+"""
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import replace
+from pathlib import Path
+
+from orchestrator.engine import Mount, RunResult
+from orchestrator.errors import EnvironmentProblem
+
+WORKER_ROOT = "/w"
+CONTROL = f"{WORKER_ROOT}/ctl"
+POLL_SECONDS = 0.02
+STATE_EVERY = 0.5  # how often a waiting step asks the engine whether its worker still runs
+READY_TIMEOUT = 300.0  # a worker that has not imported its libraries by then is broken
+GRACE_SECONDS = 30.0  # past a step's timeout, the host removes a worker that did not report it
+HEARTBEAT_EVERY = 5.0  # the host touches each worker's CONTROL/alive this often; the worker exits when it stops
+
+
+def enabled():
+    """Warm workers are on unless ORCHESTRATOR_WORKERS=0 (every step then runs in its own fresh container)."""
+    return os.environ.get("ORCHESTRATOR_WORKERS", "1").lower() not in ("0", "false", "no")
+
+
+class PathMap:
+    """Container paths of one step (its mounts' targets) <-> the same files in a worker (under /w/i)."""
+
+    def __init__(self, pairs):
+        self.forward = dict(pairs)  # step path -> worker path
+        self.back = {w: s for s, w in self.forward.items()}
+
+    @staticmethod
+    def _rewrite(text, table):
+        if not table:
+            return text
+        # a path only where it starts a path: not in the middle of another one, and not a prefix of a longer name
+        alternation = "|".join(re.escape(p) for p in sorted(table, key=len, reverse=True))
+        pattern = re.compile(rf"(?<![\w./-])({alternation})(?![\w.-])")
+        return pattern.sub(lambda m: table[m.group(1)], text)
+
+    def to_worker(self, text):
+        return self._rewrite(text, self.forward)
+
+    def to_step(self, text):
+        return self._rewrite(text, self.back)
+
+
+class Roots:
+    """The host folders a session's workers see: (host path, read_only) in mount order."""
+
+    def __init__(self, rw=(), ro=()):
+        seen, self.items = set(), []
+        for path, read_only in [(p, False) for p in rw] + [(p, True) for p in ro]:
+            real = os.path.realpath(path)
+            if real not in seen and os.path.exists(real):
+                seen.add(real)
+                self.items.append((real, read_only))
+
+    def locate(self, source, read_only):
+        """The worker path of host path `source`, or None when no root holds it (or holds it read-only and the
+        mount must be writable)."""
+        real = os.path.realpath(source)
+        for i, (root, root_ro) in enumerate(self.items):
+            if root_ro and not read_only:
+                continue
+            if real == root:
+                return f"{WORKER_ROOT}/{i}"
+            if real.startswith(root.rstrip("/") + "/"):
+                return f"{WORKER_ROOT}/{i}/{os.path.relpath(real, root)}"
+        return None
+
+    def covers(self, other):
+        return all(self.locate(path, read_only) for path, read_only in other.items)
+
+    def mounts(self):
+        return [Mount(path, f"{WORKER_ROOT}/{i}", read_only=ro) for i, (path, ro) in enumerate(self.items)]
+
+
+def step_map(spec, roots):
+    """The PathMap of a step in a worker with `roots`, or None when one of its mounts lies outside them."""
+    pairs = []
+    for mount in spec.mounts:
+        where = roots.locate(mount.source, mount.read_only)
+        if where is None:
+            return None
+        pairs.append((mount.target, where))
+    return PathMap(pairs)
+
+
+def worker_key(spec):
+    """Steps whose specs agree on this run in the same worker: the same image and the same container settings."""
+    return (spec.image, tuple(spec.worker), spec.user, spec.network, spec.memory, spec.read_only_root,
+            tuple(sorted(spec.tmpfs.items())), tuple(spec.cap_drop), tuple(spec.security_opt),
+            tuple(sorted(spec.environment.items())))
+
+
+class Worker:
+    """One running worker container and its control folder."""
+
+    def __init__(self, engine, spec, roots, control_parent):
+        self.engine = engine
+        self.stack = spec.name_hint
+        self.control = Path(tempfile.mkdtemp(prefix="worker-", dir=control_parent))
+        self.beat()
+        self.dead = False
+        worker_spec = replace(
+            spec, command=list(spec.worker) + ["--control", CONTROL],
+            mounts=roots.mounts() + [Mount(str(self.control), CONTROL, read_only=False)],
+            name_hint=f"worker:{spec.image}", working_dir="/tmp", worker=None,
+            labels={**spec.labels, "org.orchestrator.worker": spec.image},
+        )
+        self.spec = worker_spec
+        self.container = engine.start(worker_spec)
+
+    def beat(self):
+        (self.control / "alive").touch()
+
+    def alive(self):
+        state = self.engine.state(self.container)
+        return state is not None and state["running"], state
+
+    def wait_ready(self):
+        deadline = time.monotonic() + READY_TIMEOUT
+        while not (self.control / "ready").exists():
+            running, state = self.alive()
+            if not running or time.monotonic() > deadline:
+                return False
+            time.sleep(POLL_SECONDS)
+        return True
+
+    def execute(self, spec, paths, log=None):
+        """Run one step's command in this worker; a RunResult as a fresh container's run would give."""
+        rid = uuid.uuid4().hex[:12]
+        argv = [paths.to_worker(str(a)) for a in spec.command]
+        request = self.control / f"{rid}.req"
+        tmp = self.control / f"{rid}.req.tmp"
+        tmp.write_text(json.dumps({"argv": argv, "timeout": spec.timeout}))
+        tmp.rename(request)
+        started = time.monotonic()
+        done = self.control / f"{rid}.done"
+        tails = {name: _Tail(self.control / f"{rid}.{name}", paths, log) for name in ("out", "err")}
+        last_state = started
+        result = None
+        while result is None:
+            if done.exists():
+                result = json.loads(done.read_text())
+                break
+            for tail in tails.values():
+                tail.pump()
+            now = time.monotonic()
+            if now - last_state > STATE_EVERY:
+                last_state = now
+                running, state = self.alive()
+                if not running and not done.exists():  # the whole worker died: the memory limit, or the engine
+                    self.dead = True
+                    code = 137 if (state or {}).get("oom_killed") else int((state or {}).get("exit_code") or 137)
+                    result = {"exit_code": code, "timed_out": False, "seconds": now - started}
+                    break
+                if now - started > spec.timeout + GRACE_SECONDS:
+                    self.dead = True
+                    result = {"exit_code": -1, "timed_out": True, "seconds": now - started}
+                    break
+            time.sleep(POLL_SECONDS)
+        for tail in tails.values():
+            tail.pump(final=True)
+        if result.get("timed_out") or result.get("signal") or result["exit_code"] < 0:
+            self.dead = True  # a step killed mid-way takes its worker down with it
+        for name in ("req", "taken", "done", "out", "err"):
+            (self.control / f"{rid}.{name}").unlink(missing_ok=True)
+        return RunResult(result["exit_code"] if not result.get("timed_out") else -1,
+                         tails["out"].text(), tails["err"].text(), float(result.get("seconds", 0.0)),
+                         bool(result.get("timed_out")))
+
+    def stop(self):
+        self.dead = True
+        try:
+            self.engine.remove(self.container)
+        finally:
+            shutil.rmtree(self.control, ignore_errors=True)
+
+
+class _Tail:
+    """Follows a step's output file: complete lines go to `log` as they come (in the step's own paths)."""
+
+    def __init__(self, path, paths, log):
+        self.path, self.paths, self.log = path, paths, log
+        self.data, self.sent = b"", 0
+
+    def pump(self, final=False):
+        try:
+            with open(self.path, "rb") as fh:
+                fh.seek(len(self.data))
+                self.data += fh.read()
+        except FileNotFoundError:
+            return
+        if not self.log:
+            return
+        end = len(self.data) if final else self.data.rfind(b"\n") + 1
+        if end > self.sent:
+            for line in self.data[self.sent:end].decode("utf-8", "replace").splitlines():
+                self.log(self.paths.to_step(line))
+            self.sent = end
+
+    def text(self):
+        return self.paths.to_step(self.data.decode("utf-8", "replace"))
+
+
+class WorkerPool:
+    """A ContainerEngine that runs steps in warm workers inside a session, and as the engine it wraps otherwise."""
+
+    def __init__(self, engine):
+        self.inner = engine
+        self._lock = threading.Lock()
+
+    def __getattr__(self, name):  # info, image, build, import_rootfs, save, load, start, state, remove
+        return getattr(self.inner, name)
+
+    def run(self, spec, log=None):
+        return self.inner.run(spec, log=log)
+
+    def session(self, rw=(), ro=()):
+        return Session(self, Roots(rw, ro))
+
+
+class Session:
+    """The workers of one conversion (or one batch); a context manager that removes them when it ends."""
+
+    def __init__(self, pool, roots):
+        self.pool, self.inner, self.roots = pool, pool.inner, roots
+        self._lock = threading.Lock()
+        self._idle = {}  # worker_key -> [Worker]
+        self._workers = []
+        self._control = None
+        self._broken = set()  # keys whose worker could not start: their steps run in fresh containers
+        self._closed = threading.Event()
+        self._heart = None
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+    def session(self, rw=(), ro=()):
+        """A nested session: this one when its roots already hold everything, else a new one."""
+        roots = Roots(rw, ro)
+        if self.roots.covers(roots):
+            return contextlib.nullcontext(self)
+        return Session(self.pool, roots)
+
+    def _beat(self):
+        while not self._closed.wait(HEARTBEAT_EVERY):
+            with self._lock:
+                workers = list(self._workers)
+            for worker in workers:
+                if not worker.dead:
+                    try:
+                        worker.beat()
+                    except OSError:
+                        pass
+
+    def close(self):
+        self._closed.set()
+        with self._lock:
+            workers, self._workers, self._idle = self._workers, [], {}
+        for worker in workers:
+            try:
+                worker.stop()
+            except Exception:  # the engine may be gone already; nothing is left to do for this worker
+                pass
+        if self._control:
+            shutil.rmtree(self._control, ignore_errors=True)
+
+    def _checkout(self, spec):
+        key = worker_key(spec)
+        with self._lock:
+            idle = self._idle.get(key) or []
+            while idle:
+                worker = idle.pop()
+                if not worker.dead:
+                    return key, worker
+            if self._control is None:
+                self._control = tempfile.mkdtemp(prefix="orchestrator-workers-")
+                self._heart = threading.Thread(target=self._beat, daemon=True, name="worker-heartbeat")
+                self._heart.start()
+        worker = Worker(self.inner, spec, self.roots, self._control)
+        with self._lock:
+            self._workers.append(worker)
+        if not worker.wait_ready():
+            worker.stop()
+            with self._lock:
+                self._broken.add(key)
+            return key, None
+        return key, worker
+
+    def _checkin(self, key, worker):
+        if worker.dead:
+            worker.stop()
+            return
+        with self._lock:
+            self._idle.setdefault(key, []).append(worker)
+
+    def run(self, spec, log=None):
+        paths = step_map(spec, self.roots) if spec.worker else None
+        if paths is None or worker_key(spec) in self._broken:
+            return self.inner.run(spec, log=log)
+        key, worker = self._checkout(spec)
+        if worker is None:
+            if log:
+                log(f"[{spec.name_hint}] the warm worker of {spec.image} did not start; running in a fresh container")
+            return self.inner.run(spec, log=log)
+        try:
+            for mount in spec.mounts:  # a fresh container's mount point exists even when the folder is empty
+                if not mount.read_only:
+                    Path(mount.source).mkdir(parents=True, exist_ok=True)
+            return worker.execute(spec, paths, log=log)
+        except OSError as exc:
+            worker.dead = True
+            raise EnvironmentProblem(f"the warm worker of {spec.image} failed: {exc}") from exc
+        finally:
+            self._checkin(key, worker)

@@ -1,0 +1,116 @@
+"""The warm worker's server (images/shared/step_server.py) run as a local process: the protocol the host relies on
+(orchestrator/workers.py), with no container and no Docker."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+SERVER = Path(__file__).resolve().parents[2] / "images" / "shared" / "step_server.py"
+
+
+@pytest.fixture
+def server(tmp_path):
+    control, scratch = tmp_path / "ctl", tmp_path / "scratch"
+    control.mkdir()
+    scratch.mkdir()
+    (control / "alive").touch()
+    proc = subprocess.Popen([sys.executable, str(SERVER), "--control", str(control), "--preload", "json,no_such_mod",
+                             "--scratch", str(scratch), "--heartbeat", "5"], stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    while not (control / "ready").exists():
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.01)
+    yield proc, control, scratch
+    proc.kill()
+    proc.wait()
+
+
+def run(control, argv, timeout=30.0, rid="r1"):
+    (control / f"{rid}.req.tmp").write_text(json.dumps({"argv": argv, "timeout": timeout}))
+    (control / f"{rid}.req.tmp").rename(control / f"{rid}.req")
+    deadline = time.monotonic() + 60
+    while not (control / f"{rid}.done").exists():
+        assert time.monotonic() < deadline
+        (control / "alive").touch()
+        time.sleep(0.02)
+    done = json.loads((control / f"{rid}.done").read_text())
+    return done, (control / f"{rid}.out").read_text(), (control / f"{rid}.err").read_text()
+
+
+def script(tmp_path, text, name="step.py"):
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+def test_a_step_runs_as_main_with_its_argv_its_own_folder_and_both_streams(server, tmp_path):
+    _, control, scratch = server
+    step = script(tmp_path, "import os, sys, tempfile\nprint('args', sys.argv[1:], __name__)\n"
+                            "print('cwd', os.getcwd() == os.environ['HOME'] == tempfile.gettempdir())\n"
+                            "open('scratch.txt', 'w').write('x')\n"
+                            "print('to-stderr', file=sys.stderr)\nsys.exit(3)\n")
+    done, out, err = run(control, ["python", step, "--out", "/x"])
+    assert done["exit_code"] == 3 and not done["timed_out"] and done["signal"] == 0
+    assert "args ['--out', '/x'] __main__" in out and "cwd True" in out
+    assert err.strip() == "to-stderr"
+    assert list(scratch.iterdir()) == []  # its working folder went with it
+
+
+def test_an_uncaught_exception_prints_its_traceback_and_exits_1(server, tmp_path):
+    _, control, _ = server
+    done, _, err = run(control, ["python", script(tmp_path, "raise ValueError('broken model')\n")])
+    assert done["exit_code"] == 1 and "ValueError: broken model" in err and "Traceback" in err
+
+
+def test_a_step_past_its_timeout_is_killed_with_its_children(server, tmp_path):
+    _, control, _ = server
+    marker = tmp_path / "child.pid"
+    step = script(tmp_path, f"import subprocess, time\np = subprocess.Popen(['sleep', '60'])\n"
+                            f"open({str(marker)!r}, 'w').write(str(p.pid))\ntime.sleep(60)\n")
+    started = time.monotonic()
+    done, _, _ = run(control, ["python", step], timeout=1.0)
+    assert done["timed_out"] and done["exit_code"] == 137 and time.monotonic() - started < 20
+    pid = int(marker.read_text())
+    time.sleep(0.2)
+    gone = not os.path.exists(f"/proc/{pid}") or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]
+    assert gone  # the step's own subprocess went with it
+
+
+def test_a_step_killed_by_a_signal_reports_128_plus_the_signal(server, tmp_path):
+    _, control, _ = server
+    done, _, _ = run(control, ["python", script(tmp_path, "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)\n")])
+    assert done["exit_code"] == 137 and done["signal"] == 9 and not done["timed_out"]
+
+
+def test_two_steps_run_side_by_side_and_the_server_keeps_serving(server, tmp_path):
+    proc, control, _ = server
+    step = script(tmp_path, "import sys, time\ntime.sleep(0.5)\nprint(sys.argv[1])\n")
+    for rid in ("a", "b"):
+        (control / f"{rid}.req").write_text(json.dumps({"argv": ["python", step, rid], "timeout": 30}))
+    for rid in ("a", "b"):
+        done, out, _ = run(control, ["python", step, rid + "2"], rid=rid + "2")
+        assert done["exit_code"] == 0 and out.strip() == rid + "2"
+        assert (control / f"{rid}.done").exists() and (control / f"{rid}.out").read_text().strip() == rid
+    assert proc.poll() is None
+
+
+def test_a_failed_preload_is_said_once_and_the_server_still_serves(server):
+    proc, control, _ = server
+    proc.kill()
+    _, err = proc.communicate()
+    assert "could not preload no_such_mod" in err
+
+
+def test_the_worker_exits_when_the_host_stops_its_heartbeat(tmp_path):
+    control = tmp_path / "ctl"
+    control.mkdir()
+    (control / "alive").touch()
+    os.utime(control / "alive", (time.time() - 100, time.time() - 100))
+    proc = subprocess.run([sys.executable, str(SERVER), "--control", str(control), "--heartbeat", "5"],
+                          capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0 and "heartbeats" in proc.stderr

@@ -1,0 +1,132 @@
+"""Warm workers (orchestrator/workers.py) on the fake engine: which runs go to a worker, how their paths are
+rewritten and read back, what a dying worker leaves, and that nothing stays running. The server side is
+tests/unit/test_step_server.py; the real thing is tests/e2e/test_e2e_workers.py."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from fakes import exit_with
+from orchestrator import images, pipeline, workers
+from orchestrator.cache import Cache, CachedEngine
+from orchestrator.engine import ContainerSpec, Mount, RunResult
+from orchestrator.errors import StepFailed
+
+
+def test_paths_are_rewritten_only_where_a_path_starts_and_back():
+    paths = workers.PathMap([("/in/model", "/w/1"), ("/out", "/w/0/1-step"), ("/in/opt/x", "/w/2")])
+    text = '--input /in/model/m.h5 --out /out --plan {"file": "/in/opt/x/a.npy"} /in/model2 /x/out /output'
+    moved = paths.to_worker(text)
+    assert moved == ('--input /w/1/m.h5 --out /w/0/1-step --plan {"file": "/w/2/a.npy"} /in/model2 /x/out '
+                     '/output')
+    assert paths.to_step(moved) == text
+
+
+def test_roots_locate_paths_beneath_them_and_keep_read_only_ones_read_only(tmp_path):
+    work, model = tmp_path / "work", tmp_path / "model.h5"
+    (work / "1-a").mkdir(parents=True)
+    model.write_bytes(b"x")
+    roots = workers.Roots(rw=[work], ro=[model, model])
+    assert [m.target for m in roots.mounts()] == ["/w/0", "/w/1"] and roots.mounts()[1].read_only
+    assert roots.locate(work / "1-a", read_only=False) == "/w/0/1-a"
+    assert roots.locate(model, read_only=True) == "/w/1"
+    assert roots.locate(model, read_only=False) is None  # a read-only input never becomes writable
+    assert roots.locate(tmp_path / "elsewhere", read_only=True) is None
+    assert roots.covers(workers.Roots(rw=[work / "1-a"], ro=[model]))
+    assert not roots.covers(workers.Roots(rw=[tmp_path]))
+
+
+def _pool(engine):
+    return workers.WorkerPool(engine)
+
+
+def test_a_conversion_runs_every_step_of_a_stack_in_one_worker_and_removes_it(built_engine, keras_file, tmp_path):
+    manifest = pipeline.convert(_pool(built_engine), "keras", keras_file, tmp_path / "out")
+    assert manifest["verification"]["passed"]
+    started = [s for s in built_engine.specs if s.command and "step_server.py" in " ".join(map(str, s.command))]
+    assert started == []  # workers are started, not run
+    steps = [s.command for s in built_engine.specs]
+    assert len(steps) == 4  # to_tflite, the reference run, the result run, compare: all inside workers
+    stacks = {images.get_stack(r["stack"]).name for r in manifest["steps"] + manifest["verification"]["steps"]}
+    assert len(built_engine.containers) == 0  # every worker was removed when the conversion ended
+    assert stacks == {"tf2"}
+    assert len(built_engine.started) == 1  # one stack, one worker
+
+
+def test_worker_specs_keep_the_step_hardening_and_mount_only_the_session_roots(built_engine, keras_file, tmp_path):
+    pipeline.convert(_pool(built_engine), "keras", keras_file, tmp_path / "out")
+    spec = built_engine.started[0]
+    assert spec.network == "none" and spec.read_only_root and "ALL" in spec.cap_drop
+    assert "no-new-privileges" in spec.security_opt and spec.memory == "8g" and spec.user
+    assert spec.command[1:2] == ["/opt/steps/step_server.py"] and "--preload" in spec.command
+    mounts = {m.target: m for m in spec.mounts}
+    assert mounts["/w/0"].read_only is False and Path(mounts["/w/0"].source).name == ".work"
+    assert mounts["/w/1"].read_only is True and mounts["/w/1"].source == str(keras_file.resolve())
+    assert set(mounts) == {"/w/0", "/w/1", "/w/ctl"}
+
+
+def test_a_step_killed_for_memory_takes_its_worker_down_and_reports_as_before(built_engine, keras_file, tmp_path):
+    built_engine.behaviours["to_tflite.py"] = exit_with(137, "Killed")
+    with pytest.raises(StepFailed, match="memory limit of 8g"):
+        pipeline.convert(_pool(built_engine), "keras", keras_file, tmp_path / "out")
+    assert built_engine.containers == {} and not (tmp_path / "out").exists()
+
+
+def test_a_mount_outside_the_session_runs_in_a_fresh_container(built_engine, tmp_path):
+    (tmp_path / "work").mkdir()
+    (tmp_path / "other").mkdir()
+    spec = ContainerSpec(image=images.get_stack("tf2").tag(), command=["python", "/opt/steps/compare.py", "--out", "/out"],
+                         mounts=[Mount(str(tmp_path / "other"), "/out", read_only=False)], worker=("python", "x"))
+    with _pool(built_engine).session(rw=[tmp_path / "work"]) as engine:
+        engine.run(spec)
+    assert built_engine.started == [] and built_engine.specs == [spec]
+
+
+def test_a_worker_that_never_gets_ready_falls_back_to_fresh_containers(built_engine, keras_file, tmp_path, monkeypatch):
+    monkeypatch.setattr(workers, "READY_TIMEOUT", 0.2)
+    original = built_engine.start
+
+    def start_broken(spec):
+        cid = original(replace_command(spec))
+        return cid
+
+    def replace_command(spec):
+        from dataclasses import replace
+        return replace(spec, command=["sh", "-c", "sleep 30"])
+
+    built_engine.start = start_broken
+    logged = []
+    manifest = pipeline.convert(_pool(built_engine), "keras", keras_file, tmp_path / "out", log=logged.append)
+    assert manifest["verification"]["passed"] and built_engine.containers == {}
+    assert any("did not start; running in a fresh container" in line for line in logged)
+    assert all(s.mounts[-1].target == "/out" for s in built_engine.specs)  # ran as plain steps
+
+
+def test_the_cache_key_is_the_same_with_and_without_workers(built_engine, keras_file, tmp_path):
+    cache = Cache(tmp_path / "cache")
+    pipeline.convert(CachedEngine(built_engine, cache), "keras", keras_file, tmp_path / "a")
+    plain = sorted(p.name for p in cache.entries.iterdir())
+    m = pipeline.convert(CachedEngine(_pool(built_engine), cache), "keras", keras_file, tmp_path / "b")
+    assert all(s["cached"] for s in m["steps"] + m["verification"]["steps"])  # every run answered by those keys
+    assert sorted(p.name for p in cache.entries.iterdir()) == plain
+
+
+def test_workers_are_off_with_ORCHESTRATOR_WORKERS_0(monkeypatch):
+    monkeypatch.setenv("ORCHESTRATOR_WORKERS", "0")
+    assert not workers.enabled()
+    monkeypatch.setenv("ORCHESTRATOR_WORKERS", "1")
+    assert workers.enabled()
+
+
+def test_step_output_comes_back_in_the_steps_own_paths(built_engine, keras_file, tmp_path):
+    def noisy(spec, out):
+        inp = spec.command[spec.command.index("--input") + 1]
+        (out / "model.tflite").write_bytes(b"TFL3")
+        (out / "step.json").write_text(json.dumps({"artifacts": ["model.tflite"], "versions": {}, "info": {}}))
+        return RunResult(0, "", f"read {inp}\n", 0.1)
+
+    built_engine.behaviours["to_tflite.py"] = noisy
+    logged = []
+    pipeline.convert(_pool(built_engine), "keras", keras_file, tmp_path / "out", verify=False, log=logged.append)
+    assert any(line.endswith("read /in/model/model.h5") for line in logged), logged
