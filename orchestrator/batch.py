@@ -3,11 +3,14 @@ failed job does not stop the others; one summary comes at the end (a table, or J
 says whether all passed.
 
 Stack images are made ready once, before any job starts (so no two jobs build the same image). Each job is an
-ordinary `convert` (its own engine connection, staging and manifest) run in a worker thread; its log lines carry
-its name.
+ordinary `convert` (its own staging and manifest) run in a thread; its log lines carry its name. The jobs share
+one engine session, so the stacks' warm workers (orchestrator/workers.py) serve job after job: their steps' folders
+go to one work root, and the workers see the folders holding the jobs' inputs, read-only.
 """
 
 import json
+import shutil
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -80,7 +83,22 @@ def prepare(engine, jobs, build_missing=True, log=None):
     return errors
 
 
-def run_one(make_engine, job, memory, timeout, log):
+def read_only_roots(jobs):
+    """The host folders a batch's workers read: each input (a folder, or the folder holding a file) and each
+    flag's file or folder."""
+    roots = []
+    for job in jobs:
+        paths = [Path(job.input)] + [Path(v) for v in job.options.values() if isinstance(v, (str, Path)) and v]
+        for path in paths:
+            try:
+                if path.exists():
+                    roots.append(str(path if path.is_dir() else path.parent))
+            except OSError:  # not a path after all (e.g. a value too long for one)
+                continue
+    return roots
+
+
+def run_one(make_engine, job, memory, timeout, log, work_root=None):
     started = time.monotonic()
     prefixed = (lambda line: log(f"[{job.name}] {line}")) if log else None
     record = {"name": job.name, "from": job.source, "to": job.to, "input": str(job.input),
@@ -88,7 +106,7 @@ def run_one(make_engine, job, memory, timeout, log):
     try:
         manifest = pipeline.convert(make_engine(), job.source, job.input, job.output_dir, to=job.to,
                                     options=dict(job.options), verify=job.verify, force=job.force, memory=memory,
-                                    timeout=timeout, log=prefixed)
+                                    timeout=timeout, log=prefixed, work_root=work_root)
     except OrchestratorError as exc:
         return dict(record, passed=False, exit_code=exc.exit_code, error=str(exc),
                     seconds=round(time.monotonic() - started, 2))
@@ -111,10 +129,19 @@ def run_batch(make_engine, jobs, workers=1, build_missing=True, memory="8g", tim
     records = {name: {"name": name, "passed": False, "exit_code": exc.exit_code, "error": str(exc), "seconds": 0.0}
                for name, exc in unplanned.items()}
     todo = [job for job in jobs if job.name not in unplanned]
-    with ThreadPoolExecutor(max_workers=int(workers)) as pool:
-        futures = {job.name: pool.submit(run_one, make_engine, job, memory, timeout, log) for job in todo}
-        for name, future in futures.items():
-            records[name] = future.result()
+    from orchestrator.cache import default_root
+
+    (default_root() / "work").mkdir(parents=True, exist_ok=True)  # disk, not the memory of a tmpfs /tmp
+    work_root = Path(tempfile.mkdtemp(prefix="batch-", dir=default_root() / "work"))
+    try:
+        with make_engine().session(rw=[work_root], ro=read_only_roots(todo)) as engine:
+            with ThreadPoolExecutor(max_workers=int(workers)) as pool:
+                futures = {job.name: pool.submit(run_one, lambda: engine, job, memory, timeout, log, work_root)
+                           for job in todo}
+                for name, future in futures.items():
+                    records[name] = future.result()
+    finally:
+        shutil.rmtree(work_root, ignore_errors=True)
     return [records[job.name] for job in jobs]
 
 

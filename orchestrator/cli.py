@@ -5,6 +5,7 @@ Errors from the library become one line on stderr and a documented exit code (se
 `--debug` shows the traceback instead.
 """
 
+import contextlib
 import os
 import sys
 import time
@@ -33,6 +34,23 @@ def _step_engine(cache=True):
     from orchestrator.cache import Cache, CachedEngine
 
     return CachedEngine(engine, Cache())
+
+
+@contextlib.contextmanager
+def _progress(quiet, verbose):
+    """The log sink of one conversion (orchestrator/progress.py), or None with --quiet."""
+    if quiet:
+        yield None
+        return
+    from orchestrator.progress import ConversionProgress
+
+    progress = ConversionProgress(verbose=verbose)
+    try:
+        yield progress
+    except BaseException:
+        progress.close(failed=True)
+        raise
+    progress.close()
 
 
 def _table(rows, columns):
@@ -178,33 +196,36 @@ class Orchestrator:
         return text
 
     def convert(self, source, input, output_dir, to="tflite", verify=True, force=False, build=True,
-                memory="8g", timeout=3600, quiet=False, cache=True, **options):
+                memory="8g", timeout=3600, quiet=False, cache=True, verbose=False, **options):
         """Convert INPUT (a model in format SOURCE) into OUTPUT_DIR (format TO, default tflite).
 
         Writes the artifacts and manifest.json atomically. Route flags (see `orchestrator plan SOURCE --to TO`)
         follow the converters' own names, e.g. --quantize none|float16|dynamic|int8, --calibration FILE.
         --no-verify skips the parity check; --force replaces a non-empty OUTPUT_DIR; --no-build refuses to build
         missing images; --no-cache runs every step even when the conversion cache holds an identical run.
+        On a terminal the running step shows with its elapsed time; --verbose also shows the converters' output.
         """
         from orchestrator import pipeline
 
-        result = pipeline.convert(
-            _step_engine(cache), source, input, output_dir, to=to, options=options, verify=verify, force=force,
-            build_missing=build, memory=str(memory), timeout=float(timeout), log=None if quiet else _log,
-        )
+        with _progress(quiet, verbose) as log:
+            result = pipeline.convert(
+                _step_engine(cache), source, input, output_dir, to=to, options=options, verify=verify, force=force,
+                build_missing=build, memory=str(memory), timeout=float(timeout), log=log,
+            )
         return pipeline.summary(result)
 
     def verify(self, source, input, result, to="tflite", build=True, memory="8g", timeout=3600, quiet=False,
-               keep=None, cache=True, **options):
+               keep=None, cache=True, verbose=False, **options):
         """Check that RESULT (a model of format TO, default tflite) computes what INPUT (a model in format SOURCE)
         computes, exactly as `convert` checks its own result. Route flags set the mode (e.g. --quantize int8) and
         the inputs (--sample_input, --verify_samples, --seed); --keep DIR keeps the inputs and outputs.
         Exit 4 when they differ or when nothing conclusive could be compared."""
         from orchestrator import pipeline, verify
 
-        record = pipeline.verify_files(_step_engine(cache), source, input, result, to=to, options=options,
-                                       build_missing=build, memory=str(memory), timeout=float(timeout),
-                                       log=None if quiet else _log, keep=keep)
+        with _progress(quiet, verbose) as log:
+            record = pipeline.verify_files(_step_engine(cache), source, input, result, to=to, options=options,
+                                           build_missing=build, memory=str(memory), timeout=float(timeout),
+                                           log=log, keep=keep)
         return f"{source} -> {to}: {result}: {verify.describe(record)}"
 
     def batch(self, file, j=1, json=False, build=True, cache=True, memory="8g", timeout=3600, quiet=False):

@@ -56,6 +56,7 @@ class RunResult:
     timed_out: bool = False
     cached: bool = False  # answered by the conversion cache (orchestrator/cache.py), no container ran
     cached_seconds: float = None  # ... and how long the run it stored took
+    worker: bool = False  # ran in a stack's warm worker (orchestrator/workers.py), not a fresh container
 
 
 @runtime_checkable
@@ -215,7 +216,7 @@ class Engine:
         warm workers for the folders `rw` and `ro`)."""
         return contextlib.nullcontext(self)
 
-    def _create(self, spec):
+    def _create(self, spec, auto_remove=False):
         """A created (not started) container for `spec`, with every hardening setting the spec carries."""
         import docker
 
@@ -225,12 +226,13 @@ class Engine:
             network_mode=spec.network, mem_limit=spec.memory, memswap_limit=spec.memory,
             read_only=spec.read_only_root, tmpfs=spec.tmpfs, cap_drop=list(spec.cap_drop),
             security_opt=list(spec.security_opt), working_dir=spec.working_dir, detach=True,
-            labels={"org.orchestrator.step": spec.name_hint, **spec.labels},
+            labels={"org.orchestrator.step": spec.name_hint, **spec.labels}, auto_remove=auto_remove,
         )
 
     def start(self, spec):
-        """Start a container that keeps running (a warm worker); return its id. `remove` ends it."""
-        container = self._create(spec)
+        """Start a container that keeps running (a warm worker); return its id. `remove` ends it; so does its own
+        exit (the engine removes it then, so nothing is left even when the orchestrator itself was killed)."""
+        container = self._create(spec, auto_remove=True)
         try:
             container.start()
         except Exception:

@@ -4,6 +4,7 @@ name (formats own their input, steps and options are records: formats.py, inputs
 
 import datetime
 import json
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass, field, replace
@@ -15,7 +16,7 @@ from orchestrator import verify as verification_mod
 from orchestrator.errors import AttemptsFailed, EnvironmentProblem, InputError, OrchestratorError, UsageError
 from orchestrator.errors import VerificationFailed
 from orchestrator.inputs import Mounted, file_hashes, sha256_file
-from orchestrator.runner import StepRun, cached_record, execute
+from orchestrator.runner import StepRun, run_record, execute
 from orchestrator.staging import Staging
 
 
@@ -207,7 +208,7 @@ def run_chain(engine, chain, values, first, ready, work, memory="8g", timeout=36
             "name": step.name, "from": step.source, "to": step.target, "stack": step.stack,
             "image": run.image.tag, "image_id": run.image.id, "command": run.command(),
             "seconds": round(result.seconds, 2), "versions": meta.get("versions", {}), "info": meta.get("info", {}),
-            **cached_record(result),
+            **run_record(result),
         })
         artifact = formats.get(step.target).artifact
         if not (run.out_dir / artifact).exists():
@@ -360,19 +361,20 @@ def attempt_record(name, value, outcome, error, seconds):
 
 
 def convert(engine, source, input_path, output_dir, to=routes.DEFAULT_TARGET, options=None, verify=True, force=False,
-            build_missing=True, memory="8g", timeout=3600.0, log=None, build_options=None):
-    """Convert and return the manifest (a dict). Raises OrchestratorError subclasses."""
+            build_missing=True, memory="8g", timeout=3600.0, log=None, build_options=None, work_root=None):
+    """Convert and return the manifest (a dict). Raises OrchestratorError subclasses. `work_root`: where the steps'
+    folders go (a batch's shared one), else inside the staging folder beside OUTPUT_DIR."""
     started = time.monotonic()
     job = plan_job(source, input_path, to, options, verify)
-    with Staging(output_dir, force) as stage:
+    with Staging(output_dir, force, work_root) as stage:
         input_hashes = job.input.hashes()
         ready = images.ready(engine, job.stacks(), build_missing, build_options, log)
         attempts = None
         if job.attempts:
             outcome, attempts = run_attempts(engine, job, stage, ready, memory, timeout, log)
             # the chosen attempt's verification arrays are kept with the artifacts
-            (stage.work / f"attempt-{outcome.job.values[job.auto]}" / "verification").rename(
-                stage.path / "verification")
+            shutil.move(str(stage.work / f"attempt-{outcome.job.values[job.auto]}" / "verification"),
+                        str(stage.path / "verification"))
         else:
             outcome = run_job(engine, job, stage.work, stage.path / "verification", ready, memory, timeout,
                               log).checked()

@@ -79,10 +79,12 @@ def host_paths(text, run):
     return text
 
 
-def cached_record(result):
-    """What the manifest says of a run: whether the conversion cache answered it (and how long the stored run
-    took)."""
-    return {"cached": True, "cached_seconds": result.cached_seconds} if result.cached else {"cached": False}
+def run_record(result):
+    """What the manifest says of how a run ran: whether the conversion cache answered it (and how long the stored
+    run took), and whether it ran in its stack's warm worker."""
+    if result.cached:
+        return {"cached": True, "cached_seconds": result.cached_seconds}
+    return {"cached": False, "worker": result.worker}
 
 
 def execute(engine, run, memory="8g", timeout=3600.0, log=None):

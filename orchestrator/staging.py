@@ -12,7 +12,7 @@ class Staging:
     """`with Staging(output_dir, force) as stage:` write into `stage.path`, then `stage.commit()`; leaving the block
     without a commit removes the staging folder."""
 
-    def __init__(self, output_dir, force=False):
+    def __init__(self, output_dir, force=False, work_root=None):
         self.out = Path(output_dir).absolute()
         if self.out.exists() and not self.out.is_dir():
             raise UsageError(f"{self.out}: exists and is not a folder")
@@ -20,11 +20,14 @@ class Staging:
             raise UsageError(f"{self.out}: exists and is not empty; pass --force to replace it")
         self.path = self.out.parent / f".{self.out.name}.partial-{uuid.uuid4().hex[:8]}"
         self.committed = False
+        # a batch's jobs share one work root, so that its warm workers (orchestrator/workers.py) see every job's
+        self._work = Path(work_root) / self.path.name if work_root else self.path / ".work"
 
     @property
     def work(self):
-        """Scratch space inside the staging folder (removed before the commit)."""
-        return self.path / ".work"
+        """Scratch space for the steps: inside the staging folder, or in the batch's work root (removed before the
+        commit either way)."""
+        return self._work
 
     def __enter__(self):
         self.out.parent.mkdir(parents=True, exist_ok=True)
@@ -32,8 +35,9 @@ class Staging:
         return self
 
     def __exit__(self, *exc):
-        if self.path.exists():
-            shutil.rmtree(self.path, ignore_errors=True)
+        for folder in (self.path, self._work):
+            if folder.exists():
+                shutil.rmtree(folder, ignore_errors=True)
         return False
 
     def place(self, src, name):

@@ -15,7 +15,7 @@ from pathlib import Path
 from orchestrator import options as opts_mod
 from orchestrator import formats, images, protocol, routes
 from orchestrator.errors import StepFailed, VerificationFailed
-from orchestrator.runner import StepRun, cached_record, execute
+from orchestrator.runner import StepRun, run_record, execute
 
 COMPARE_SCRIPT = "compare.py"  # images/shared/compare.py: in every stack that compares (stack.json compare_in)
 
@@ -192,7 +192,7 @@ class Verification:
             meta, outcome = execute(engine, one, memory=memory, timeout=timeout, log=log)
             steps.append({"name": one.name, "stack": one.stack, "image": one.image.tag, "image_id": one.image.id,
                           "seconds": round(outcome.seconds, 2), "versions": meta.get("versions", {}),
-                          **cached_record(outcome)})
+                          **run_record(outcome)})
         record = self.collect(runs, keep_dir)
         record["steps"] = steps
         record["seconds"] = round(time.monotonic() - started, 2)

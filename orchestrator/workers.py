@@ -36,7 +36,8 @@ POLL_SECONDS = 0.02
 STATE_EVERY = 0.5  # how often a waiting step asks the engine whether its worker still runs
 READY_TIMEOUT = 300.0  # a worker that has not imported its libraries by then is broken
 GRACE_SECONDS = 30.0  # past a step's timeout, the host removes a worker that did not report it
-HEARTBEAT_EVERY = 5.0  # the host touches each worker's CONTROL/alive this often; the worker exits when it stops
+HEARTBEAT_EVERY = 5.0  # the host touches each worker's CONTROL/alive this often ...
+HEARTBEAT_TIMEOUT = 60.0  # ... and a worker whose host has been silent this long kills its steps and exits
 
 
 def enabled():
@@ -126,7 +127,7 @@ class Worker:
         self.beat()
         self.dead = False
         worker_spec = replace(
-            spec, command=list(spec.worker) + ["--control", CONTROL],
+            spec, command=list(spec.worker) + ["--control", CONTROL, "--heartbeat", str(HEARTBEAT_TIMEOUT)],
             mounts=roots.mounts() + [Mount(str(self.control), CONTROL, read_only=False)],
             name_hint=f"worker:{spec.image}", working_dir="/tmp", worker=None,
             labels={**spec.labels, "org.orchestrator.worker": spec.image},
@@ -191,7 +192,7 @@ class Worker:
             (self.control / f"{rid}.{name}").unlink(missing_ok=True)
         return RunResult(result["exit_code"] if not result.get("timed_out") else -1,
                          tails["out"].text(), tails["err"].text(), float(result.get("seconds", 0.0)),
-                         bool(result.get("timed_out")))
+                         bool(result.get("timed_out")), worker=True)
 
     def stop(self):
         self.dead = True

@@ -130,3 +130,21 @@ def test_step_output_comes_back_in_the_steps_own_paths(built_engine, keras_file,
     logged = []
     pipeline.convert(_pool(built_engine), "keras", keras_file, tmp_path / "out", verify=False, log=logged.append)
     assert any(line.endswith("read /in/model/model.h5") for line in logged), logged
+
+
+def test_a_batch_reuses_its_workers_job_after_job(built_engine, tmp_path, keras_file):
+    from orchestrator import batch
+
+    text = "jobs:\n" + "".join(f"  - {{from: keras, input: {keras_file}, output_dir: o{i}}}\n" for i in range(4))
+    (tmp_path / "jobs.yaml").write_text(text)
+    for j, most in ((1, 1), (2, 2)):
+        built_engine.started.clear()
+        for i in range(4):
+            if (tmp_path / f"o{i}").exists():
+                import shutil
+                shutil.rmtree(tmp_path / f"o{i}")
+        records = batch.run_batch(lambda: _pool(built_engine), batch.read_jobs(tmp_path / "jobs.yaml"), workers=j)
+        assert all(r["passed"] for r in records), records
+        assert 1 <= len(built_engine.started) <= most  # 4 jobs x 4 runs in tf2, in at most one worker per job slot
+        assert built_engine.containers == {}
+        assert all((tmp_path / f"o{i}" / "model.tflite").is_file() for i in range(4))

@@ -1,0 +1,165 @@
+"""Warm workers on the real engine (orchestrator/workers.py, images/shared/step_server.py): one container per stack
+per conversion, with the same hardening as a step's own container, checked on the live worker; a step past its
+timeout or killed for memory takes its worker down and reports as a fresh container's would; no worker outlives its
+session, nor a host that was killed."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from clihelp import cli, manifest
+from orchestrator import images, protocol, workers
+from orchestrator.runner import StackImage, StepRun, container_spec
+
+pytestmark = pytest.mark.e2e
+
+PROBE = textwrap.dedent("""
+    import json, os, socket, sys
+    facts = {"uid": os.getuid(), "argv": sys.argv[1:], "cwd": os.getcwd()}
+    try:
+        open("/etc/probe", "w")
+        facts["root_writable"] = True
+    except OSError:
+        facts["root_writable"] = False
+    try:
+        socket.create_connection(("10.0.0.1", 80), timeout=2)
+        facts["network"] = True
+    except OSError as exc:
+        facts["network"] = False
+    facts["cap_eff"] = [l.split()[1] for l in open("/proc/self/status") if l.startswith("CapEff")][0]
+    facts["tensorflow_preloaded"] = "tensorflow" in sys.modules
+    out = sys.argv[sys.argv.index("--out") + 1]
+    json.dump(facts, open(os.path.join(out, "facts.json"), "w"))
+    print("probe wrote", os.path.join(out, "facts.json"))
+    mode = sys.argv[sys.argv.index("--mode") + 1]
+    if mode == "sleep":
+        import time; time.sleep(120)
+    if mode == "hog":
+        hog = [bytearray(64 << 20) for _ in range(64)]
+""")
+
+
+def session_containers(session_id, engine):
+    found = engine.client.containers.list(all=True, filters={"label": f"org.orchestrator.session={session_id}"})
+    return [c for c in found if "org.orchestrator.worker" in c.labels]
+
+
+def probe_run(tmp_path, mode, name):
+    stack = images.get_stack("tf2")
+    image = StackImage.of(stack, stack.tag(), "")
+    code = tmp_path / "code"
+    code.mkdir(exist_ok=True)
+    (code / "probe.py").write_text(PROBE)
+    return StepRun(name, image, "probe.py", ["--mode", mode], {str(code): protocol.MODEL_DIR},
+                   tmp_path / "work" / name)
+
+
+def spec_of(run, **kw):
+    run.out_dir.mkdir(parents=True)
+    spec = container_spec(run, **kw)
+    # the probe lives in the mounted folder, not in the image's steps
+    spec.command = [spec.command[0], f"{protocol.MODEL_DIR}/probe.py", *spec.command[2:]]
+    return spec
+
+
+def test_a_worker_keeps_the_step_hardening_and_runs_its_steps_forked_after_the_imports(engine, stack_images,
+                                                                                     tmp_path, monkeypatch):
+    (tmp_path / "code").mkdir()
+    session_id = f"workers-{os.getpid()}-{time.monotonic_ns()}"
+    monkeypatch.setenv("ORCHESTRATOR_SESSION", session_id)
+    (tmp_path / "work").mkdir()
+    with workers.WorkerPool(engine).session(rw=[tmp_path / "work"], ro=[tmp_path / "code"]) as session:
+        results = []
+        for i in range(2):
+            run = probe_run(tmp_path, "ok", f"probe{i}")
+            results.append((run, session.run(spec_of(run, memory="2g"))))
+        live = session_containers(session_id, engine)
+        assert len(live) == 1  # both steps ran in one worker
+        host = live[0].attrs["HostConfig"]
+        assert host["NetworkMode"] == "none" and host["ReadonlyRootfs"] and host["CapDrop"] == ["ALL"]
+        assert "no-new-privileges" in host["SecurityOpt"] and host["Memory"] == 2 << 30
+        assert live[0].attrs["Config"]["User"] == f"{os.getuid()}:{os.getgid()}"
+        mounts = {m["Destination"]: m for m in live[0].attrs["Mounts"]}
+        assert mounts["/w/1"]["RW"] is False and mounts["/w/0"]["RW"] is True
+    assert session_containers(session_id, engine) == []
+    for run, result in results:
+        assert result.exit_code == 0 and result.worker, result.stderr
+        facts = json.loads((run.out_dir / "facts.json").read_text())
+        assert facts["uid"] == os.getuid() and not facts["root_writable"] and not facts["network"]
+        assert int(facts["cap_eff"], 16) == 0 and facts["tensorflow_preloaded"]
+        assert facts["argv"][-2:] == ["--out", "/w/0/" + run.name]
+        # what the step printed comes back in its own container paths
+        assert result.stdout.strip() == "probe wrote /out/facts.json"
+
+
+def test_a_step_past_its_timeout_or_over_memory_takes_its_worker_down(engine, stack_images, tmp_path, monkeypatch):
+    (tmp_path / "code").mkdir()
+    session_id = f"workers-{os.getpid()}-{time.monotonic_ns()}"
+    monkeypatch.setenv("ORCHESTRATOR_SESSION", session_id)
+    (tmp_path / "work").mkdir()
+    with workers.WorkerPool(engine).session(rw=[tmp_path / "work"], ro=[tmp_path / "code"]) as session:
+        started = time.monotonic()
+        slow = session.run(spec_of(probe_run(tmp_path, "sleep", "slow"), timeout=20))
+        assert slow.timed_out and time.monotonic() - started < 90
+        assert session_containers(session_id, engine) == []  # gone with its step
+        hog = session.run(spec_of(probe_run(tmp_path, "hog", "hog"), memory="1g"))
+        assert hog.exit_code == 137 and not hog.timed_out
+        assert session_containers(session_id, engine) == []
+        ok = session.run(spec_of(probe_run(tmp_path, "ok", "after"), memory="2g"))
+        assert ok.exit_code == 0 and ok.worker  # a new worker serves the next step
+
+
+def test_a_killed_host_leaves_no_worker_behind(engine, stack_images, tmp_path):
+    """The host stops its heartbeat (killed with SIGKILL, so nothing cleans up): the worker exits on its own."""
+    session_id = f"workers-killed-{os.getpid()}-{time.monotonic_ns()}"
+    (tmp_path / "code").mkdir()
+    (tmp_path / "code" / "probe.py").write_text(PROBE)
+    script = textwrap.dedent(f"""
+        import os, sys, time
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        os.environ["ORCHESTRATOR_SESSION"] = {session_id!r}
+        from pathlib import Path
+        from orchestrator import workers
+        from orchestrator.engine import Engine
+        workers.HEARTBEAT_TIMEOUT = 8
+        import test_e2e_workers as t
+        tmp = Path({str(tmp_path)!r})
+        (tmp / "work").mkdir()
+        with workers.WorkerPool(Engine()).session(rw=[tmp / "work"], ro=[tmp / "code"]) as session:
+            result = session.run(t.spec_of(t.probe_run(tmp, "ok", "first")))
+            print("ran", result.exit_code, flush=True)
+            time.sleep(600)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "ran 0"
+    assert len(session_containers(session_id, engine)) == 1
+    proc.kill()
+    proc.wait()
+    deadline = time.monotonic() + 90
+    while session_containers(session_id, engine) and time.monotonic() < deadline:
+        time.sleep(1)
+    assert session_containers(session_id, engine) == []  # it stopped by itself, and the engine removed it
+
+
+def test_a_conversion_starts_one_worker_per_stack_and_records_it(samples, tmp_path):
+    events = subprocess.Popen(["docker", "events", "--format", "{{json .}}", "--filter", "type=container",
+                               "--filter", "event=start", "--filter", "label=org.orchestrator.worker"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        time.sleep(0.5)
+        proc = cli("convert", "keras", samples[("keras", "cnn")] / "model.h5", tmp_path / "out")
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    finally:
+        time.sleep(1)
+        events.terminate()
+    started = [json.loads(line) for line in events.communicate()[0].splitlines() if line.strip()]
+    m = manifest(tmp_path / "out")
+    runs = m["steps"] + m["verification"]["steps"]
+    assert all(r["worker"] for r in runs) and len(runs) == 4
+    assert len(started) == 1  # keras -> tflite and its verification all run in tf2: one worker for four runs
