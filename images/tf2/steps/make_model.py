@@ -1,6 +1,6 @@
 """Write a small random-weight model (and matching calibration data) for tests and demos.
 
-    make_model.py --kind cnn|saturated|saturated-scaled|mlp|multi|head|lstm|tfjs-ops
+    make_model.py --kind cnn|saturated|saturated-scaled|mlp|multi|head|lstm|tfjs-ops|mobilenetv2
                   --format keras|keras_saved_model|tf_saved_model|tf_frozen_model --out DIR [--seed N]
 Writes DIR/<artifact> and DIR/calibration.npy (or .npz for several inputs); nothing is downloaded.
 """
@@ -41,6 +41,8 @@ def build(kind):
         return tf.keras.Model(x, y, name="small_cnn")
     if kind == "tfjs-ops":
         return tfjs_ops(tf)
+    if kind == "mobilenetv2":  # the bench's production-sized model: 3.5 M parameters, random weights (no download)
+        return tf.keras.applications.MobileNetV2(input_shape=(224, 224, 3), weights=None, classes=1000)
     if kind == "lstm":  # a recurrent model: TF.js graph models refuse its control flow
         x = L.Input((6, 4), name="sequence")
         y = L.LSTM(8)(x)

@@ -215,10 +215,53 @@ class GeluNet(nn.Module):
         return self.fc2(F.gelu(self.fc1(x)))
 
 
+class InvertedResidual(nn.Module):
+    """MobileNetV2's block: a 1x1 expansion, a 3x3 depthwise convolution and a linear 1x1 projection, with a skip
+    connection when the shape allows one."""
+
+    def __init__(self, cin, cout, stride, expand):
+        super().__init__()
+        hidden = cin * expand
+        layers = []
+        if expand != 1:
+            layers += [nn.Conv2d(cin, hidden, 1, bias=False), nn.BatchNorm2d(hidden), nn.ReLU6()]
+        layers += [nn.Conv2d(hidden, hidden, 3, stride, 1, groups=hidden, bias=False), nn.BatchNorm2d(hidden),
+                   nn.ReLU6(), nn.Conv2d(hidden, cout, 1, bias=False), nn.BatchNorm2d(cout)]
+        self.body = nn.Sequential(*layers)
+        self.skip = stride == 1 and cin == cout
+
+    def forward(self, x):
+        return x + self.body(x) if self.skip else self.body(x)
+
+
+class MobileNetV2(nn.Module):
+    """MobileNetV2 at width 1.0 on 224x224 inputs with 1000 classes (3.5 M parameters): the bench's
+    production-sized model."""
+
+    # (expansion, channels, repeats, first stride) of the paper's table 2
+    SETTINGS = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2),
+                (6, 320, 1, 1))
+
+    def __init__(self, num_classes=1000):
+        super().__init__()
+        layers, cin = [nn.Conv2d(3, 32, 3, 2, 1, bias=False), nn.BatchNorm2d(32), nn.ReLU6()], 32
+        for expand, cout, repeats, stride in self.SETTINGS:
+            for i in range(repeats):
+                layers.append(InvertedResidual(cin, cout, stride if i == 0 else 1, expand))
+                cin = cout
+        layers += [nn.Conv2d(cin, 1280, 1, bias=False), nn.BatchNorm2d(1280), nn.ReLU6()]
+        self.features = nn.Sequential(*layers)
+        self.classifier = nn.Linear(1280, num_classes)
+
+    def forward(self, x):
+        x = torch.flatten(F.adaptive_avg_pool2d(self.features(x), 1), 1)
+        return self.classifier(x)
+
+
 KINDS = {"cnn": SmallCNN, "saturated": SaturatedCNN, "resnet": SmallResNet, "dense": DenseBlockNet,
          "inception": InceptionNet, "inception-v1": InceptionV1, "fire": FireNet, "shuffle": ShuffleNet,
-         "gelu": GeluNet}
+         "gelu": GeluNet, "mobilenetv2": MobileNetV2}
 # kinds whose input or class count differ from the small samples' 1x3x32x32 and 10 classes
-INPUT_SHAPES = {"inception-v1": (1, 3, 112, 112)}
-CLASSES = {"inception-v1": 1000}
+INPUT_SHAPES = {"inception-v1": (1, 3, 112, 112), "mobilenetv2": (1, 3, 224, 224)}
+CLASSES = {"inception-v1": 1000, "mobilenetv2": 1000}
 
