@@ -79,6 +79,12 @@ class Roots:
                 seen.add(real)
                 self.items.append((real, read_only))
 
+    def target(self, i):
+        """Where root i appears in a worker: /w/i for a folder, /w/i/NAME for a file (a file keeps its name, which
+        loaders read its format from)."""
+        root = self.items[i][0]
+        return f"{WORKER_ROOT}/{i}" if os.path.isdir(root) else f"{WORKER_ROOT}/{i}/{os.path.basename(root)}"
+
     def locate(self, source, read_only):
         """The worker path of host path `source`, or None when no root holds it (or holds it read-only and the
         mount must be writable)."""
@@ -87,16 +93,16 @@ class Roots:
             if root_ro and not read_only:
                 continue
             if real == root:
-                return f"{WORKER_ROOT}/{i}"
-            if real.startswith(root.rstrip("/") + "/"):
-                return f"{WORKER_ROOT}/{i}/{os.path.relpath(real, root)}"
+                return self.target(i)
+            if real.startswith(root.rstrip("/") + "/") and os.path.isdir(root):
+                return f"{self.target(i)}/{os.path.relpath(real, root)}"
         return None
 
     def covers(self, other):
         return all(self.locate(path, read_only) for path, read_only in other.items)
 
     def mounts(self):
-        return [Mount(path, f"{WORKER_ROOT}/{i}", read_only=ro) for i, (path, ro) in enumerate(self.items)]
+        return [Mount(path, self.target(i), read_only=ro) for i, (path, ro) in enumerate(self.items)]
 
 
 def step_map(spec, roots):

@@ -28,9 +28,10 @@ def test_roots_locate_paths_beneath_them_and_keep_read_only_ones_read_only(tmp_p
     (work / "1-a").mkdir(parents=True)
     model.write_bytes(b"x")
     roots = workers.Roots(rw=[work], ro=[model, model])
-    assert [m.target for m in roots.mounts()] == ["/w/0", "/w/1"] and roots.mounts()[1].read_only
+    # a file keeps its name in the worker: loaders (Keras) read the format from the extension
+    assert [m.target for m in roots.mounts()] == ["/w/0", "/w/1/model.h5"] and roots.mounts()[1].read_only
     assert roots.locate(work / "1-a", read_only=False) == "/w/0/1-a"
-    assert roots.locate(model, read_only=True) == "/w/1"
+    assert roots.locate(model, read_only=True) == "/w/1/model.h5"
     assert roots.locate(model, read_only=False) is None  # a read-only input never becomes writable
     assert roots.locate(tmp_path / "elsewhere", read_only=True) is None
     assert roots.covers(workers.Roots(rw=[work / "1-a"], ro=[model]))
@@ -62,8 +63,8 @@ def test_worker_specs_keep_the_step_hardening_and_mount_only_the_session_roots(b
     assert spec.command[1:2] == ["/opt/steps/step_server.py"] and "--preload" in spec.command
     mounts = {m.target: m for m in spec.mounts}
     assert mounts["/w/0"].read_only is False and Path(mounts["/w/0"].source).name == ".work"
-    assert mounts["/w/1"].read_only is True and mounts["/w/1"].source == str(keras_file.resolve())
-    assert set(mounts) == {"/w/0", "/w/1", "/w/ctl"}
+    assert mounts["/w/1/model.h5"].read_only is True and mounts["/w/1/model.h5"].source == str(keras_file.resolve())
+    assert set(mounts) == {"/w/0", "/w/1/model.h5", "/w/ctl"}
 
 
 def test_a_step_killed_for_memory_takes_its_worker_down_and_reports_as_before(built_engine, keras_file, tmp_path):

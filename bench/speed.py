@@ -1,0 +1,162 @@
+"""Issue 14's speed targets, measured side by side in one interleaved run; writes bench/speed.json and .md.
+
+    python bench/speed.py [--repeat 2] [--jobs 6] [--cases keras-small,onnx-mobilenetv2,...]
+
+For each route family (Keras -> TFLite in tf2, ONNX -> TFLite with onnx2tf, PyTorch -> TFLite with LiteRT Torch) on
+generated models, small and MobileNetV2-sized (3.5 M parameters), each round measures:
+- (a) `orchestrator convert` end to end, with verification and with --no-verify (the cache off);
+- (b) the same converter call made by hand: `docker run` of one fresh container of the same stack image that imports
+  the converter, loads the model and converts it;
+- (c) a cache hit: the same conversion again with the cache holding it.
+Then a batch of JOBS small conversions (each its own quantization, so none is a cache hit) at -j 1 and -j 2.
+Images must be built (`make images`). Nothing is timed in the tests; this is where the numbers live."""
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+from orchestrator import images  # noqa: E402
+
+MODES = ("none", "float16", "dynamic")
+KERAS_DIRECT = ("import tensorflow as tf\n"
+                "m = tf.keras.models.load_model('/in/model.h5', compile=False)\n"
+                "open('/out/model.tflite', 'wb').write(tf.lite.TFLiteConverter.from_keras_model(m).convert())\n")
+ONNX_DIRECT = "onnx2tf -i /in/model.onnx -o /tmp/o >/dev/null && cp /tmp/o/model_float32.tflite /out/model.tflite"
+LITERT_DIRECT = ("import torch, litert_torch\n"
+                 "m = torch.export.load('/in/model.pt2').module()\n"
+                 "litert_torch.convert(m, (torch.rand({shape}),)).export('/out/model.tflite')\n")
+# case: (sample format, kind, convert arguments after the model path, model file, stack, direct command)
+CASES = {
+    "keras-small": ("keras", "cnn", [], "model.h5", "tf2", ["python", "-c", KERAS_DIRECT]),
+    "keras-mobilenetv2": ("keras", "mobilenetv2", [], "model.h5", "tf2", ["python", "-c", KERAS_DIRECT]),
+    "onnx-small": ("onnx", "cnn", [], "model.onnx", "onnx2tf", ["sh", "-c", ONNX_DIRECT]),
+    "onnx-mobilenetv2": ("onnx", "mobilenetv2", [], "model.onnx", "onnx2tf", ["sh", "-c", ONNX_DIRECT]),
+    "pytorch-litert-small": ("pytorch", "cnn", ["--input-shape", "1,3,32,32", "--converter", "litert-torch"],
+                             "model.pt2", "litert_torch",
+                             ["python", "-c", LITERT_DIRECT.format(shape="1, 3, 32, 32")]),
+    "pytorch-litert-mobilenetv2": ("pytorch", "mobilenetv2", ["--input-shape", "1,3,224,224", "--converter",
+                                                              "litert-torch"], "model.pt2", "litert_torch",
+                                   ["python", "-c", LITERT_DIRECT.format(shape="1, 3, 224, 224")]),
+}
+
+
+def orch(env, *args):
+    start = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "orchestrator", *map(str, args)], capture_output=True, text=True,
+                          cwd=HERE.parent, env=env)
+    if proc.returncode != 0:
+        raise SystemExit(f"bench: {' '.join(map(str, args))} failed: {proc.stderr.strip().splitlines()[-1:]}")
+    return time.monotonic() - start, proc
+
+
+def direct(model, stack, command, out):
+    """(b): one fresh container of the stack's image, by hand, with the step's hardening."""
+    out.mkdir(parents=True)
+    start = time.monotonic()
+    proc = subprocess.run(["docker", "run", "--rm", "--network", "none", "--read-only", "--tmpfs", "/tmp:exec",
+                           "--cap-drop", "ALL", "--user", f"{os.getuid()}:{os.getgid()}", "-e", "HOME=/tmp",
+                           "-v", f"{model.parent}:/in:ro", "-v", f"{out}:/out", images.get_stack(stack).tag(),
+                           *command], capture_output=True, text=True)
+    seconds = time.monotonic() - start
+    if proc.returncode != 0 or not (out / "model.tflite").is_file():
+        raise SystemExit(f"bench: the direct call in {stack} failed: {proc.stderr.strip().splitlines()[-3:]}")
+    return seconds
+
+
+def median(values):
+    return round(statistics.median(values), 2)
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--repeat", type=int, default=2)
+    p.add_argument("--jobs", type=int, default=6)
+    p.add_argument("--cases", default=",".join(CASES))
+    args = p.parse_args()
+    chosen = args.cases.split(",")
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        env = dict(os.environ, ORCHESTRATOR_CACHE_DIR=str(tmp / "cache"), ORCHESTRATOR_NO_CACHE="")
+        models, times = {}, {name: {"convert": [], "convert_no_verify": [], "direct": [], "cache_hit": []}
+                             for name in chosen}
+        for name in chosen:
+            fmt, kind, extra, artifact, _, _ = CASES[name]
+            folder = tmp / "samples" / f"{fmt}-{kind}"
+            if not folder.exists():
+                orch(env, "sample", fmt, folder, "--kind", kind)
+            models[name] = folder / artifact
+            orch(env, "convert", fmt, models[name], tmp / f"fill-{name}", *extra, "--quiet")  # what the hits read
+        for r in range(args.repeat):  # interleaved: every measure of every case, round after round
+            for name in chosen:
+                fmt, kind, extra, _, stack, command = CASES[name]
+                t = times[name]
+                t["convert_no_verify"].append(orch(env, "convert", fmt, models[name], tmp / f"nv-{name}-{r}", *extra,
+                                                   "--no-verify", "--no-cache", "--quiet")[0])
+                t["direct"].append(direct(models[name], stack, command, tmp / f"direct-{name}-{r}"))
+                t["convert"].append(orch(env, "convert", fmt, models[name], tmp / f"cv-{name}-{r}", *extra,
+                                         "--no-cache", "--quiet")[0])
+                seconds, proc = orch(env, "convert", fmt, models[name], tmp / f"hit-{name}-{r}", *extra, "--quiet")
+                if "runs from the cache" not in proc.stdout:
+                    raise SystemExit(f"bench: {name}: the repeated conversion was not a cache hit")
+                t["cache_hit"].append(seconds)
+        throughput = {}
+        model = tmp / "samples" / "keras-cnn" / "model.h5"
+        if not model.exists():
+            orch(env, "sample", "keras", model.parent)
+        for workers in (1, 2):
+            folder = tmp / f"batch-j{workers}"
+            folder.mkdir()
+            jobs = "".join(f"  - {{name: j{i}, input: {model}, output_dir: out{i}, "
+                           f"flags: {{quantize: {MODES[i % len(MODES)]}}}}}\n" for i in range(args.jobs))
+            (folder / "jobs.yaml").write_text(f"defaults: {{from: keras}}\njobs:\n{jobs}")
+            seconds, _ = orch(dict(env, ORCHESTRATOR_NO_CACHE="1"), "batch", folder / "jobs.yaml", "-j", workers,
+                              "--quiet")
+            throughput[workers] = {"seconds": round(seconds, 2), "jobs_per_minute": round(args.jobs * 60 / seconds, 2)}
+    cases = {}
+    for name in chosen:
+        m = {k: median(v) for k, v in times[name].items()}
+        m["no_verify_minus_direct"] = round(m["convert_no_verify"] - m["direct"], 2)
+        m["convert_over_direct"] = round(m["convert"] / m["direct"], 2)
+        m["met"] = {"no_verify_within_1s_of_direct": m["no_verify_minus_direct"] <= 1.0,
+                    "convert_at_most_1.5x_direct": m["convert_over_direct"] <= 1.5,
+                    "cache_hit_at_most_1.5s": m["cache_hit"] <= 1.5}
+        cases[name] = m
+    speedup = round(throughput[2]["jobs_per_minute"] / throughput[1]["jobs_per_minute"], 2)
+    result = {"host": {"machine": platform.machine(), "python": platform.python_version(), "cpus": os.cpu_count()},
+              "date": time.strftime("%Y-%m-%d"), "repeat": args.repeat, "cases": cases,
+              "batch": {"jobs": args.jobs, **{f"j{k}": v for k, v in throughput.items()},
+                        "j2_over_j1": speedup, "met": speedup >= 1.6},
+              "targets": {"no_verify_minus_direct_at_most": 1.0, "convert_over_direct_at_most": 1.5,
+                          "cache_hit_seconds_at_most": 1.5, "j2_over_j1_at_least": 1.6}}
+    (HERE / "speed.json").write_text(json.dumps(result, indent=2) + "\n")
+    yes = lambda ok: "yes" if ok else "NO"  # noqa: E731
+    lines = [f"# Speed ({result['date']}, {result['host']['cpus']} CPUs, median of {args.repeat} interleaved rounds)",
+             "", "(a) `orchestrator convert`, (b) the converter called by hand in one fresh container of the same "
+             "image, (c) a cache hit. Seconds.", "",
+             "| case | (a) convert | (a) --no-verify | (b) direct | (a) --no-verify - (b) | (a) / (b) | (c) cache hit "
+             "| targets met (<= 1 s, <= 1.5x, <= 1.5 s) |", "|---|---|---|---|---|---|---|---|"]
+    for name, m in cases.items():
+        met = m["met"]
+        lines.append(f"| {name} | {m['convert']} | {m['convert_no_verify']} | {m['direct']} | "
+                     f"{m['no_verify_minus_direct']} | {m['convert_over_direct']}x | {m['cache_hit']} | "
+                     f"{yes(met['no_verify_within_1s_of_direct'])}, {yes(met['convert_at_most_1.5x_direct'])}, "
+                     f"{yes(met['cache_hit_at_most_1.5s'])} |")
+    lines += ["", f"Batch of {args.jobs} small Keras conversions: -j 1 {throughput[1]['seconds']} s "
+              f"({throughput[1]['jobs_per_minute']} jobs/min), -j 2 {throughput[2]['seconds']} s "
+              f"({throughput[2]['jobs_per_minute']} jobs/min): {speedup}x (target at least 1.6x: {yes(speedup >= 1.6)})."]
+    (HERE / "speed.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
