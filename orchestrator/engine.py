@@ -252,12 +252,15 @@ class Engine:
                 "oom_killed": bool(st.get("OOMKilled"))}
 
     def remove(self, container):
-        from docker.errors import NotFound
+        from docker.errors import APIError, NotFound
 
         try:
             self.client.api.remove_container(container, force=True)
         except NotFound:
             pass
+        except APIError as exc:
+            if exc.status_code != 409:  # 409: the engine is removing it already (it exited, and auto-removes)
+                raise
 
     def _run(self, spec, log):
         from requests.exceptions import ConnectionError as ReqConnectionError

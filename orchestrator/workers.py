@@ -204,6 +204,8 @@ class Worker:
         self.dead = True
         try:
             self.engine.remove(self.container)
+        except Exception:  # e.g. the engine went away: the worker's own heartbeat check ends it then
+            pass
         finally:
             shutil.rmtree(self.control, ignore_errors=True)
 
@@ -297,10 +299,7 @@ class Session:
         with self._lock:
             workers, self._workers, self._idle = self._workers, [], {}
         for worker in workers:
-            try:
-                worker.stop()
-            except Exception:  # the engine may be gone already; nothing is left to do for this worker
-                pass
+            worker.stop()
         if self._control:
             shutil.rmtree(self._control, ignore_errors=True)
 

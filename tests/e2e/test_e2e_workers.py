@@ -148,12 +148,15 @@ def test_a_killed_host_leaves_no_worker_behind(engine, stack_images, tmp_path):
 
 
 def test_a_conversion_starts_one_worker_per_stack_and_records_it(samples, tmp_path):
+    session_id = f"workers-count-{os.getpid()}-{time.monotonic_ns()}"  # other tests run beside this one
     events = subprocess.Popen(["docker", "events", "--format", "{{json .}}", "--filter", "type=container",
-                               "--filter", "event=start", "--filter", "label=org.orchestrator.worker"],
+                               "--filter", "event=start", "--filter", "label=org.orchestrator.worker",
+                               "--filter", f"label=org.orchestrator.session={session_id}"],
                               stdout=subprocess.PIPE, text=True)
     try:
         time.sleep(0.5)
-        proc = cli("convert", "keras", samples[("keras", "cnn")] / "model.h5", tmp_path / "out")
+        proc = cli("convert", "keras", samples[("keras", "cnn")] / "model.h5", tmp_path / "out",
+                   env=dict(os.environ, ORCHESTRATOR_SESSION=session_id))
         assert proc.returncode == 0, proc.stderr[-2000:]
     finally:
         time.sleep(1)
