@@ -16,6 +16,9 @@ ARTIFACT = {"keras": "model.h5", "keras_saved_model": "keras_saved_model", "tf_s
             "tf_frozen_model": "frozen_model.pb"}
 
 
+DATA_INIT = ("mobilenetv2",)  # kinds whose batch-norm statistics come from random images
+
+
 def build(kind):
     import tensorflow as tf
 
@@ -130,6 +133,14 @@ def main():
             rng = np.random.default_rng(args.seed)
             layer.set_weights([rng.uniform(0.5, 1.5, n), rng.uniform(-0.2, 0.2, n),
                                rng.uniform(-0.1, 0.1, n), rng.uniform(0.5, 1.5, n)])
+    if args.kind in DATA_INIT:  # a deep net's random outputs fade into a constant: take batch-norm statistics from
+        bns = [l for l in model.layers if isinstance(l, tf.keras.layers.BatchNormalization)]  # random images
+        for layer in bns:
+            layer.momentum = 0.0  # moving stats := this batch's
+        shape = (16,) + tuple(model.inputs[0].shape[1:])
+        model(np.random.default_rng(args.seed).uniform(-1, 1, shape).astype("float32"), training=True)
+        for layer in bns:
+            layer.momentum = 0.99
     target = os.path.join(args.out, ARTIFACT[args.format])
     info = {"kind": args.kind, "inputs": model.input_names, "outputs": model.output_names}
     if args.format == "keras":

@@ -41,6 +41,13 @@ def main():
                 m.running_var.uniform_(0.5, 1.5)
                 m.weight.uniform_(0.5, 1.5)
                 m.bias.uniform_(-0.2, 0.2)
+    if args.kind in sample_nets.DATA_INIT:  # batch-norm statistics of random images, or a deep net's outputs
+        model.train()                      # fade into a constant and verification has nothing to judge
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.momentum = 1.0  # running stats := this batch's
+        with torch.no_grad():
+            model(torch.rand(16, *shape[1:]) * 2 - 1)
     model.eval()
     example = torch.rand(*shape)
     rng = np.random.default_rng(args.seed)

@@ -264,4 +264,6 @@ KINDS = {"cnn": SmallCNN, "saturated": SaturatedCNN, "resnet": SmallResNet, "den
 # kinds whose input or class count differ from the small samples' 1x3x32x32 and 10 classes
 INPUT_SHAPES = {"inception-v1": (1, 3, 112, 112), "mobilenetv2": (1, 3, 224, 224)}
 CLASSES = {"inception-v1": 1000, "mobilenetv2": 1000}
+# deep kinds whose batch-norm statistics are taken from random images (else their outputs barely vary)
+DATA_INIT = ("mobilenetv2",)
 
