@@ -1,4 +1,5 @@
 import pytest
+from fakes import SAVED_MODEL_PB
 
 from orchestrator import formats, options, planner
 from orchestrator.errors import InputError, UsageError
@@ -100,6 +101,9 @@ def test_saved_model_folder_checks(tmp_path):
     with pytest.raises(InputError, match="no saved_model.pb"):
         formats.check_input("tf_saved_model", tmp_path)
     (tmp_path / "saved_model.pb").write_bytes(b"x")
+    with pytest.raises(InputError, match="saved_model.pb: is not a SavedModel: truncated or corrupt"):
+        formats.check_input("tf_saved_model", tmp_path)
+    (tmp_path / "saved_model.pb").write_bytes(SAVED_MODEL_PB)
     assert formats.check_input("tf_saved_model", tmp_path)
     with pytest.raises(InputError, match="keras_metadata.pb"):
         formats.check_input("keras_saved_model", tmp_path)
