@@ -20,6 +20,16 @@ def first_line(exc):
     return lines[0] if lines else type(exc).__name__
 
 
+def check_mountable(path, via=""):
+    """A path the Docker engine can mount: its API carries paths as UTF-8 text, so a name holding bytes that are not
+    UTF-8 (kept by Python as lone surrogates) cannot reach it."""
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        raise InputError(path, f"its name holds bytes that are not UTF-8, which the Docker engine cannot mount: rename "
+                               f"it{via}") from None
+
+
 # -- HDF5 and Keras ----------------------------------------------------------------------------------------------
 def hdf5_attrs(source, name):
     """The root attributes of an HDF5 file (a path or a file object); `name`: the file as messages name it."""

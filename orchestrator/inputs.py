@@ -82,6 +82,7 @@ class Adapter:
         path = Path(path)
         if not path.exists():
             raise InputError(path, "no such file or folder")
+        contents.check_mountable(path.absolute())
         if self.expects == "file" and path.is_dir():
             raise InputError(path, f"is a folder; format '{fmt.name}' expects a file ({fmt.description})")
         if self.expects == "folder" and not path.is_dir():
@@ -220,6 +221,7 @@ class CodeReference(Adapter):
         file = Path(file)
         if not file.is_file():
             raise InputError(file, "no such file")
+        contents.check_mountable(file.absolute())
         if file.suffix != ".py":
             raise InputError(file, "is not a Python file (.py)")
         contents.check_python(file, name)

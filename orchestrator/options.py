@@ -99,6 +99,7 @@ def coerce(option, value):
         path = Path(str(value))
         if not path.exists():
             raise InputError(path, f"no such file or folder (given to {name})")
+        contents.check_mountable(path.resolve(), f" (given to {name})")
         return path.resolve()
     if option.kind == "signatures":  # SHAPE:DTYPE[;SHAPE:DTYPE...] (one per input; the flag may repeat)
         parts = [",".join(map(str, p)) if isinstance(p, (list, tuple)) else str(p).strip() for p in _repeated(value)]
@@ -130,6 +131,7 @@ def coerce(option, value):
             raise InputError(path, f"no such file (given to {name})")
         if path.suffix != ".py":
             raise InputError(path, f"is not a Python file (.py) (given to {name})")
+        contents.check_mountable(path.resolve(), f" (given to {name})")
         contents.check_python(path, attr.split(".")[0], name)
         return CodeRef(path.resolve(), attr)
     if option.kind == "json":

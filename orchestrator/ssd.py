@@ -95,7 +95,7 @@ def _latest(indexes):
     def step(p):
         m = re.search(r"-(\d+)\.index$", p.name)
         return int(m.group(1)) if m else -1
-    return sorted(indexes, key=step)[-1]
+    return sorted(indexes, key=lambda p: (step(p), str(p)))[-1]
 
 
 def check(src, values):

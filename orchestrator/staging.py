@@ -12,6 +12,11 @@ from orchestrator.errors import UsageError
 def check_place(out, inputs):
     """Refuse an OUTPUT_DIR that cannot be written as a whole beside itself, before anything is made: one under a
     file, one in a read-only folder, one that is an input, lies in an input folder or holds an input."""
+    try:
+        str(out).encode("utf-8")
+    except UnicodeEncodeError:
+        raise UsageError(f"{out}: its name holds bytes that are not UTF-8, which the Docker engine cannot mount: "
+                         "choose another OUTPUT_DIR") from None
     existing = out.parent
     while not os.path.lexists(existing):
         existing = existing.parent

@@ -28,10 +28,16 @@ def engine_or_skip():
     return eng
 
 
+def cli_env(**extra):
+    """The environment the CLI runs in: this checkout's orchestrator first, whatever the working folder."""
+    path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)
+    return {**os.environ, "PYTHONPATH": path, **extra}
+
+
 def cli(*args, timeout=1800, **kw):
     """Run the orchestrator CLI as a user would; return the CompletedProcess (text)."""
     return subprocess.run([sys.executable, "-m", "orchestrator", *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout, cwd=kw.pop("cwd", None), **kw)
+                          timeout=timeout, cwd=kw.pop("cwd", None), env=kw.pop("env", None) or cli_env(), **kw)
 
 
 def make_samples(root, fmt, kinds):

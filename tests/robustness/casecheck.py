@@ -11,7 +11,7 @@ import time
 import uuid
 from pathlib import Path
 
-from clihelp import REPO
+from clihelp import cli_env
 
 SESSION_LABEL = "org.orchestrator.session"
 
@@ -70,8 +70,8 @@ def check(case, d, samples, cache_dir, record_property):
     run = case.build(d, samples)
     watched = [d, *run.watch]
     session = f"robust-{uuid.uuid4().hex[:12]}"
-    env = {**os.environ, "ORCHESTRATOR_SESSION": session, "PYTHONPATH": str(REPO), "TMPDIR": str(d / "tmp"),
-           "ORCHESTRATOR_CACHE_DIR": str(cache_dir), "ORCHESTRATOR_NO_CACHE": "1"}
+    env = cli_env(ORCHESTRATOR_SESSION=session, TMPDIR=str(d / "tmp"), ORCHESTRATOR_CACHE_DIR=str(cache_dir),
+                  ORCHESTRATOR_NO_CACHE="1")
     argv = list(run.argv) + (["--quiet"] if case.container else [])
     try:
         before = [tree(w) for w in watched]

@@ -27,6 +27,7 @@ ODD_NAMES = {"non-utf8": os.fsdecode(b"model-\xff\xfe"), "quotes": "my 'model' \
 CORRUPT = r"truncated|corrupt|not a readable|cannot be read|incomplete|ends inside|runs past|not a valid"
 SHAPE = r"dimension|shape|elements"
 OUTSIDE = r"outside"
+NOT_UTF8 = r"not UTF-8, which the Docker engine cannot mount"
 
 
 def shown(text):
@@ -198,6 +199,12 @@ def convert(fmt, model, out, *flags):
     return ["convert", fmt, str(model), str(out), *map(str, flags)]
 
 
+def odd_cause(kind, cause):
+    """What the line says of an odd name joined with a defect: a name that is not UTF-8 is refused first (the Docker
+    engine cannot mount it), the defect otherwise."""
+    return NOT_UTF8 if kind == "non-utf8" else cause
+
+
 def odd(d, kind, suffix):
     """A path in the case's input folder with an odd name; (path as given on the command line, cwd)."""
     path = d / "in" / (ODD_NAMES[kind] + suffix)
@@ -233,7 +240,8 @@ def file_defects(fmt, suffix, sample, argv, bad_content=r"not a|no .*signature",
             else:
                 put(path, b"" if content == "empty" else noise(seed=1))
             return Run(argv(given, d / "out", s), (shown(path.name),),
-                       {"empty": "is empty", "truncated": cut_cause, "random": bad_content}[content], cwd=cwd)
+                       odd_cause(kind, {"empty": "is empty", "truncated": cut_cause, "random": bad_content}[content]),
+                       cwd=cwd)
         return build
 
     add(fmt, "empty", empty)
@@ -383,7 +391,7 @@ def saved_model_cases(fmt, sample):
             path, given, cwd = odd(d, kind, "")
             copy(sample(s), path)
             put(path / "saved_model.pb", noise(seed=2))
-            return run(given, d, (shown(path.name),), CORRUPT + "|not a SavedModel", cwd)
+            return run(given, d, (shown(path.name),), odd_cause(kind, CORRUPT + "|not a SavedModel"), cwd)
         return build
 
     add(fmt, "empty-folder", empty_folder)
@@ -612,7 +620,7 @@ for _torch_shape in ("0,3,32,32", "1,3,-1,32", f"1,3,{BIG},32"):
         ("--input_shape", "--input-shape"), SHAPE))
 
 
-def state_dict_with_code(code, attr="SmallCNN", cause=r"", names=("net.py",), container=False):
+def state_dict_with_code(code, attr="SmallCNN", cause=r"", names=("net.py",)):
     def build(d, s):
         model = copy(s.torch / "state_dict.pt", d / "in" / "state_dict.pt")
         net = put(d / "in" / "net.py", code(s.torch / "net.py")) if code else d / "in" / "net.py"
@@ -658,7 +666,7 @@ def darknet_cfg(edit, cause, names=("model.cfg",)):
     return build
 
 
-def darknet_weights(edit, cause, container=False):
+def darknet_weights(edit, cause):
     def build(d, s):
         model = copy(s.darknet / "model.cfg", d / "in" / "model.cfg")
         weights = copy(s.darknet / "model.weights", d / "in" / "model.weights")
@@ -724,7 +732,7 @@ for _kind in ("newline", "dash", "non-utf8"):
     def _jax_odd(d, s, kind=_kind):
         path, given, cwd = odd(d, kind, ".py")
         put(path, (s.jax / "module.py").read_text()[:40])
-        return Run(jax_argv(given, d / "out", s), (shown(path.name),), r"SyntaxError|syntax|no .build.", cwd=cwd)
+        return Run(jax_argv(given, d / "out", s), (shown(path.name),), odd_cause(kind, r"no .build."), cwd=cwd)
     add("jax", f"name-{_kind}", _jax_odd)
 
 
@@ -733,7 +741,7 @@ def ssd_run(model, d, names, cause, cwd=None, **kw):
     return Run(convert("ssd", model, d / "out"), names, cause, cwd=cwd, **kw)
 
 
-def ssd_folder(edit, names, cause, container=False):
+def ssd_folder(edit, names, cause):
     def build(d, s):
         model = copy(s.ssd, d / "in" / "ssd_model")
         edit(model, d)
@@ -793,7 +801,7 @@ for _kind in ("newline", "non-utf8"):
         path, given, cwd = odd(d, kind, "")
         copy(s.ssd, path)
         (path / "pipeline.config").unlink()
-        return ssd_run(given, d, (shown(path.name),), r"pipeline\.config", cwd=cwd)
+        return ssd_run(given, d, (shown(path.name),), odd_cause(kind, r"pipeline\.config"), cwd=cwd)
     add("ssd (folder)", f"name-{_kind}", _ssd_odd)
 
 
@@ -959,6 +967,18 @@ def _(d, s):
         cleanup = lambda: parent.chmod(0o755)  # noqa: E731
     return Run(convert("keras", keras_input(d, s), parent / "out"), ("ro",), r"read-only|not writable|cannot write",
                cleanup=cleanup)
+
+
+@case("keras (.h5)", "valid-model-non-utf8-name")
+def _(d, s):
+    model = copy(s.h5, d / "in" / (ODD_NAMES["non-utf8"] + ".h5"))
+    return Run(keras_argv(model, d / "out", s), (shown(model.name),), NOT_UTF8)
+
+
+@case("OUTPUT_DIR", "name-non-utf8")
+def _(d, s):
+    out = d / ODD_NAMES["non-utf8"]
+    return Run(convert("keras", keras_input(d, s), out), (shown(out.name),), NOT_UTF8)
 
 
 @case("OUTPUT_DIR", "name-newline-non-empty")

@@ -320,6 +320,16 @@ def test_dash_names_are_positional():
     assert cli._normalize_argv(["convert", "--", "--help"]) == ["convert", "--", "--help"]  # fire's own
 
 
+def test_names_the_engine_cannot_mount(tmp_path):
+    name = os.fsdecode(b"model-\xff.h5")
+    model = write(tmp_path / name, KERAS_H5)
+    with pytest.raises(InputError, match=r"model-.\.h5: its name holds bytes that are not UTF-8, which the Docker "
+                                         "engine cannot mount: rename it"):
+        formats.check_input("keras", model)
+    with pytest.raises(UsageError, match="not UTF-8"):
+        check_place(tmp_path / name / "out", [])
+
+
 def test_error_lines_stay_one_line(tmp_path, capsys):
     assert one_line("mo\ndel-\udcff.h5 'q'") == "mo\\ndel-\\udcff.h5 'q'"
     bad = write(tmp_path / "mo\ndel.h5", b"")
