@@ -66,8 +66,28 @@ def _count_inputs(config):
     return sum(1 for layer in layers or [] if isinstance(layer, dict) and layer.get("class_name") == "InputLayer")
 
 
+CONTAINERS = ("Sequential", "Functional", "Model")
+
+
+def _check_structure(name, config):
+    """A model config is {class_name, config}; a Sequential or functional model's config lists its layers, each a
+    {class_name, config} (Keras 2.0's Sequential config is the list itself)."""
+    if not isinstance(config, dict) or not isinstance(config.get("class_name"), str):
+        raise InputError(name, "its model config has no class_name: not a Keras or TF.js layers model")
+    if config["class_name"] not in CONTAINERS:
+        return
+    inner = config.get("config")
+    layers = inner if isinstance(inner, list) else inner.get("layers") if isinstance(inner, dict) else None
+    if not isinstance(layers, list) or not all(isinstance(layer, dict) and isinstance(layer.get("class_name"), str)
+                                               and isinstance(layer.get("config", {}), dict) for layer in layers):
+        raise InputError(name, f"its {config['class_name']} model config does not list its layers (each a "
+                               "class_name and a config): malformed")
+
+
 def check_layers_config(name, config):
-    """A Keras (or TF.js layers) model config: not more inputs than any model has, no absurd input shape."""
+    """A Keras (or TF.js layers) model config: well formed, not more inputs than any model has, no absurd input
+    shape."""
+    _check_structure(name, config)
     why = shapes.too_many(_count_inputs(config))
     if why:
         raise InputError(name, why)

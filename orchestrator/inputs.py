@@ -166,7 +166,10 @@ class TfjsModel(Adapter):
             contents.check_layers_config(path, topology.get("model_config", topology))
         state = {"doc": doc, "shards": check_weights_manifest(path, doc, values.get("weights_path_prefix"))}
         if self.expected == "graph-model":
-            state["io"] = graph_io(path, doc, values)
+            try:
+                state["io"] = graph_io(path, doc, values)
+            except (AttributeError, TypeError) as exc:  # a node, attr or signature of the wrong JSON type
+                raise InputError(path, f"is not a TensorFlow.js graph model: its graph is malformed ({exc})") from None
         return state
 
     def files(self, path, values, state):

@@ -454,6 +454,11 @@ TFJS = {"tfjs_layers_model": (lambda s: s.tfjs_layers, layers_model_json),
         "tfjs_graph_model": (lambda s: s.tfjs_graph, graph_model_json)}
 
 
+# a modelTopology with a member of the wrong JSON type (what a hand edit or a broken converter leaves)
+MALFORMED = {"tfjs_layers_model": {"model_config": {"class_name": "Sequential", "config": {"layers": "dense"}}},
+             "tfjs_graph_model": {"node": [{"name": "x", "op": "Placeholder", "attr": ["dtype"]}]}}
+
+
 def tfjs_cases(fmt, sample, model_json):
     other = "tfjs_graph_model" if fmt == "tfjs_layers_model" else "tfjs_layers_model"
 
@@ -547,6 +552,8 @@ def tfjs_cases(fmt, sample, model_json):
     add(fmt, "weight-path-url", manifest({"shard": "https://example.com/group1-shard1of1.bin"}, cause=r"URL"))
     add(fmt, "shard-symlink-outside", manifest(prepare=symlinked, cause=OUTSIDE))
     add(fmt, "shard-name-newline", odd_shard)
+    add(fmt, "topology-malformed", json_defect(lambda p: p.write_text(json.dumps(
+        {**json.loads(p.read_text()), "modelTopology": MALFORMED[fmt]})), r"malformed|not a TensorFlow\.js"))
     add(fmt, "inputs-1000000", many_inputs)
     for dim in (0, -2 if fmt == "tfjs_graph_model" else -1, BIG):
         kw = {"input_dims": (1, dim)} if fmt == "tfjs_graph_model" else {"input_shape": (None, dim)}

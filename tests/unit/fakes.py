@@ -24,6 +24,9 @@ def keras_h5(config=None):
 
 
 KERAS_H5 = keras_h5()
+# a TF.js layers model's modelTopology: one Dense layer on 4 inputs
+LAYERS_TOPOLOGY = {"model_config": {"class_name": "Sequential", "config": {"layers": [
+    {"class_name": "Dense", "config": {"name": "dense", "units": 3, "batch_input_shape": [None, 4]}}]}}}
 
 
 def varint(n):

@@ -208,6 +208,19 @@ def test_tfjs_manifests(tmp_path, kw, message):
         formats.check_input("tfjs_graph_model", graph_model(tmp_path / "m", **kw))
 
 
+@pytest.mark.parametrize("fmt, topology, message", [
+    ("tfjs_layers_model", {"model_config": {"class_name": "Sequential", "config": {"layers": "dense"}}},
+     "its Sequential model config does not list its layers"),
+    ("tfjs_layers_model", {"model_config": {"config": {}}}, "its model config has no class_name"),
+    ("tfjs_graph_model", {"node": [{"name": "x", "op": "Placeholder", "attr": ["dtype"]}]},
+     "is not a TensorFlow.js graph model: its graph is malformed"),
+])
+def test_malformed_tfjs_topologies(tmp_path, fmt, topology, message):
+    doc = {"format": fmt[5:].replace("_model", "-model"), "modelTopology": topology, "weightsManifest": []}
+    with pytest.raises(InputError, match=message):
+        formats.check_input(fmt, write(tmp_path / "model.json", json.dumps(doc)))
+
+
 def onnx_with_external(location, length=8):
     tensor = field(8, b"w") + field(13, field(1, b"location") + field(2, location.encode())) + field(
         13, field(1, b"length") + field(2, str(length).encode())) + field(14, 1)

@@ -1,5 +1,5 @@
 import pytest
-from fakes import SAVED_MODEL_PB
+from fakes import LAYERS_TOPOLOGY, SAVED_MODEL_PB
 
 from orchestrator import formats, options, planner
 from orchestrator.errors import InputError, UsageError
@@ -133,7 +133,7 @@ def _tfjs(tmp_path, paths=("group1-shard1of1.bin",), size=16, weights=None):
 
     weights = weights or [{"name": "w", "shape": [2, 2], "dtype": "float32"}]
     (tmp_path / "model.json").write_text(json.dumps({
-        "format": "layers-model", "modelTopology": {},
+        "format": "layers-model", "modelTopology": LAYERS_TOPOLOGY,
         "weightsManifest": [{"paths": list(paths), "weights": weights}]}))
     for p in paths:
         if "/" not in p:

@@ -7,7 +7,7 @@ import zipfile
 import h5py
 import pytest
 
-from fakes import field
+from fakes import LAYERS_TOPOLOGY, field
 
 from orchestrator import producers
 
@@ -180,7 +180,7 @@ def test_a_saved_model_recording_no_version_goes_to_the_newest_stack(tmp_path):
 # -- a model given as an option (--base_model) that the step taking it cannot read ----------------------------
 def tfjs_head(folder):
     folder.mkdir()
-    (folder / "model.json").write_text(json.dumps({"format": "layers-model", "modelTopology": {},
+    (folder / "model.json").write_text(json.dumps({"format": "layers-model", "modelTopology": LAYERS_TOPOLOGY,
                                                    "weightsManifest": []}))
     return folder / "model.json"
 
