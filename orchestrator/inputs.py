@@ -83,6 +83,8 @@ class Adapter:
         if not path.exists():
             raise InputError(path, "no such file or folder")
         contents.check_mountable(path.absolute())
+        if not (path.is_file() or path.is_dir()):
+            raise InputError(path, "is a device, FIFO or socket, not a file or folder")
         if self.expects == "file" and path.is_dir():
             raise InputError(path, f"is a folder; format '{fmt.name}' expects a file ({fmt.description})")
         if self.expects == "folder" and not path.is_dir():

@@ -976,6 +976,14 @@ def _(d, s):
                cleanup=cleanup)
 
 
+@case("keras (.h5)", "a-fifo")
+def _(d, s):
+    model = d / "in" / "model.h5"
+    model.parent.mkdir(parents=True)
+    os.mkfifo(model)  # reading it would wait for a writer for ever
+    return Run(keras_argv(model, d / "out", s), ("model.h5",), r"FIFO")
+
+
 @case("keras (.h5)", "valid-model-non-utf8-name")
 def _(d, s):
     model = copy(s.h5, d / "in" / (ODD_NAMES["non-utf8"] + ".h5"))

@@ -333,6 +333,12 @@ def test_dash_names_are_positional():
     assert cli._normalize_argv(["convert", "--", "--help"]) == ["convert", "--", "--help"]  # fire's own
 
 
+def test_a_fifo_is_no_input(tmp_path):
+    os.mkfifo(tmp_path / "model.h5")
+    with pytest.raises(InputError, match="model.h5: is a device, FIFO or socket, not a file or folder"):
+        formats.check_input("keras", tmp_path / "model.h5")
+
+
 def test_names_the_engine_cannot_mount(tmp_path):
     name = os.fsdecode(b"model-\xff.h5")
     model = write(tmp_path / name, KERAS_H5)
