@@ -5,12 +5,13 @@ ORCH   := $(PYTHON) -m orchestrator
 STACK  ?= tf2
 DEMO   ?= demo-out
 
-.PHONY: help install engine base images demo test unit e2e lock bench clean
+.PHONY: help install engine base images demo test unit e2e robustness lock bench clean
 
 help:
 	@echo "make demo   - install, start a Docker engine, build images, convert a generated Keras model"
-	@echo "make test   - install, start a Docker engine, run tests/unit and tests/e2e (builds images)"
+	@echo "make test   - install, start a Docker engine, run tests/unit, tests/e2e and tests/robustness (builds images)"
 	@echo "make unit   - unit tests only (no Docker)"
+	@echo "make robustness - the bad-input corpus only (tests/robustness: every format, OUTPUT_DIR; prints a tally)"
 	@echo "make lock STACK=tf2 - re-resolve images/STACK/requirements.lock with hashes"
 	@echo "make bench  - time conversions against bench/targets.json (bench/results.json, bench/results.md)"
 
@@ -41,13 +42,16 @@ demo: images
 # time (--dist loadfile: a file's fixtures are made once), so one conversion's container start overlaps another's
 TEST_WORKERS ?= 2
 test: images
-	$(PYTHON) -m pytest -v -rA -n $(TEST_WORKERS) --dist loadfile tests/unit tests/e2e
+	$(PYTHON) -m pytest -v -rA -n $(TEST_WORKERS) --dist loadfile tests/unit tests/e2e tests/robustness
 
 unit: install
 	$(PYTHON) -m pytest -q tests/unit
 
 e2e: images
 	$(PYTHON) -m pytest -v -n $(TEST_WORKERS) --dist loadfile tests/e2e
+
+robustness: images
+	$(PYTHON) -m pytest -q -n $(TEST_WORKERS) --dist loadfile tests/robustness
 
 bench: images
 	$(PYTHON) bench/run.py

@@ -7,10 +7,11 @@ Errors from the library become one line on stderr and a documented exit code (se
 
 import contextlib
 import os
+import re
 import sys
 import time
 
-from orchestrator.errors import OrchestratorError, UsageError
+from orchestrator.errors import OrchestratorError, UsageError, one_line
 
 
 def _log(line):
@@ -278,17 +279,40 @@ class Orchestrator:
         return __version__
 
 
+FIRE_FLAGS = ("--help", "-h", "--interactive", "-i", "--trace", "-t", "--verbose", "-v", "--completion",
+              "--separator")
+SHORT_FLAG_RE = re.compile(r"^-[A-Za-z](=.*)?$")
+
+
+def _positional(arg):
+    """A word fire must take as a positional value as it is: a path starting with '-' (fire would read '-model.h5'
+    as a flag) is handed over as a Python string literal, which fire evaluates back to the same string."""
+    return repr(arg) if arg.startswith("-") else arg
+
+
 def _normalize_argv(argv):
     """`--no-flag` -> `--flag=False` (fire's own spelling is `--noflag`); `--a-b` is kept (fire maps it).
     A repeatable route flag (Option.repeatable, e.g. one --input-signature per input) given several times becomes
-    one flag whose values are joined with ';' (fire would keep only the last)."""
+    one flag whose values are joined with ';' (fire would keep only the last).
+    File names starting with a dash are positional values: a single-dash word longer than a short flag
+    (`-model.h5`, not `-j` or `-j=2`), and every word after a bare `--` (`-- --odd-name.h5`), as in other Unix tools
+    (fire's own flags after `--`, e.g. `-- --help`, keep fire's meaning)."""
     from orchestrator.routes import OPTIONS
 
     repeatable = {o.name for o in OPTIONS.values() if o.repeatable}
+    if "--" in argv:
+        cut = argv.index("--")
+        rest = argv[cut + 1:]
+        if not rest or rest[0] not in FIRE_FLAGS:
+            return _normalize_argv(argv[:cut]) + [_positional(a) for a in rest]
 
     out, repeated, i = [], {}, 0
     while i < len(argv):
         arg = argv[i]
+        if arg.startswith("-") and not arg.startswith("--") and len(arg) > 2 and not SHORT_FLAG_RE.match(arg):
+            out.append(_positional(arg))
+            i += 1
+            continue
         flag, eq, value = arg.partition("=")
         name = flag[2:].replace("-", "_") if flag.startswith("--") else None
         if name in repeatable:
@@ -322,7 +346,7 @@ def main(argv=None):
     except OrchestratorError as exc:
         if debug:
             raise
-        print(f"orchestrator: error: {exc}", file=sys.stderr)
+        print(f"orchestrator: error: {one_line(exc)}", file=sys.stderr)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         print("orchestrator: interrupted", file=sys.stderr)

@@ -18,6 +18,10 @@ class UsageError(OrchestratorError):
     exit_code = 2
 
 
+class MissingOption(UsageError):
+    """A route cannot do without an option that was not given (the conversion names its input in the message)."""
+
+
 class InputError(OrchestratorError):
     """A model, calibration or sample file that is missing or unusable.
 
@@ -90,6 +94,12 @@ class AttemptsFailed(OrchestratorError):
     def __init__(self, message, exit_code):
         super().__init__(message)
         self.exit_code = exit_code
+
+
+def one_line(text):
+    """`text` as one printable line: what is not printable (a newline in a file name, a byte that is not UTF-8,
+    kept by Python as a lone surrogate) is escaped as Python writes it (\\n, \\udcff)."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
 
 
 class BatchFailed(OrchestratorError):

@@ -6,13 +6,16 @@ Checks are cheap and need no ML library: they reject bad input before any contai
 naming the file and the cause.
 """
 
+import contextlib
 import hashlib
 import json
+import mmap
 import shutil
+import zipfile
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 
-from orchestrator import producers, protocol, ssd
+from orchestrator import contents, onnxfile, producers, protocol, protowire, shapes, ssd, tfbundle
 from orchestrator.errors import InputError, UsageError
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
@@ -79,6 +82,9 @@ class Adapter:
         path = Path(path)
         if not path.exists():
             raise InputError(path, "no such file or folder")
+        contents.check_mountable(path.absolute())
+        if not (path.is_file() or path.is_dir()):
+            raise InputError(path, "is a device, FIFO or socket, not a file or folder")
         if self.expects == "file" and path.is_dir():
             raise InputError(path, f"is a folder; format '{fmt.name}' expects a file ({fmt.description})")
         if self.expects == "folder" and not path.is_dir():
@@ -123,7 +129,8 @@ class KerasFile(Adapter):
 
 
 class SavedModelFolder(Adapter):
-    """A SavedModel folder: the TensorFlow version recorded in saved_model.pb picks the stack that reads it."""
+    """A SavedModel folder: the TensorFlow version recorded in saved_model.pb picks the stack that reads it. Checked
+    through: saved_model.pb parses as a SavedModel, the variables checkpoint is whole, no link leads out of it."""
 
     expects = "folder"
 
@@ -143,18 +150,28 @@ class TfjsModel(Adapter):
         self.expected = expected  # "layers-model" or "graph-model"
 
     def inspect(self, path, values):
+        _check_nonempty(path)
         try:
-            doc = json.loads(path.read_text())
-        except (OSError, UnicodeDecodeError, ValueError) as exc:
-            raise InputError(path, f"is not valid JSON ({exc})") from exc
-        if not isinstance(doc, dict) or "modelTopology" not in doc:
+            doc = json.loads(path.read_bytes())
+        except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+            raise InputError(path, f"is not valid JSON ({contents.first_line(exc)})") from None
+        if not isinstance(doc, dict) or not isinstance(doc.get("modelTopology"), dict):
             raise InputError(path, "is not a TensorFlow.js model.json (no modelTopology)")
         found = doc.get("format")
         if found and found != self.expected:
             raise InputError(path, f"is a TensorFlow.js {found}, not a {self.expected}")
+        if found == "graph-model" or (not found and "node" in doc["modelTopology"]):
+            if self.expected != "graph-model":
+                raise InputError(path, f"is a TensorFlow.js graph-model, not a {self.expected}")
+        topology = doc["modelTopology"]
+        if self.expected == "layers-model":
+            contents.check_layers_config(path, topology.get("model_config", topology))
         state = {"doc": doc, "shards": check_weights_manifest(path, doc, values.get("weights_path_prefix"))}
         if self.expected == "graph-model":
-            state["io"] = graph_io(path, doc, values)
+            try:
+                state["io"] = graph_io(path, doc, values)
+            except (AttributeError, TypeError) as exc:  # a node, attr or signature of the wrong JSON type
+                raise InputError(path, f"is not a TensorFlow.js graph model: its graph is malformed ({exc})") from None
         return state
 
     def files(self, path, values, state):
@@ -209,8 +226,12 @@ class CodeReference(Adapter):
         file = Path(file)
         if not file.is_file():
             raise InputError(file, "no such file")
+        contents.check_mountable(file.absolute())
         if file.suffix != ".py":
             raise InputError(file, "is not a Python file (.py)")
+        contents.check_python(file, name)
+        if (values or {}).get("params"):
+            contents.check_msgpack(values["params"], "--params")
         file = file.resolve()
         return Source(Path(f"{file}:{name}"), {file.name: file}, {"file": file, "name": name})
 
@@ -229,7 +250,10 @@ class DarknetModel(Adapter):
         return {path.name: path, **({weights.name: weights} if weights else {})}
 
     def inspect(self, path, values):
-        _check_darknet(path)
+        _check_nonempty(path)
+        contents.check_darknet(path)
+        if values.get("weights"):
+            contents.check_darknet_weights(values["weights"])
 
     def prepare(self, source, values, scratch):
         mounted = super().prepare(source, values, scratch)
@@ -249,6 +273,9 @@ class SsdModel(Adapter):
     def inspect(self, path, values):
         if path.is_file() and not ssd.is_tarball(path):
             raise InputError(path, "is a file; an SSD model is a model-zoo folder or its .tar.gz")
+        if path.is_file():
+            _check_nonempty(path)
+        ssd.check(path, values)
 
     def prepare(self, source, values, scratch):
         mounts, model, args, facts = ssd.prepare(source.path, values, scratch)
@@ -283,15 +310,19 @@ def _shape(attr):
         shape = listed[0] if listed else None
     if shape is None or shape.get("unknownRank"):
         return None
-    return [int(d.get("size", -1)) for d in shape.get("dim", [])]
+    try:
+        return [int(d.get("size", -1)) for d in shape.get("dim", [])]
+    except (TypeError, ValueError, AttributeError):
+        return None  # no shape that can be read: as if it said none
 
 
 def graph_io(path, doc, values):
     """{"inputs", "outputs": [{name, dtype, shape}], "source"} of a TF.js graph model: its signature; without one,
     what the TF.js runtime takes (its Placeholder nodes as inputs, the nodes nothing consumes as outputs, weights and
     control nodes aside); --input_names / --output_names (op or tensor spelling) choose instead."""
-    nodes = {n.get("name"): n for n in (doc.get("modelTopology") or {}).get("node", []) if isinstance(n, dict)}
-    signature = doc.get("signature") or {}
+    listed = (doc.get("modelTopology") or {}).get("node", [])
+    nodes = {n.get("name"): n for n in listed if isinstance(n, dict)} if isinstance(listed, list) else {}
+    signature = doc.get("signature") if isinstance(doc.get("signature"), dict) else {}
     found = {}
     for kind in ("inputs", "outputs"):
         given = values.get(f"{kind[:-1]}_names")
@@ -308,6 +339,9 @@ def graph_io(path, doc, values):
             consumed = {node_name(i) for node in nodes.values() for i in node.get("input", [])}
             names = [n for n, node in nodes.items() if n not in consumed and node.get("op") not in NO_TENSOR]
             source = "inferred"
+        why = shapes.too_many(len(names), kind)
+        if why:
+            raise InputError(path, why)
         missing = [n for n in names if n not in nodes]
         if missing:
             raise InputError(path, f"the graph has no node {', '.join(repr(n) for n in missing)} ({source})")
@@ -316,6 +350,10 @@ def graph_io(path, doc, values):
         attrs = [nodes[n].get("attr") or {} for n in names]
         found[kind] = [{"name": n, "dtype": _dtype((a.get("dtype") or a.get("T") or {}).get("type")),
                         "shape": _shape(a)} for n, a in zip(names, attrs)]
+        for tensor in found[kind] if kind == "inputs" else ():
+            why = shapes.problem(tensor["shape"])
+            if why:
+                raise InputError(path, f"input '{tensor['name']}' of shape {shapes.describe(tensor['shape'])} {why}")
         found[f"{kind}_source"] = source
     inputs_from, outputs_from = found.pop("inputs_source"), found.pop("outputs_source")
     found["source"] = inputs_from if inputs_from == outputs_from else f"{inputs_from}, outputs {outputs_from}"
@@ -326,6 +364,13 @@ def graph_io(path, doc, values):
 def _head(path, n=1100):
     with open(path, "rb") as fh:
         return fh.read(n)
+
+
+@contextlib.contextmanager
+def _mapped(path):
+    """The file's bytes, mapped (a frozen graph may be hundreds of MB); a non-empty file."""
+    with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as buf:
+        yield buf
 
 
 def _is_hdf5(head):
@@ -341,16 +386,45 @@ def _check_nonempty(path):
 def check_keras(path):
     _check_nonempty(path)
     head = _head(path)
-    if _is_hdf5(head) or head.startswith(ZIP_SIGNATURE):
+    named_keras = path.suffix.lower() == ".keras"
+    if _is_hdf5(head):
+        if named_keras:
+            raise InputError(path, "is an HDF5 file named .keras; Keras reads a .keras file as a zip archive: "
+                                   "rename it to .h5")
+        contents.check_keras_h5(path)
+        return
+    if head.startswith(ZIP_SIGNATURE):
+        if not named_keras:
+            raise InputError(path, "is a zip archive (a Keras v3 .keras file?) but not named .keras; Keras reads "
+                                   "other names as HDF5: rename it to .keras")
+        contents.check_keras_archive(path)
         return
     if head.startswith(b"TFL3", 4):
         raise InputError(path, "is a TFLite model, not a Keras HDF5 file (FROM should be tflite)")
-    raise InputError(path, "is not a Keras model: no HDF5 signature (corrupt or not an .h5 file)")
+    raise InputError(path, "is not a Keras model: neither an HDF5 file (.h5) nor a zip archive (.keras): corrupt or "
+                           "another format")
+
+
+def _protobuf(path, schema, what, required):
+    """Walk a protobuf file against `schema`; raise WireError."""
+    with _mapped(path) as buf:
+        protowire.check(buf, schema, strict=True, required=required, what=what)
 
 
 def check_saved_model(path):
-    if not ((path / "saved_model.pb").is_file() or (path / "saved_model.pbtxt").is_file()):
+    pb = path / "saved_model.pb"
+    if not (pb.is_file() or (path / "saved_model.pbtxt").is_file()):
         raise InputError(path, "is not a SavedModel folder: no saved_model.pb")
+    contents.check_tree(path)
+    if pb.is_file():
+        _check_nonempty(pb)
+        try:
+            _protobuf(pb, protowire.SAVED_MODEL, "SavedModel", (2,))
+        except protowire.WireError as exc:
+            raise InputError(pb, f"is not a SavedModel: truncated or corrupt ({exc})") from None
+    variables = path / "variables"
+    if (variables / "variables.index").exists() or list(variables.glob("variables.data-*")):
+        tfbundle.check(variables / "variables")
 
 
 def check_keras_saved_model(path):
@@ -366,6 +440,17 @@ def check_frozen(path):
         raise InputError(path, "is an HDF5 (Keras) file, not a frozen GraphDef (FROM should be keras)")
     if head.startswith(b"TFL3", 4):
         raise InputError(path, "is a TFLite model, not a frozen GraphDef")
+    try:
+        _protobuf(path, protowire.GRAPH_DEF, "GraphDef", (1,))
+    except protowire.WireError as exc:
+        for schema, what, said in ((protowire.SAVED_MODEL, "SavedModel", "a SavedModel's saved_model.pb, not a "
+                                    "frozen GraphDef (FROM tf_saved_model takes its folder)"),
+                                   (onnxfile.MODEL, "ModelProto", "an ONNX model, not a frozen GraphDef (FROM should "
+                                                                  "be onnx)")):
+            with contextlib.suppress(protowire.WireError):
+                _protobuf(path, schema, what, (2,) if what == "SavedModel" else (1, 7))
+                raise InputError(path, f"is {said}") from None
+        raise InputError(path, f"is not a frozen GraphDef: truncated or corrupt ({exc})") from None
 
 
 def check_tflite(path):
@@ -377,8 +462,11 @@ def check_tflite(path):
 def check_pytorch(path):
     _check_nonempty(path)
     head = _head(path)
-    if head.startswith(ZIP_SIGNATURE) or head.startswith(PICKLE_PROTO):
-        return  # TorchScript, ExportedProgram and torch.save files are zip archives (or, older, pickles)
+    if head.startswith(ZIP_SIGNATURE):
+        _check_torch_zip(path)
+        return  # TorchScript, ExportedProgram and torch.save files are zip archives
+    if head.startswith(PICKLE_PROTO):
+        return  # torch.save before zip files: a pickle
     if _is_hdf5(head):
         raise InputError(path, "is an HDF5 (Keras) file, not a PyTorch model (FROM should be keras)")
     if head.startswith(b"TFL3", 4):
@@ -386,6 +474,21 @@ def check_pytorch(path):
     if head[:1] == b"\x08":
         raise InputError(path, "looks like an ONNX model, not a PyTorch model (FROM should be onnx)")
     raise InputError(path, "is not a PyTorch file: neither a zip archive (torch.save, TorchScript, .pt2) nor a pickle")
+
+
+def _check_torch_zip(path):
+    """torch.save and TorchScript archives hold ARCHIVE/data.pkl, ExportedPrograms ARCHIVE/archive_format."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError) as exc:
+        raise InputError(path, f"is not a readable zip archive: truncated or corrupt ({contents.first_line(exc)})") \
+            from None
+    if any(PurePosixPath(n).name in ("data.pkl", "archive_format") for n in names):
+        return
+    if "config.json" in names and any(n in names for n in contents.WEIGHT_MEMBERS):
+        raise InputError(path, "is a Keras .keras archive, not a PyTorch model (FROM should be keras)")
+    raise InputError(path, "is a zip archive but not a PyTorch file (no data.pkl or archive_format in it)")
 
 
 def check_onnx(path):
@@ -397,61 +500,120 @@ def check_onnx(path):
         raise InputError(path, "is a Keras or TFLite model, not an ONNX model")
     if head[:1] != b"\x08":  # ModelProto field 1 (ir_version), a varint
         raise InputError(path, "is not an ONNX model (no ModelProto ir_version field at its start)")
-
-
-def _check_darknet(path):
-    _check_nonempty(path)
     try:
-        text = path.read_text()
-    except (OSError, UnicodeDecodeError):
-        raise InputError(path, "is not a Darknet .cfg (not a text file)") from None
-    first = next((ln.strip() for ln in text.splitlines() if ln.strip() and not ln.strip().startswith(("#", ";"))), "")
-    if first not in ("[net]", "[network]"):
-        raise InputError(path, "is not a Darknet .cfg: it must start with a [net] section")
+        with _mapped(path) as buf:
+            found = onnxfile.read(buf)
+    except protowire.WireError as exc:
+        raise InputError(path, f"is not an ONNX model: truncated or corrupt ({exc})") from None
+    why = shapes.too_many(len(found["inputs"]))
+    if why:
+        raise InputError(path, why)
+    for name, dims in found["inputs"]:
+        why = shapes.problem(dims, unknown=(None,))
+        if why:
+            raise InputError(path, f"input '{name}' of shape {shapes.describe(dims)} {why}")
+    for tensor, external in found["external"]:
+        _check_external_data(path, tensor, external)
 
 
-DTYPE_BYTES = {"float32": 4, "int32": 4, "bool": 1, "uint8": 1, "uint16": 2, "float16": 2, "int8": 1,
-               "int16": 2, "complex64": 8}
+def _local_name(model, name, what):
+    """The file `name` (a relative path in a model's folder, as a model file names it) resolved in `model`'s folder,
+    or InputError(model) saying why it cannot be read from there."""
+    if "://" in name or name.startswith("//"):
+        raise InputError(model, f"{what} '{name}' is a URL; conversions read local files only, with no network: "
+                                "download it beside the model")
+    if PurePosixPath(name).is_absolute() or PureWindowsPath(name).is_absolute():
+        raise InputError(model, f"{what} '{name}' is an absolute path, outside the model's folder; the files of a "
+                                "model lie beside it")
+    folder = model.parent.resolve()
+    try:
+        target = (folder / name).resolve()
+    except (OSError, ValueError) as exc:
+        raise InputError(model, f"{what} '{name}' is not a usable file name ({exc})") from None
+    if folder not in target.parents:
+        raise InputError(model, f"{what} '{name}' points outside the model's folder")
+    return target
+
+
+def _check_external_data(model, tensor, external):
+    name = external.get("location", "")
+    target = _local_name(model, name, f"the external data of initializer '{tensor}'")
+    if not target.is_file():
+        raise InputError(model.parent / name, f"is missing (the external data of initializer '{tensor}' in "
+                                              f"{model.name})")
+    try:
+        offset, length = int(external.get("offset") or 0), external.get("length")
+        end = offset + int(length) if length else offset
+    except ValueError:
+        raise InputError(model, f"initializer '{tensor}': external data offset/length are not numbers") from None
+    size = target.stat().st_size
+    if end > size:
+        raise InputError(target, f"holds {size} bytes but {model.name} reads initializer '{tensor}' up to byte "
+                                 f"{end} (truncated)")
+
+
+# TF.js weight dtypes (tfjs-core's DataType), and the stored dtypes of quantized weights
+DTYPE_BYTES = {"float32": 4, "int32": 4, "bool": 1, "complex64": 8}
+QUANTIZED_BYTES = {"uint8": 1, "uint16": 2, "float16": 2}
+
+
+def _weight_bytes(path, w):
+    """Bytes a weightsManifest entry takes in its shard, or None for a string weight (no fixed size)."""
+    if not isinstance(w, dict) or not isinstance(w.get("name"), str):
+        raise InputError(path, "weightsManifest holds a weight without a name")
+    dtype, quantization = w.get("dtype", "float32"), w.get("quantization")
+    if dtype == "string":
+        return None
+    if dtype not in DTYPE_BYTES:
+        raise InputError(path, f"weight '{w['name']}' has dtype '{dtype}', which TF.js does not have "
+                               f"({', '.join(list(DTYPE_BYTES) + ['string'])})")
+    size = DTYPE_BYTES[dtype]
+    if quantization is not None:
+        stored = quantization.get("dtype") if isinstance(quantization, dict) else None
+        if stored not in QUANTIZED_BYTES:
+            raise InputError(path, f"weight '{w['name']}' is quantized to '{stored}', which TF.js does not read "
+                                   f"({', '.join(QUANTIZED_BYTES)})")
+        size = QUANTIZED_BYTES[stored]
+    dims = w.get("shape", [])
+    if not isinstance(dims, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0
+                                             for d in dims):
+        raise InputError(path, f"weight '{w['name']}' has shape {json.dumps(dims)}: not a list of sizes (whole "
+                               "numbers, 0 or more)")
+    count = 1
+    for d in dims:
+        count *= d
+    return count * size
 
 
 def check_weights_manifest(path, doc, weights_dir=None):
     """Every shard inside the model's folder (or `weights_dir`; checked before anything is read), present, and
     exactly as long as the weights it declares. Returns the shard files."""
-    folder = Path(weights_dir).resolve() if weights_dir else path.parent.resolve()
+    base = Path(weights_dir) / "model.json" if weights_dir else path
     manifest = doc.get("weightsManifest", [])
     if not isinstance(manifest, list):
         raise InputError(path, "weightsManifest is not a list")
     groups = []
     for group in manifest:
-        try:
-            paths, weights = list(group["paths"]), list(group["weights"])
-        except (KeyError, TypeError):
-            raise InputError(path, "weightsManifest entry without paths and weights") from None
+        paths = group.get("paths") if isinstance(group, dict) else None
+        weights = group.get("weights") if isinstance(group, dict) else None
+        if not (isinstance(paths, list) and isinstance(weights, list) and all(isinstance(p, str) for p in paths)):
+            raise InputError(path, "weightsManifest entry without a list of paths and a list of weights")
+        where = "weights folder" if weights_dir else "model folder"
         files = []
         for p in paths:
-            target = (folder / str(p)).resolve()
-            if folder not in target.parents:
-                raise InputError(path, f"weight path '{p}' points outside the {'weights' if weights_dir else 'model'}"
-                                       " folder")
-            files.append(target)
+            try:
+                files.append(_local_name(base, p, "weight path"))
+            except InputError as exc:
+                raise InputError(path, exc.cause.replace("the model's folder", f"the {where}")) from None
         groups.append((files, weights))
     for files, weights in groups:
         for f in files:
             if not f.is_file():
                 raise InputError(path, f"weight shard '{f.name}' is missing")
-        expected = 0
-        for w in weights:
-            dtype = (w.get("quantization") or {}).get("dtype") or w.get("dtype", "float32")
-            if dtype not in DTYPE_BYTES:
-                expected = None  # strings have no fixed size
-                break
-            count = 1
-            for d in w.get("shape", []):
-                count *= int(d)
-            expected += count * DTYPE_BYTES[dtype]
+        sizes = [_weight_bytes(path, w) for w in weights]
         actual = sum(f.stat().st_size for f in files)
-        if expected is not None and actual != expected:
+        if None not in sizes and actual != sum(sizes):
             names = ", ".join(f.name for f in files)
             raise InputError(path, f"weight shards ({names}) hold {actual} bytes but the manifest declares "
-                                   f"{expected}")
+                                   f"{sum(sizes)}")
     return [f for files, _ in groups for f in files]

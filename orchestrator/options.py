@@ -7,8 +7,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from orchestrator import protocol, routes
-from orchestrator.errors import InputError, UsageError
+from orchestrator import contents, protocol, routes, shapes
+from orchestrator.errors import InputError, MissingOption, UsageError
 
 SHAPES_RE = re.compile(r"^-?\d+(,-?\d+)*(:-?\d+(,-?\d+)*)*$")
 SIGNATURE_RE = re.compile(r"^(([0-9]+|[A-Za-z_][A-Za-z0-9_]*)(,([0-9]+|[A-Za-z_][A-Za-z0-9_]*))*)?(:[a-z0-9]+)?$")
@@ -57,6 +57,7 @@ def coerce(option, value):
         value = _join(value).replace(" ", "")
         if not SHAPES_RE.match(value):
             raise UsageError(f"{name} must look like 1,224,224,3 (several inputs: 1,224,224,3:1,10); got '{value}'")
+        _check_dims(name, value, [[int(d) for d in part.split(",")] for part in value.split(":")])
         return value
     if option.kind == "int":
         try:
@@ -98,6 +99,7 @@ def coerce(option, value):
         path = Path(str(value))
         if not path.exists():
             raise InputError(path, f"no such file or folder (given to {name})")
+        contents.check_mountable(path.resolve(), f" (given to {name})")
         return path.resolve()
     if option.kind == "signatures":  # SHAPE:DTYPE[;SHAPE:DTYPE...] (one per input; the flag may repeat)
         parts = [",".join(map(str, p)) if isinstance(p, (list, tuple)) else str(p).strip() for p in _repeated(value)]
@@ -107,6 +109,8 @@ def coerce(option, value):
                 raise UsageError(f"{name} wants SHAPE:DTYPE, e.g. 3,4:float32 or b,4:float32 (got '{part}')")
         if not parts:
             raise UsageError(f"{name} wants SHAPE:DTYPE, e.g. 3,4:float32")
+        _check_dims(name, ";".join(parts), [[int(d) if d.isdigit() else d for d in p.replace(" ", "").split(":")[0]
+                                             .split(",") if d] for p in parts])
         return ";".join(p.replace(" ", "") for p in parts)
     if option.kind == "polyshapes":  # '(b, 4)' per input
         parts = []
@@ -127,6 +131,8 @@ def coerce(option, value):
             raise InputError(path, f"no such file (given to {name})")
         if path.suffix != ".py":
             raise InputError(path, f"is not a Python file (.py) (given to {name})")
+        contents.check_mountable(path.resolve(), f" (given to {name})")
+        contents.check_python(path, attr.split(".")[0], name)
         return CodeRef(path.resolve(), attr)
     if option.kind == "json":
         text = value if isinstance(value, str) else json.dumps(value)
@@ -143,6 +149,15 @@ def coerce(option, value):
             raise InputError(path, f"checkpoint prefix does not exist: no {path.name}.index (given to {name})")
         return path.absolute()
     return str(value)
+
+
+def _check_dims(name, value, inputs):
+    """Each input's shape given to option `name` (sizes; a name is a dynamic dimension) is one a model can have."""
+    for i, dims in enumerate(inputs, 1):
+        why = shapes.problem(dims, unknown=())
+        if why:
+            which = f"input {i}" if len(inputs) > 1 else "the input"
+            raise UsageError(f"{name} {value}: {which} {why}")
 
 
 def accepted(chain):
@@ -224,7 +239,7 @@ def validate(chain, given, complete=True):
     if complete:
         for needed, what in required(chain):
             if needed not in result:
-                raise UsageError(f"{what} needs --{needed}")
+                raise MissingOption(f"{what} needs --{needed}")
     return result
 
 

@@ -13,7 +13,8 @@ from pathlib import Path
 from orchestrator import __version__, formats, images, planner, protocol, routes
 from orchestrator import options as opts_mod
 from orchestrator import verify as verification_mod
-from orchestrator.errors import AttemptsFailed, EnvironmentProblem, InputError, OrchestratorError, UsageError
+from orchestrator.errors import AttemptsFailed, EnvironmentProblem, InputError, MissingOption, OrchestratorError
+from orchestrator.errors import UsageError
 from orchestrator.errors import VerificationFailed
 from orchestrator.inputs import Mounted, file_hashes, sha256_file
 from orchestrator.runner import StepRun, run_record, execute
@@ -103,7 +104,10 @@ def plan_job(source, input_path, to=routes.DEFAULT_TARGET, options=None, verify=
     auto = auto_option(options)
     if auto:
         return plan_attempts(source, input_path, to, options, verify, producer, *auto)
-    chain, values = plan(source, to, options, producer=producer)
+    try:
+        chain, values = plan(source, to, options, producer=producer)
+    except MissingOption as exc:  # said of the input it is missing for
+        raise InputError(input_path, str(exc)) from None
     job = Job(source, to, chain, values, formats.check(source, input_path, values), producer,
               preludes=plan_preludes(chain, values))
     if not verify:
@@ -295,6 +299,20 @@ class Outcome:
         return self
 
 
+def input_paths(job):
+    """Every host file and folder the job reads: its input (and the files checked with it), file-valued options."""
+    paths = [job.input.path if job.input.path.exists() else job.input.state.get("file", job.input.path)]
+    paths += list(job.input.files.values())
+    for value in job.values.values():
+        if isinstance(value, Path):
+            paths.append(value)
+        elif isinstance(value, opts_mod.CodeRef):
+            paths.append(value.path)
+        elif isinstance(value, tuple):
+            paths += [v[1] for v in value if isinstance(v, tuple) and len(v) == 2 and isinstance(v[1], Path)]
+    return paths
+
+
 def read_only_roots(first, values):
     """The host paths a job's containers read: the prepared input's mounts and every file-valued option's."""
     return list(first.mounts) + list(opts_mod.mounts(list(values), values)[0])
@@ -366,7 +384,7 @@ def convert(engine, source, input_path, output_dir, to=routes.DEFAULT_TARGET, op
     folders go (a batch's shared one), else inside the staging folder beside OUTPUT_DIR."""
     started = time.monotonic()
     job = plan_job(source, input_path, to, options, verify)
-    with Staging(output_dir, force, work_root) as stage:
+    with Staging(output_dir, force, work_root, inputs=input_paths(job)) as stage:
         input_hashes = job.input.hashes()
         ready = images.ready(engine, job.stacks(), build_missing, build_options, log)
         attempts = None

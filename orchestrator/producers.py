@@ -9,6 +9,8 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from orchestrator import protowire
+
 
 VERSION_RE = re.compile(r"^(\d+)\.(\d+)")
 LIBRARY_NAMES = {"tensorflow": "TensorFlow"}
@@ -100,46 +102,6 @@ META_INFO_TF_VERSION = 5  # MetaInfoDef.tensorflow_version
 PBTXT_VERSION_RE = re.compile(rb'tensorflow_version:\s*"([^"]*)"')
 
 
-def _varint(buf, pos):
-    value = shift = 0
-    while True:
-        if pos >= len(buf) or shift > 63:
-            raise ValueError("truncated varint")
-        byte = buf[pos]
-        pos += 1
-        value |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return value, pos
-        shift += 7
-
-
-def _fields(buf, start, end):
-    """(field number, start, end) of each length-delimited field of the message in buf[start:end]; other wire types
-    are stepped over. Raises ValueError on bytes that are not a protobuf message."""
-    pos = start
-    while pos < end:
-        key, pos = _varint(buf, pos)
-        number, wire = key >> 3, key & 7
-        if wire == 0:
-            _, pos = _varint(buf, pos)
-        elif wire == 1:
-            pos += 8
-        elif wire == 5:
-            pos += 4
-        elif wire == 2:
-            size, pos = _varint(buf, pos)
-            if pos + size > end:
-                raise ValueError("field runs past the message")
-            yield number, pos, pos + size
-            pos += size
-        else:
-            raise ValueError(f"wire type {wire}")
-
-
-def _field(buf, start, end, number):
-    return next(((s, e) for n, s, e in _fields(buf, start, end) if n == number), None)
-
-
 def saved_model(path):
     """The Producer of a SavedModel folder (TensorFlow, with the version its first MetaGraphDef records), or None
     when there is no saved_model.pb/.pbtxt or it cannot be read here. A SavedModel that records no version gets
@@ -154,9 +116,9 @@ def saved_model(path):
         return Producer("tensorflow", found.group(1).decode("utf-8", "replace") if found else "", details)
     try:
         with open(folder / "saved_model.pb", "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as buf:
-            graph = _field(buf, 0, len(buf), SAVED_MODEL_META_GRAPHS)
-            info = graph and _field(buf, graph[0], graph[1], META_GRAPH_INFO)
-            version = info and _field(buf, info[0], info[1], META_INFO_TF_VERSION)
+            graph = protowire.first(buf, SAVED_MODEL_META_GRAPHS)
+            info = graph and protowire.first(buf, META_GRAPH_INFO, *graph)
+            version = info and protowire.first(buf, META_INFO_TF_VERSION, *info)
             text = bytes(buf[version[0]:version[1]]).decode("utf-8", "replace") if version else ""
     except (OSError, ValueError):
         return None  # empty or not a protobuf: the stack loading it says what is wrong, naming the file

@@ -2,14 +2,17 @@
 safe unpacking of model-zoo tarballs, finding pipeline.config and the checkpoint, and early,
 clear rejection of pipelines this route cannot convert."""
 
+import os
 import re
 import tarfile
 from pathlib import Path, PurePosixPath
 
-from orchestrator import protocol
+from orchestrator import contents, protocol, shapes, tfbundle
 from orchestrator.errors import InputError
 
 CONFIG_NAME = "pipeline.config"
+MAX_UNPACK = "4G"  # what a model-zoo tarball may unpack to (ORCHESTRATOR_MAX_UNPACK): more is a decompression bomb
+MAX_CLASSES = 100000
 
 
 def is_tarball(path):
@@ -17,20 +20,56 @@ def is_tarball(path):
     return Path(path).is_file() and (name.endswith((".tar.gz", ".tgz", ".tar")))
 
 
+def max_unpack():
+    from orchestrator.cache import parse_size
+
+    return parse_size(os.environ.get("ORCHESTRATOR_MAX_UNPACK") or MAX_UNPACK)
+
+
+def safe_members(tar, tarball):
+    """The members of an open tarball, refused (InputError) unless every one lands inside the folder it is unpacked
+    in (no absolute paths, no '..'), is a file or a folder (no links, devices or FIFOs), and they unpack to at most
+    max_unpack() bytes (a sparse or highly compressed member is a decompression bomb)."""
+    members, total, limit = tar.getmembers(), 0, max_unpack()
+    for m in members:
+        p = PurePosixPath(m.name)
+        if p.is_absolute() or ".." in p.parts:
+            raise InputError(tarball, f"member '{m.name}' would land outside the folder it is unpacked in")
+        if not (m.isfile() or m.isdir()):
+            raise InputError(tarball, f"member '{m.name}' is a link or special file; only files and "
+                                      "folders are accepted")
+        total += m.size
+        if total > limit:
+            raise InputError(tarball, f"unpacks to more than {limit / 1e9:.1f} GB (member '{m.name}' alone "
+                                      f"{m.size / 1e9:.1f} GB{', a sparse file' if m.issparse() else ''}): a "
+                                      "decompression bomb? (ORCHESTRATOR_MAX_UNPACK raises the limit)")
+    while tar.fileobj.read(1 << 20):  # to the end of the compressed stream: its checksum and length are checked
+        pass
+    return members
+
+
+def unreadable(tarball, exc):
+    """The InputError of a tarball that tarfile or its decompressor cannot read through."""
+    said = contents.first_line(exc).rstrip(":")
+    if isinstance(exc, tarfile.ReadError) and "opened successfully" in said:
+        said = "neither a tar archive nor a compressed one"
+    return InputError(tarball, f"is not a readable tarball: truncated or corrupt ({said})")
+
+
+def _open_tar(tarball):
+    try:
+        return tarfile.open(tarball)
+    except (tarfile.TarError, EOFError, OSError) as exc:
+        raise unreadable(tarball, exc) from None
+
+
 def safe_extract(tarball, dest):
     """Unpack a tarball into dest; every member must land inside dest (no absolute paths, no '..',
-    no links, devices or FIFOs). Checked before anything is written."""
+    no links, devices or FIFOs), within the size limit. Checked before anything is written."""
     tarball, dest = Path(tarball), Path(dest)
     try:
-        with tarfile.open(tarball) as tar:
-            members = tar.getmembers()
-            for m in members:
-                p = PurePosixPath(m.name)
-                if p.is_absolute() or ".." in p.parts:
-                    raise InputError(tarball, f"member '{m.name}' would land outside the folder it is unpacked in")
-                if not (m.isfile() or m.isdir()):
-                    raise InputError(tarball, f"member '{m.name}' is a link or special file; only files and "
-                                              "folders are accepted")
+        with _open_tar(tarball) as tar:
+            members = safe_members(tar, tarball)
             dest.mkdir(parents=True, exist_ok=True)
             for m in members:
                 target = dest / m.name
@@ -47,8 +86,59 @@ def safe_extract(tarball, dest):
     except (tarfile.TarError, EOFError, OSError) as exc:
         if isinstance(exc, InputError):
             raise
-        raise InputError(tarball, f"not a readable tarball ({exc})") from exc
+        raise unreadable(tarball, exc) from None
     return dest
+
+
+def _latest(indexes):
+    """The checkpoint index of the highest step (model.ckpt-1234.index), as TF's latest_checkpoint picks it."""
+    def step(p):
+        m = re.search(r"-(\d+)\.index$", p.name)
+        return int(m.group(1)) if m else -1
+    return sorted(indexes, key=lambda p: (step(p), str(p)))[-1]
+
+
+def check(src, values):
+    """Check an SSD input before anything runs: its tarball's members (without unpacking it), or the folder's
+    tree; then pipeline.config and the checkpoint (index and data shards)."""
+    src = Path(src)
+    if not is_tarball(src):
+        contents.check_tree(src)
+        config, prefix = find_model(src, values.get("checkpoint"), values.get("pipeline_config"))
+        check_config(config)
+        tfbundle.check(prefix)
+        return
+    with _open_tar(src) as tar:
+        try:
+            members = {PurePosixPath(m.name): m for m in safe_members(tar, src) if m.isfile()}
+            if values.get("pipeline_config") is not None:
+                check_config(values["pipeline_config"])
+            else:
+                found = sorted(p for p in members if p.name == CONFIG_NAME)
+                if len(found) != 1:
+                    raise InputError(src, f"holds {'no' if not found else 'several'} {CONFIG_NAME} (give one with "
+                                          "--pipeline_config)")
+                text = tar.extractfile(members[found[0]]).read(1 << 20)
+                config_facts(text.decode("utf-8", "replace"), f"{src} ({found[0]})")
+            if values.get("checkpoint") is not None:
+                tfbundle.check(values["checkpoint"])
+                return
+            indexes = [p for p in members if p.name.endswith(".index")]
+            if not indexes:
+                raise InputError(src, "holds no checkpoint (*.index); give one with --checkpoint")
+            index = _latest(indexes)
+            try:
+                found = tfbundle.shard_ends(tar.extractfile(members[index]).read())
+            except tfbundle.Unreadable as exc:
+                raise InputError(src, f"{index}: {tfbundle.unreadable(exc)}") from None
+            for i, end in enumerate(found[1] if found else ()):
+                data = index.parent / tfbundle.data_name(index.name[:-len(".index")], i, found[0])
+                why = tfbundle.shard_problem(members[data].size if data in members else None, end, i, found[0],
+                                             index.name)
+                if why:
+                    raise InputError(src, f"{data} {why}")
+        except (tarfile.TarError, EOFError, OSError) as exc:
+            raise unreadable(src, exc) from None
 
 
 def _single(paths, what, where):
@@ -79,13 +169,7 @@ def find_model(folder, checkpoint=None, pipeline_config=None):
             hint = " (frozen_inference_graph.pb cannot be used for TFLite)" if list(folder.rglob(
                 "frozen_inference_graph.pb")) else ""
             raise InputError(folder, f"no checkpoint (*.index) found{hint}; give one with --checkpoint")
-        if len(indexes) > 1:
-            # model.ckpt-1234.index: the highest step wins, as TF's own latest_checkpoint would do
-            def step(p):
-                m = re.search(r"-(\d+)\.index$", p.name)
-                return int(m.group(1)) if m else -1
-            indexes.sort(key=step)
-        prefix = indexes[-1].with_suffix("")
+        prefix = _latest(indexes).with_suffix("")
     if not list(prefix.parent.glob(prefix.name + ".data-*")):
         raise InputError(prefix, "checkpoint has an .index but no .data-* shards")
     return config, prefix
@@ -110,7 +194,26 @@ def check_config(config):
     try:
         text = config.read_text()
     except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(config, f"cannot read ({exc})") from exc
+        raise InputError(config, f"cannot read ({contents.first_line(exc)})") from None
+    return config_facts(text, config)
+
+
+def _balanced(text):
+    """Whether the braces of a protobuf text file close, strings and comments aside."""
+    depth = 0
+    for brace in re.sub(r'"(\\.|[^"\\\n])*"|\'(\\.|[^\'\\\n])*\'|#[^\n]*', "", text):
+        depth += {"{": 1, "}": -1}.get(brace, 0)
+        if depth < 0:
+            return False
+    return depth == 0
+
+
+def config_facts(text, config):
+    """check_config on the text of a pipeline.config (`config`: how to name it)."""
+    if not text.strip():
+        raise InputError(config, "is empty")
+    if not _balanced(text):
+        raise InputError(config, "is truncated or corrupt: its braces do not balance")
     text_nc = re.sub(r"#[^\n]*", "", text)
     model = _block(text_nc, "model")
     if model is None:
@@ -133,8 +236,15 @@ def check_config(config):
         raise InputError(config, "fixed_shape_resizer without height and width")
     classes = re.search(r"num_classes\s*:\s*(\d+)", model)
     rewriter = _block(text_nc, "graph_rewriter") or ""
-    return {"height": int(h.group(1)), "width": int(w.group(1)),
-            "num_classes": int(classes.group(1)) if classes else None,
+    height, width = int(h.group(1)), int(w.group(1))
+    why = shapes.problem([1, height, width, 3], unknown=())
+    if why:
+        raise InputError(config, f"fixed_shape_resizer {{ height: {height} width: {width} }}: the input "
+                                 f"{shapes.describe([1, height, width, 3])} {why}")
+    if classes and int(classes.group(1)) > MAX_CLASSES:
+        raise InputError(config, f"num_classes: {classes.group(1)} is more than any detector has (at most "
+                                 f"{MAX_CLASSES} here)")
+    return {"height": height, "width": width, "num_classes": int(classes.group(1)) if classes else None,
             "quantized": "quantization" in rewriter}
 
 

@@ -1,6 +1,7 @@
 """Atomic output: everything is written into a staging folder beside OUTPUT_DIR and moved into place only when
 complete. A failure at any point leaves no half-written OUTPUT_DIR (an old one stays untouched until the commit)."""
 
+import os
 import shutil
 import uuid
 from pathlib import Path
@@ -8,16 +9,48 @@ from pathlib import Path
 from orchestrator.errors import UsageError
 
 
+def check_place(out, inputs):
+    """Refuse an OUTPUT_DIR that cannot be written as a whole beside itself, before anything is made: one under a
+    file, one in a read-only folder, one that is an input, lies in an input folder or holds an input."""
+    try:
+        str(out).encode("utf-8")
+    except UnicodeEncodeError:
+        raise UsageError(f"{out}: its name holds bytes that are not UTF-8, which the Docker engine cannot mount: "
+                         "choose another OUTPUT_DIR") from None
+    existing = out.parent
+    while not os.path.lexists(existing):
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UsageError(f"{out}: cannot be made: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        read_only = hasattr(os, "statvfs") and os.statvfs(existing).f_flag & getattr(os, "ST_RDONLY", 1)
+        raise UsageError(f"{out}: cannot write there: {existing} is "
+                         f"{'on a read-only file system' if read_only else 'not writable'}")
+    real = out.resolve()
+    for given in inputs:
+        path = Path(given).resolve()
+        if real == path:
+            raise UsageError(f"{out}: is the input {given}; choose another OUTPUT_DIR")
+        if path in real.parents:
+            raise UsageError(f"{out}: lies inside the input {given}; choose an OUTPUT_DIR outside it")
+        if real in path.parents:
+            raise UsageError(f"{out}: holds the input {given}; replacing it would delete the input: choose "
+                             "another OUTPUT_DIR")
+
+
 class Staging:
     """`with Staging(output_dir, force) as stage:` write into `stage.path`, then `stage.commit()`; leaving the block
     without a commit removes the staging folder."""
 
-    def __init__(self, output_dir, force=False, work_root=None):
+    def __init__(self, output_dir, force=False, work_root=None, inputs=()):
+        """`inputs`: the host files and folders the conversion reads; OUTPUT_DIR may be none of them, lie in none
+        of them, nor hold one (replacing it would delete the input)."""
         self.out = Path(output_dir).absolute()
         if self.out.exists() and not self.out.is_dir():
             raise UsageError(f"{self.out}: exists and is not a folder")
         if self.out.is_dir() and any(self.out.iterdir()) and not force:
             raise UsageError(f"{self.out}: exists and is not empty; pass --force to replace it")
+        check_place(self.out, inputs)
         self.path = self.out.parent / f".{self.out.name}.partial-{uuid.uuid4().hex[:8]}"
         self.committed = False
         # a batch's jobs share one work root, so that its warm workers (orchestrator/workers.py) see every job's

@@ -11,10 +11,33 @@ CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 REPO = Path(__file__).resolve().parents[2]
 
 
+def engine_or_skip():
+    """The Docker engine the tests use; without one, skip (under CI=true: fail, never skip)."""
+    import pytest
+
+    from orchestrator.engine import Engine
+    from orchestrator.errors import EnvironmentProblem
+
+    eng = Engine()
+    try:
+        eng.info()
+    except EnvironmentProblem as exc:
+        if CI:
+            pytest.fail(f"CI=true but {exc}")
+        pytest.skip(str(exc))
+    return eng
+
+
+def cli_env(**extra):
+    """The environment the CLI runs in: this checkout's orchestrator first, whatever the working folder."""
+    path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)
+    return {**os.environ, "PYTHONPATH": path, **extra}
+
+
 def cli(*args, timeout=1800, **kw):
     """Run the orchestrator CLI as a user would; return the CompletedProcess (text)."""
     return subprocess.run([sys.executable, "-m", "orchestrator", *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout, cwd=kw.pop("cwd", None), **kw)
+                          timeout=timeout, cwd=kw.pop("cwd", None), env=kw.pop("env", None) or cli_env(), **kw)
 
 
 def make_samples(root, fmt, kinds):

@@ -9,22 +9,12 @@ import pytest
 
 os.environ["ORCHESTRATOR_NO_CACHE"] = "1"
 
-from clihelp import CI, cli, make_samples
+from clihelp import cli, engine_or_skip, make_samples
 
 
 @pytest.fixture(scope="session")
 def engine():
-    from orchestrator.engine import Engine
-    from orchestrator.errors import EnvironmentProblem
-
-    eng = Engine()
-    try:
-        eng.info()
-    except EnvironmentProblem as exc:
-        if CI:
-            pytest.fail(f"CI=true but {exc}")
-        pytest.skip(str(exc))
-    return eng
+    return engine_or_skip()
 
 
 @pytest.fixture(scope="session")

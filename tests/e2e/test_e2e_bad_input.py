@@ -19,15 +19,26 @@ def assert_clean_failure(proc, tmp_path, code, *fragments):
     assert leftovers == []
 
 
-# host-only refusals (missing file, random bytes, URLs, missing options): tests/unit/test_cli.py
+# host-only refusals (missing file, random bytes, URLs, missing options): tests/unit/test_cli.py; every
+# format's bad inputs: tests/robustness
 
 
-def test_truncated_h5_is_rejected_by_the_stack(samples, tmp_path):
+def test_truncated_h5_is_refused_on_the_host(samples, tmp_path):
     good = (samples[("keras", "cnn")] / "model.h5").read_bytes()
     bad = tmp_path / "truncated.h5"
     bad.write_bytes(good[: len(good) // 3])
     proc = cli("convert", "keras", bad, tmp_path / "out")
-    assert_clean_failure(proc, tmp_path, 2, str(bad), "cannot load as a Keras model")
+    assert_clean_failure(proc, tmp_path, 2, str(bad), "is not a readable HDF5 file: truncated or corrupt")
+
+
+def test_odd_names_convert(samples, tmp_path):
+    """A leading dash, quotes, a newline, a colon, shell syntax: names are data, never parsed (a name that is not UTF-8
+    cannot reach the Docker engine and is refused: tests/robustness)."""
+    name = "-my 'mo\ndel' \"v2\" $(id):x.h5"
+    (tmp_path / name).write_bytes((samples[("keras", "cnn")] / "model.h5").read_bytes())
+    proc = cli("convert", "keras", name, "out 'a' b", "--no-verify", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (tmp_path / "out 'a' b" / "model.tflite").is_file()
 
 
 def test_wrong_from(samples, tmp_path):

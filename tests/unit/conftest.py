@@ -5,11 +5,11 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from fakes import FakeEngine  # noqa: E402
+from fakes import KERAS_H5, FakeEngine  # noqa: E402
 
 from orchestrator import images  # noqa: E402
 
-H5 = b"\x89HDF\r\n\x1a\n" + b"\x00" * 64
+H5 = KERAS_H5
 
 
 @pytest.fixture

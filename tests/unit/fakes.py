@@ -1,11 +1,78 @@
 """A fake engine for orchestration tests: records container specs and plays scripted step behaviour."""
 
 import contextlib
+import io
 import json
 import re
 import threading
 import time
 from pathlib import Path
+
+
+def keras_h5(config=None):
+    """The bytes of a small HDF5 file holding a Keras model config (a Dense model on 4 inputs), written by h5py: what
+    the host reads of a Keras .h5 (no keras_version: the file does not say who saved it)."""
+    import h5py
+
+    config = config or {"class_name": "Sequential", "config": {"name": "seq", "layers": [
+        {"class_name": "InputLayer", "config": {"batch_input_shape": [None, 4], "dtype": "float32", "name": "x"}},
+        {"class_name": "Dense", "config": {"name": "dense", "units": 3}}]}}
+    buf = io.BytesIO()
+    with h5py.File(buf, "w") as f:
+        f.attrs["model_config"] = json.dumps(config)
+    return buf.getvalue()
+
+
+KERAS_H5 = keras_h5()
+# a TF.js layers model's modelTopology: one Dense layer on 4 inputs
+LAYERS_TOPOLOGY = {"model_config": {"class_name": "Sequential", "config": {"layers": [
+    {"class_name": "Dense", "config": {"name": "dense", "units": 3, "batch_input_shape": [None, 4]}}]}}}
+
+
+def varint(n):
+    out = b""
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out += bytes([byte | (0x80 if n else 0)])
+        if not n:
+            return out
+
+
+def field(number, payload):
+    """A length-delimited protobuf field; an int payload is a varint field."""
+    if isinstance(payload, int):
+        return varint(number << 3) + varint(payload)
+    return varint(number << 3 | 2) + varint(len(payload)) + payload
+
+
+# a SavedModel: schema version, one MetaGraphDef holding a GraphDef of one Const node
+SAVED_MODEL_PB = field(1, 1) + field(2, field(2, field(1, field(1, b"c") + field(2, b"Const"))))
+
+
+def _table_block(entries):
+    """A LevelDB table block (no shared key prefixes, one restart point), with its trailer."""
+    body = b"".join(varint(0) + varint(len(k)) + varint(len(v)) + k + v for k, v in entries)
+    return body + (0).to_bytes(4, "little") + (1).to_bytes(4, "little"), b"\0" + bytes(4)
+
+
+def tf_checkpoint(prefix, sizes=(16, 8)):
+    """PREFIX.index and PREFIX.data-00000-of-00001 as TensorFlow writes a checkpoint of tensors of `sizes` bytes."""
+    entries, offset = [(b"", field(1, 1) + field(3, field(1, 1)))], 0
+    for i, size in enumerate(sizes):
+        entries.append((f"t{i}".encode(), field(1, 1) + field(3, 0) + field(4, offset) + field(5, size)))
+        offset += size
+    out, handles = b"", []
+    for block in (entries, [], None):
+        if block is None:  # the index block: one entry pointing at the data block
+            block = [(b"t~", varint(handles[0][0]) + varint(handles[0][1]))]
+        body, trailer = _table_block(block)
+        handles.append((len(out), len(body)))
+        out += body + trailer
+    footer = b"".join(varint(o) + varint(n) for o, n in handles[1:])
+    Path(prefix).parent.mkdir(parents=True, exist_ok=True)
+    out += footer + bytes(40 - len(footer)) + (0xDB4775248B80FB57).to_bytes(8, "little")
+    Path(f"{prefix}.index").write_bytes(out)
+    Path(f"{prefix}.data-00000-of-00001").write_bytes(bytes(offset))
 
 from orchestrator.engine import ContainerSpec, Mount, RunResult
 
@@ -162,7 +229,7 @@ def ok_step(spec, out):
         (out / "model.tflite").write_bytes(b"\x00\x00\x00\x00TFL3fake")
         files = ["model.tflite"]
     elif script == "tfjs_convert.py" and arg(spec, "--to") == "keras":
-        (out / "model.h5").write_bytes(b"\x89HDF\r\n\x1a\n")
+        (out / "model.h5").write_bytes(KERAS_H5)
         files = ["model.h5"]
     elif script in ("run_model.py", "run_tfjs.js", "run_ssd_graph.py"):
         (out / "outputs.npz").write_bytes(b"fake")

@@ -1,4 +1,5 @@
 import pytest
+from fakes import LAYERS_TOPOLOGY, SAVED_MODEL_PB
 
 from orchestrator import formats, options, planner
 from orchestrator.errors import InputError, UsageError
@@ -100,6 +101,9 @@ def test_saved_model_folder_checks(tmp_path):
     with pytest.raises(InputError, match="no saved_model.pb"):
         formats.check_input("tf_saved_model", tmp_path)
     (tmp_path / "saved_model.pb").write_bytes(b"x")
+    with pytest.raises(InputError, match="saved_model.pb: is not a SavedModel: truncated or corrupt"):
+        formats.check_input("tf_saved_model", tmp_path)
+    (tmp_path / "saved_model.pb").write_bytes(SAVED_MODEL_PB)
     assert formats.check_input("tf_saved_model", tmp_path)
     with pytest.raises(InputError, match="keras_metadata.pb"):
         formats.check_input("keras_saved_model", tmp_path)
@@ -129,7 +133,7 @@ def _tfjs(tmp_path, paths=("group1-shard1of1.bin",), size=16, weights=None):
 
     weights = weights or [{"name": "w", "shape": [2, 2], "dtype": "float32"}]
     (tmp_path / "model.json").write_text(json.dumps({
-        "format": "layers-model", "modelTopology": {},
+        "format": "layers-model", "modelTopology": LAYERS_TOPOLOGY,
         "weightsManifest": [{"paths": list(paths), "weights": weights}]}))
     for p in paths:
         if "/" not in p:

@@ -7,6 +7,8 @@ import zipfile
 import h5py
 import pytest
 
+from fakes import LAYERS_TOPOLOGY, field
+
 from orchestrator import producers
 
 
@@ -64,7 +66,9 @@ from orchestrator.errors import InputError, UsageError  # noqa: E402
 
 
 def keras_h5(path, version):
-    return h5(path, keras_version=version, backend="tensorflow")
+    return h5(path, keras_version=version, backend="tensorflow", model_config=json.dumps(
+        {"class_name": "Sequential", "config": {"layers": [{"class_name": "InputLayer",
+                                                            "config": {"batch_input_shape": [None, 4]}}]}}))
 
 
 @pytest.mark.parametrize("version, stack", [("2.15.0", "tf2"), ("2.21.0", "keras3"), ("3.15.1", "keras3"),
@@ -114,27 +118,15 @@ def test_keras3_files_reach_tfjs_graph_models_through_a_saved_model():
 
 
 # -- SavedModels: the TensorFlow version in saved_model.pb's MetaInfoDef ----------------------------------------
-def _varint(n):
-    out = b""
-    while True:
-        byte, n = n & 0x7F, n >> 7
-        out += bytes([byte | (0x80 if n else 0)])
-        if not n:
-            return out
-
-
-def _field(number, payload):
-    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
-
-
 def saved_model_dir(path, version=None, extra=b""):
     """A saved_model.pb as TF writes it: schema version (varint field 1), then a MetaGraphDef whose MetaInfoDef
     holds a stripped op list and tags before tensorflow_version (field 5)."""
-    info = _field(1, b"") + _field(2, b"\x0a\x05Const") + _field(4, b"serve") + extra
+    info = field(1, b"") + field(2, b"\x0a\x05Const") + field(4, b"serve") + extra
     if version is not None:
-        info += _field(5, version.encode()) + _field(6, b"v2.21.0-rc1-g123")
+        info += field(5, version.encode()) + field(6, b"v2.21.0-rc1-g123")
     path.mkdir()
-    (path / "saved_model.pb").write_bytes(b"\x08\x01" + _field(2, _field(1, info) + _field(2, b"\x0a\x00")))
+    node = field(1, b"x") + field(2, b"Const")
+    (path / "saved_model.pb").write_bytes(b"\x08\x01" + field(2, field(1, info) + field(2, field(1, node))))
     return path
 
 
@@ -188,7 +180,7 @@ def test_a_saved_model_recording_no_version_goes_to_the_newest_stack(tmp_path):
 # -- a model given as an option (--base_model) that the step taking it cannot read ----------------------------
 def tfjs_head(folder):
     folder.mkdir()
-    (folder / "model.json").write_text(json.dumps({"format": "layers-model", "modelTopology": {},
+    (folder / "model.json").write_text(json.dumps({"format": "layers-model", "modelTopology": LAYERS_TOPOLOGY,
                                                    "weightsManifest": []}))
     return folder / "model.json"
 

@@ -3,7 +3,7 @@ import os
 
 import pytest
 
-from fakes import FakeEngine, exit_with, failing_compare
+from fakes import LAYERS_TOPOLOGY, FakeEngine, exit_with, failing_compare
 from orchestrator import pipeline, runner
 from orchestrator.errors import InputError, StepFailed, StepRejectedInput, UsageError, VerificationFailed
 
@@ -141,7 +141,7 @@ def _layers_model(folder, weights_folder):
     folder.mkdir()
     weights_folder.mkdir(exist_ok=True)
     (folder / "model.json").write_text(json.dumps({
-        "format": "layers-model", "modelTopology": {},
+        "format": "layers-model", "modelTopology": LAYERS_TOPOLOGY,
         "weightsManifest": [{"paths": ["group1-shard1of1.bin"], "weights": [{"name": "w", "shape": [2],
                                                                               "dtype": "float32"}]}]}))
     (weights_folder / "group1-shard1of1.bin").write_bytes(b"\0" * 8)

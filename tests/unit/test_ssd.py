@@ -2,6 +2,7 @@ import io
 import tarfile
 
 import pytest
+from fakes import tf_checkpoint
 
 from orchestrator import ssd
 from orchestrator.errors import InputError
@@ -22,8 +23,7 @@ def model_dir(tmp_path, config=CONFIG, ckpts=("model.ckpt",)):
     d.mkdir()
     (d / "pipeline.config").write_text(config)
     for c in ckpts:
-        (d / f"{c}.index").write_bytes(b"i")
-        (d / f"{c}.data-00000-of-00001").write_bytes(b"d")
+        tf_checkpoint(d / c)
     return d
 
 

@@ -2,8 +2,10 @@
 
 import json
 import pickle
+import zipfile
 
 import pytest
+from fakes import field
 
 from orchestrator import formats, machine, options, planner
 from orchestrator import verify as verification
@@ -74,9 +76,25 @@ def _write(path, data):
     return path
 
 
-def test_pytorch_input_checks_read_only_the_first_bytes(tmp_path):
-    zipped = _write(tmp_path / "m.pt", b"PK\x03\x04rest")
+def test_pytorch_input_checks(tmp_path):
+    zipped = tmp_path / "m.pt"
+    with zipfile.ZipFile(zipped, "w") as z:
+        z.writestr("m/data.pkl", pickle.dumps({"a": 1}))
+        z.writestr("m/data/0", bytes(8))
     assert formats.check_input("pytorch", zipped) == zipped.resolve()
+    with pytest.raises(InputError, match="cut.pt: is not a readable zip archive: truncated or corrupt"):
+        formats.check_input("pytorch", _write(tmp_path / "cut.pt", zipped.read_bytes()[:-1]))
+    keras = tmp_path / "k.pt"
+    with zipfile.ZipFile(keras, "w") as z:
+        z.writestr("config.json", "{}")
+        z.writestr("model.weights.h5", b"")
+    with pytest.raises(InputError, match=r"k.pt: is a Keras .keras archive, not a PyTorch model"):
+        formats.check_input("pytorch", keras)
+    other = tmp_path / "o.pt"
+    with zipfile.ZipFile(other, "w") as z:
+        z.writestr("notes.txt", "hello")
+    with pytest.raises(InputError, match=r"o.pt: is a zip archive but not a PyTorch file"):
+        formats.check_input("pytorch", other)
     legacy = _write(tmp_path / "old.pt", pickle.dumps({"a": 1}, protocol=2))
     assert formats.check_input("pytorch", legacy) == legacy.resolve()
     with pytest.raises(InputError, match="is an HDF5 .Keras. file"):
@@ -88,8 +106,13 @@ def test_pytorch_input_checks_read_only_the_first_bytes(tmp_path):
 
 
 def test_onnx_and_darknet_input_checks(tmp_path):
-    good = _write(tmp_path / "m.onnx", b"\x08\x07\x12\x07pytorch")
+    good = _write(tmp_path / "m.onnx", field(1, 7) + field(2, b"pytorch") + field(7, field(2, b"g")))
     assert formats.check_input("onnx", good) == good.resolve()
+    with pytest.raises(InputError, match="cut.onnx: is not an ONNX model: truncated or corrupt"):
+        formats.check_input("onnx", _write(tmp_path / "cut.onnx", good.read_bytes()[:-1]))
+    with pytest.raises(InputError, match="nograph.onnx: is not an ONNX model: truncated or corrupt .the ModelProto "
+                                         "has no field 7"):
+        formats.check_input("onnx", _write(tmp_path / "nograph.onnx", b"\x08\x07\x12\x07pytorch"))
     with pytest.raises(InputError, match="is a PyTorch/zip file"):
         formats.check_input("onnx", _write(tmp_path / "z.onnx", b"PK\x03\x04"))
     with pytest.raises(InputError, match="no ModelProto"):
