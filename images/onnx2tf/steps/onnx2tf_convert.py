@@ -29,6 +29,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 
 import numpy as np
 
@@ -220,7 +221,7 @@ def main():
     p.add_argument("--plan", help="the verification's input plan (JSON): attempts are judged on the same inputs")
     args = p.parse_args()
 
-    work = "/tmp/onnx2tf"
+    work = os.path.join(tempfile.gettempdir(), "onnx2tf")  # the step's own scratch (in a warm worker, per step)
     os.makedirs(work, exist_ok=True)
     np.save(os.path.join(work, SAMPLE_NAME),
             np.random.default_rng(0).uniform(0.0, 1.0, (20, 128, 128, 3)).astype(np.float32))
