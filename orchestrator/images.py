@@ -294,6 +294,7 @@ def _prepare_context(stack, opts, tmp):
         (build / "ca.crt").write_text("")
     if stack.recipe:
         shutil.copyfile(stack.dockerfile, ctx / "Dockerfile")
+        (ctx / "site-packages").mkdir(exist_ok=True)  # the recipe lays the stack's site-packages/ (if any) over
     (build / "shared").mkdir()
     for f in stack.shared_files():
         shutil.copyfile(f, build / "shared" / f.name)
@@ -363,7 +364,8 @@ def build_stack(engine, stack, opts=None, force=False, log=print):
             raise EnvironmentProblem(f"base image {base} is missing; run `orchestrator images base --suite {stack.base}`")
         build_base(engine, stack.base, mirror=opts.mirror, from_registry=opts.from_registry, log=log)
         base_info = engine.image(base)
-    args = dict(build_args(opts, stack.dockerfile.read_text()), BASE_IMAGE=base)
+    # CONTENT_HASH labels the build stage, which is removed once the image is built (remove_build_stages)
+    args = dict(build_args(opts, stack.dockerfile.read_text()), BASE_IMAGE=base, CONTENT_HASH=stack.content_hash())
     if stack.smoke_test:
         args["SMOKE_TEST"] = stack.smoke_test
     log(f"building {tag} from {stack.path} (base {base})")
@@ -385,7 +387,19 @@ def build_stack(engine, stack, opts=None, force=False, log=print):
         progress.close()
     where = f"; log: {progress.path}" if progress is not None else ""
     log(f"{tag} built in {time.monotonic() - started:.0f} s ({image_id[:19]}){where}")
+    remove_build_stages(engine, stack, log)
     return tag, image_id
+
+
+def remove_build_stages(engine, stack, log=print):
+    """Remove what a build of the stack's current content leaves untagged: its build stage (labelled with the
+    content hash by the Dockerfile; it holds the installed packages a second time) and an earlier image of the same
+    tag that a forced rebuild replaced. Images of other stacks, other content and tagged images stay."""
+    removed = engine.prune_images({f"{LABEL}.content-hash": stack.content_hash()})
+    if removed["images"]:
+        log(f"{stack.name}: removed its build stage ({removed['images']} untagged images, "
+            f"{removed['bytes'] / 1e6:.0f} MB)")
+    return removed
 
 
 def ensure_image(engine, stack, build_if_missing=True, opts=None, log=print):
@@ -430,6 +444,18 @@ def list_images(engine, root=None):
             rows.append({"stack": f"(base {suite})", "tag": base_ref(suite), "id": info["id"][7:19],
                          "size_mb": round(info["size"] / 1e6), "built": True})
     return rows
+
+
+def image_totals(engine, root=None):
+    """The built stack images' bytes: `nominal`, the sum of their sizes (what `images list` shows per image, the
+    shared base and runtime layers counted in each), and `on_disk`, each layer counted once."""
+    nominal, layers = 0, {}
+    for stack in discover_stacks(root).values():
+        info = engine.image(stack.tag())
+        if info:
+            nominal += info["size"]
+            layers.update(engine.layers(stack.tag()))
+    return {"nominal": nominal, "on_disk": sum(layers.values())}
 
 
 class Progress:

@@ -140,6 +140,35 @@ def test_list_images_marks_built_and_missing(stack_root):
     assert images.list_images(engine, stack_root)[0]["built"] is True
 
 
+def test_a_build_removes_its_build_stage_and_the_image_its_tag_replaced(stack_root):
+    stack = images.discover_stacks(stack_root)["tf2"]
+    other = {"id": "sha256:other", "tags": [], "size": 5, "labels": {"org.orchestrator.stage": "build",
+                                                                    "org.orchestrator.content-hash": "another"}}
+    engine = FakeEngine(images={images.base_ref("bookworm"): {"id": "sha256:base"}, "<another stack's stage>": other})
+    said = []
+    tag, first = images.build_stack(engine, stack, images.BuildOptions(), log=said.append)
+    assert engine.builds[0]["buildargs"]["CONTENT_HASH"] == stack.content_hash()
+    assert not [ref for ref in engine.images if ref.startswith("<build stage")]  # the labelled stage is gone
+    assert "<another stack's stage>" in engine.images  # other content's stages stay
+    assert any("tf2: removed its build stage (1 untagged images, 0 MB)" in line for line in said)
+    _, second = images.build_stack(engine, stack, images.BuildOptions(), force=True, log=said.append)
+    assert second != first and engine.image(tag)["id"] == second
+    assert not [ref for ref, info in engine.images.items() if info.get("id") == first]  # the replaced image too
+    assert set(engine.images) == {images.base_ref("bookworm"), "<another stack's stage>", tag}
+
+
+def test_image_totals_count_shared_layers_once(stack_root):
+    shutil.copytree(stack_root / "tf2", stack_root / "keras3")
+    stacks = images.discover_stacks(stack_root)
+    engine = FakeEngine(images={
+        stacks["tf2"].tag(): {"id": "sha256:a", "size": 600, "layers": [("base", 100), ("runtime", 200), ("a", 300)]},
+        stacks["keras3"].tag(): {"id": "sha256:b", "size": 700, "layers": [("base", 100), ("runtime", 200),
+                                                                          ("b", 400)]}})
+    assert images.image_totals(engine, stack_root) == {"nominal": 1300, "on_disk": 1000}
+    del engine.images[stacks["keras3"].tag()]  # not built: not counted
+    assert images.image_totals(engine, stack_root) == {"nominal": 600, "on_disk": 600}
+
+
 def test_stack_description_is_validated(tmp_path):
     bad = tmp_path / "images" / "odd"
     bad.mkdir(parents=True)
