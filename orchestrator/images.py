@@ -2,6 +2,7 @@
 builds behind proxies and private indexes, listing, and moving the set to an air-gapped host."""
 
 import datetime
+import fnmatch
 import gzip
 import hashlib
 import json
@@ -193,6 +194,7 @@ def build_base(engine, suite="bookworm", mirror=None, from_registry=False, force
             for p in (rootfs / sub).glob("*"):
                 if p.is_file():
                     p.unlink()
+        slim_rootfs(rootfs)
         (rootfs / "etc/apt/sources.list").write_text(f"deb {mirror} {suite} main\n")
         tarball = Path(tmp) / "rootfs.tar"
         with tarfile.open(tarball, "w") as tar:
@@ -205,6 +207,40 @@ def build_base(engine, suite="bookworm", mirror=None, from_registry=False, force
         image_id = engine.import_rootfs(tarball, BASE_REPO, suite, changes)
     log(f"{ref} built ({image_id[:19]}; mirror {mirror}, {date})")
     return image_id
+
+
+# what a base image and every package installed on it leave out (dpkg path-exclude, as Debian's slim images do):
+# documentation but the copyright files, manual pages, info pages, translations; no step reads them
+DPKG_EXCLUDE = ("usr/share/doc/*", "usr/share/man/*", "usr/share/info/*", "usr/share/locale/*", "usr/share/lintian/*")
+DPKG_INCLUDE = ("usr/share/doc/*/copyright", "usr/share/locale/locale.alias")
+# apt keeps neither downloaded packages nor its package caches (the same settings as Debian's official images)
+APT_CLEAN = ('DPkg::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb '
+             '/var/cache/apt/*.bin || true"; };\n'
+             'APT::Update::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb '
+             '/var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin || true"; };\n'
+             'Dir::Cache::pkgcache "";\nDir::Cache::srcpkgcache "";\n')
+
+
+def slim_rootfs(rootfs):
+    """Configure dpkg and apt in a debootstrapped root filesystem to keep no documentation, translations or
+    package caches, and remove those debootstrap installed."""
+    rootfs = Path(rootfs)
+    lines = [f"path-exclude=/{p}" for p in DPKG_EXCLUDE] + [f"path-include=/{p}" for p in DPKG_INCLUDE]
+    (rootfs / "etc/dpkg/dpkg.cfg.d").mkdir(parents=True, exist_ok=True)
+    (rootfs / "etc/dpkg/dpkg.cfg.d/orchestrator-slim").write_text(
+        "# orchestrator images: no documentation (but copyright files), manual pages or translations\n"
+        + "\n".join(lines) + "\n")
+    (rootfs / "etc/apt/apt.conf.d").mkdir(parents=True, exist_ok=True)
+    (rootfs / "etc/apt/apt.conf.d/docker-clean").write_text(APT_CLEAN)
+    for top in sorted({p.split("/*")[0] for p in DPKG_EXCLUDE}):
+        for path in sorted((rootfs / top).rglob("*"), reverse=True):  # a folder after what it holds
+            if path.is_dir() and not path.is_symlink():
+                if not any(path.iterdir()):
+                    path.rmdir()
+            elif not any(fnmatch.fnmatch(path.relative_to(rootfs).as_posix(), p) for p in DPKG_INCLUDE):
+                path.unlink()
+    for path in (rootfs / "var/cache/apt").glob("*.bin"):
+        path.unlink()
 
 
 def _base_from_registry(engine, suite, ref, log):

@@ -169,6 +169,25 @@ def test_image_totals_count_shared_layers_once(stack_root):
     assert images.image_totals(engine, stack_root) == {"nominal": 600, "on_disk": 600}
 
 
+def test_a_debootstrapped_base_keeps_no_docs_translations_or_apt_caches(tmp_path):
+    root = tmp_path / "rootfs"
+    files = ["usr/share/doc/bash/copyright", "usr/share/doc/bash/README.gz", "usr/share/man/man1/ls.1.gz",
+             "usr/share/locale/de/LC_MESSAGES/apt.mo", "usr/share/locale/locale.alias", "usr/share/info/dir",
+             "var/cache/apt/pkgcache.bin", "usr/share/zoneinfo/UTC", "usr/lib/locale/C.utf8/LC_CTYPE"]
+    for name in files:
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text("x")
+    images.slim_rootfs(root)
+    left = sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+    assert left == ["etc/apt/apt.conf.d/docker-clean", "etc/dpkg/dpkg.cfg.d/orchestrator-slim",
+                    "usr/lib/locale/C.utf8/LC_CTYPE", "usr/share/doc/bash/copyright", "usr/share/locale/locale.alias",
+                    "usr/share/zoneinfo/UTC"]
+    assert not (root / "usr/share/man/man1").exists()
+    dpkg = (root / "etc/dpkg/dpkg.cfg.d/orchestrator-slim").read_text()
+    assert "path-exclude=/usr/share/doc/*\n" in dpkg and "path-include=/usr/share/doc/*/copyright\n" in dpkg
+    assert 'Dir::Cache::pkgcache "";' in (root / "etc/apt/apt.conf.d/docker-clean").read_text()
+
+
 def test_stack_description_is_validated(tmp_path):
     bad = tmp_path / "images" / "odd"
     bad.mkdir(parents=True)
