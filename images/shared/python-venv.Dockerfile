@@ -7,9 +7,10 @@
 # apt caches, the packages' test suites and C headers and the libraries' symbol tables stay behind (slim.sh).
 ARG BASE_IMAGE=orchestrator/debian:bookworm
 
+# no CA certificates in the final image: a step has no network
 FROM ${BASE_IMAGE} AS runtime
 RUN apt-get update \
- && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3 ca-certificates \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3 \
  && apt-get clean && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin
 
 # the build stage is labelled so that `images build` can remove it once the image is built (images.py)
@@ -17,7 +18,7 @@ FROM runtime AS build
 ARG CONTENT_HASH=""
 LABEL org.orchestrator.stage=build org.orchestrator.content-hash=$CONTENT_HASH
 RUN apt-get update \
- && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3-venv binutils \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3-venv ca-certificates binutils \
  && rm -rf /var/lib/apt/lists/*
 COPY requirements.lock /tmp/requirements.lock
 # only what pip and slim.sh need: a change to the shared step helpers must not invalidate the installed virtualenv

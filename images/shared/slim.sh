@@ -4,7 +4,9 @@
 # - removes the packages' own test suites (folders named `tests`; `testing` modules are API and stay), C/C++
 #   headers (nothing compiles in a step: the images have no compiler), torch's C++ test binaries and protoc, ONNX's
 #   backend test data, LiteRT's WebGPU accelerator and its ahead-of-time compiler plugins for phone NPUs (the
-#   steps run models on the CPU interpreter), __pycache__, and each PATH (relative to SITE_PACKAGES; globs allowed);
+#   steps run models on the CPU interpreter), TensorBoard's web pages (no server runs), onnxruntime's C API library
+#   (its Python module has the runtime built in), __pycache__, and each PATH (relative to SITE_PACKAGES; globs
+#   allowed);
 # - strips symbol tables and debug sections from shared libraries (`strip --strip-unneeded`: the dynamic symbols
 #   that loading and linking use stay). Libraries under `*.libs/` and extension modules linked against them
 #   (auditwheel-repaired wheels: their RUNPATH names such a folder) are left as they are, because strip can break
@@ -17,7 +19,8 @@ cd "$SP"
 find . -depth -type d \( -name tests -o -name __pycache__ \) -exec rm -rf {} +
 rm -rf tensorflow/include tensorflow_core/include torch/include torch/test onnx/backend/test/data \
     torch/bin/test_* torch/bin/*Test torch/bin/protoc* torch/bin/*.pt torch/bin/*.ptl \
-    ai_edge_litert/libLiteRtWebGpuAccelerator.so ai_edge_litert/tools/apply_plugin_main ai_edge_litert/vendors
+    ai_edge_litert/libLiteRtWebGpuAccelerator.so ai_edge_litert/tools/apply_plugin_main ai_edge_litert/vendors \
+    tensorboard/webfiles.zip onnxruntime/capi/libonnxruntime.so.*
 for path in "$@"; do
     rm -rf $path
 done
