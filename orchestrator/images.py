@@ -1,6 +1,7 @@
 """Stacks (images/<stack>/) and their images: base images without a registry, content-hash tags,
 builds behind proxies and private indexes, listing, and moving the set to an air-gapped host."""
 
+import contextlib
 import datetime
 import fnmatch
 import gzip
@@ -383,10 +384,37 @@ def stack_labels(stack, base_id):
     }
 
 
+@contextlib.contextmanager
+def _build_lock(tag):
+    """Hold the host's lock on building `tag` (a file in the cache folder's `locks/`): processes that want the same
+    image build it once, one after the other, and no build removes the stage of another one still running."""
+    try:
+        import fcntl
+    except ImportError:  # not a POSIX host: no lock
+        yield
+        return
+    from orchestrator.cache import default_root
+
+    folder = default_root() / "locks"
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / (tag.replace("/", "_").replace(":", "_") + ".lock"), "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 def build_stack(engine, stack, opts=None, force=False, log=print):
     """Build images/<stack> as orchestrator/<stack>:<content hash>; return (tag, image id).
 
-    An unchanged stack folder is not rebuilt (unless `force`)."""
+    An unchanged stack folder is not rebuilt (unless `force`); a build of the same image by another process on this
+    host is waited for."""
+    with _build_lock(stack.tag()):
+        return _build_stack(engine, stack, opts, force, log)
+
+
+def _build_stack(engine, stack, opts, force, log):
     opts = opts or BuildOptions()
     tag = stack.tag()
     existing = engine.image(tag)

@@ -157,6 +157,29 @@ def test_a_build_removes_its_build_stage_and_the_image_its_tag_replaced(stack_ro
     assert set(engine.images) == {images.base_ref("bookworm"), "<another stack's stage>", tag}
 
 
+def test_concurrent_builds_of_one_image_build_it_once(stack_root, tmp_path, monkeypatch):
+    import threading
+    import time
+
+    monkeypatch.setenv("ORCHESTRATOR_CACHE_DIR", str(tmp_path / "cache"))
+    stack = images.discover_stacks(stack_root)["tf2"]
+
+    class SlowEngine(FakeEngine):
+        def build(self, *a, **kw):
+            time.sleep(0.3)  # the other thread asks for the image meanwhile
+            return super().build(*a, **kw)
+
+    engine = SlowEngine(images={images.base_ref("bookworm"): {"id": "sha256:base"}})
+    said = []
+    threads = [threading.Thread(target=images.build_stack, args=(engine, stack), kwargs={"log": said.append})
+               for _ in range(2)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert len(engine.builds) == 1 and sum("is up to date" in line for line in said) == 1
+
+
 def test_image_totals_count_shared_layers_once(stack_root):
     shutil.copytree(stack_root / "tf2", stack_root / "keras3")
     stacks = images.discover_stacks(stack_root)
