@@ -5,6 +5,7 @@ so orchestration logic can be tested against a fake engine without a Docker daem
 """
 
 import contextlib
+import hashlib
 import os
 import threading
 import time
@@ -71,6 +72,10 @@ class ContainerEngine(Protocol):
     def build(self, context_dir, tag, buildargs=None, labels=None, nocache=False, log=None) -> str: ...
 
     def import_rootfs(self, tarball, repository, tag, changes=()) -> str: ...
+
+    def layers(self, ref) -> list: ...  # [(key, bytes)] oldest first; images built on the same parent share keys
+
+    def prune_images(self, labels) -> dict: ...  # untagged leaf images carrying all `labels`: {'images', 'bytes'}
 
     def save(self, refs, out, progress=None) -> None: ...  # out: a writable binary file; progress(n bytes)
 
@@ -163,6 +168,28 @@ class Engine:
         if image_id is None:
             raise BuildFailed(tag, "\n".join(tail[-30:]) or "the engine reported no image")
         return image_id
+
+    def layers(self, ref):
+        """The image's layers that hold bytes, oldest first, as (key, size): a key stands for the layer and all
+        below it (the image history up to it), so images built on the same parent share those keys and the sizes of
+        the distinct keys of several images add up to the disk they take together."""
+        chain, found = hashlib.sha256(), []
+        for entry in reversed(self.client.api.history(ref)):
+            chain.update(f"{entry.get('Created')}\0{entry.get('CreatedBy')}\0{entry.get('Size')}\n".encode())
+            if entry.get("Size"):
+                found.append((chain.hexdigest()[:24], int(entry["Size"])))
+        return found
+
+    def prune_images(self, labels):
+        """Remove the untagged images that no other image builds on (a build's leftover stages, images whose tag
+        moved) and that carry every one of `labels` ({name: value}; at least one: never a blanket prune), with
+        their untagged parents. Returns {'images': how many were deleted, 'bytes': the space reclaimed}."""
+        if not labels:
+            raise ValueError("prune_images needs at least one label")
+        found = self.client.images.prune(filters={"dangling": True,
+                                                  "label": [f"{k}={v}" for k, v in sorted(labels.items())]})
+        deleted = [d for d in found.get("ImagesDeleted") or () if d.get("Deleted")]
+        return {"images": len(deleted), "bytes": int(found.get("SpaceReclaimed") or 0)}
 
     def import_rootfs(self, tarball, repository, tag, changes=()):
         """`docker import` a root-filesystem tarball; `changes` are Dockerfile lines (LABEL, ENV, CMD)."""

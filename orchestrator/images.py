@@ -1,7 +1,9 @@
 """Stacks (images/<stack>/) and their images: base images without a registry, content-hash tags,
 builds behind proxies and private indexes, listing, and moving the set to an air-gapped host."""
 
+import contextlib
 import datetime
+import fnmatch
 import gzip
 import hashlib
 import json
@@ -206,6 +208,7 @@ def build_base(engine, suite="bookworm", mirror=None, from_registry=False, force
             for p in (rootfs / sub).glob("*"):
                 if p.is_file():
                     p.unlink()
+        slim_rootfs(rootfs)
         (rootfs / "etc/apt/sources.list").write_text(f"deb {mirror} {suite} main\n")
         tarball = Path(tmp) / "rootfs.tar"
         with tarfile.open(tarball, "w") as tar:
@@ -218,6 +221,40 @@ def build_base(engine, suite="bookworm", mirror=None, from_registry=False, force
         image_id = engine.import_rootfs(tarball, BASE_REPO, suite, changes)
     log(f"{ref} built ({image_id[:19]}; mirror {mirror}, {date})")
     return image_id
+
+
+# what a base image and every package installed on it leave out (dpkg path-exclude, as Debian's slim images do):
+# documentation but the copyright files, manual pages, info pages, translations; no step reads them
+DPKG_EXCLUDE = ("usr/share/doc/*", "usr/share/man/*", "usr/share/info/*", "usr/share/locale/*", "usr/share/lintian/*")
+DPKG_INCLUDE = ("usr/share/doc/*/copyright", "usr/share/locale/locale.alias")
+# apt keeps neither downloaded packages nor its package caches (the same settings as Debian's official images)
+APT_CLEAN = ('DPkg::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb '
+             '/var/cache/apt/*.bin || true"; };\n'
+             'APT::Update::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb '
+             '/var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin || true"; };\n'
+             'Dir::Cache::pkgcache "";\nDir::Cache::srcpkgcache "";\n')
+
+
+def slim_rootfs(rootfs):
+    """Configure dpkg and apt in a debootstrapped root filesystem to keep no documentation, translations or
+    package caches, and remove those debootstrap installed."""
+    rootfs = Path(rootfs)
+    lines = [f"path-exclude=/{p}" for p in DPKG_EXCLUDE] + [f"path-include=/{p}" for p in DPKG_INCLUDE]
+    (rootfs / "etc/dpkg/dpkg.cfg.d").mkdir(parents=True, exist_ok=True)
+    (rootfs / "etc/dpkg/dpkg.cfg.d/orchestrator-slim").write_text(
+        "# orchestrator images: no documentation (but copyright files), manual pages or translations\n"
+        + "\n".join(lines) + "\n")
+    (rootfs / "etc/apt/apt.conf.d").mkdir(parents=True, exist_ok=True)
+    (rootfs / "etc/apt/apt.conf.d/docker-clean").write_text(APT_CLEAN)
+    for top in sorted({p.split("/*")[0] for p in DPKG_EXCLUDE}):
+        for path in sorted((rootfs / top).rglob("*"), reverse=True):  # a folder after what it holds
+            if path.is_dir() and not path.is_symlink():
+                if not any(path.iterdir()):
+                    path.rmdir()
+            elif not any(fnmatch.fnmatch(path.relative_to(rootfs).as_posix(), p) for p in DPKG_INCLUDE):
+                path.unlink()
+    for path in (rootfs / "var/cache/apt").glob("*.bin"):
+        path.unlink()
 
 
 def _base_from_registry(engine, suite, ref, log):
@@ -307,6 +344,7 @@ def _prepare_context(stack, opts, tmp):
         (build / "ca.crt").write_text("")
     if stack.recipe:
         shutil.copyfile(stack.dockerfile, ctx / "Dockerfile")
+        (ctx / "site-packages").mkdir(exist_ok=True)  # the recipe lays the stack's site-packages/ (if any) over
     (build / "shared").mkdir()
     for f in stack.shared_files():
         shutil.copyfile(f, build / "shared" / f.name)
@@ -359,10 +397,37 @@ def stack_labels(stack, base_id):
     }
 
 
+@contextlib.contextmanager
+def _build_lock(tag):
+    """Hold the host's lock on building `tag` (a file in the cache folder's `locks/`): processes that want the same
+    image build it once, one after the other, and no build removes the stage of another one still running."""
+    try:
+        import fcntl
+    except ImportError:  # not a POSIX host: no lock
+        yield
+        return
+    from orchestrator.cache import default_root
+
+    folder = default_root() / "locks"
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / (tag.replace("/", "_").replace(":", "_") + ".lock"), "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 def build_stack(engine, stack, opts=None, force=False, log=print):
     """Build images/<stack> as orchestrator/<stack>:<content hash>; return (tag, image id).
 
-    An unchanged stack folder is not rebuilt (unless `force`)."""
+    An unchanged stack folder is not rebuilt (unless `force`); a build of the same image by another process on this
+    host is waited for."""
+    with _build_lock(stack.tag()):
+        return _build_stack(engine, stack, opts, force, log)
+
+
+def _build_stack(engine, stack, opts, force, log):
     opts = opts or BuildOptions()
     tag = stack.tag()
     existing = engine.image(tag)
@@ -376,7 +441,8 @@ def build_stack(engine, stack, opts=None, force=False, log=print):
             raise EnvironmentProblem(f"base image {base} is missing; run `orchestrator images base --suite {stack.base}`")
         build_base(engine, stack.base, mirror=opts.mirror, from_registry=opts.from_registry, log=log)
         base_info = engine.image(base)
-    args = dict(build_args(opts, stack.dockerfile.read_text()), BASE_IMAGE=base)
+    # CONTENT_HASH labels the build stage, which is removed once the image is built (remove_build_stages)
+    args = dict(build_args(opts, stack.dockerfile.read_text()), BASE_IMAGE=base, CONTENT_HASH=stack.content_hash())
     if stack.smoke_test:
         args["SMOKE_TEST"] = stack.smoke_test
     log(f"building {tag} from {stack.path} (base {base})")
@@ -398,7 +464,19 @@ def build_stack(engine, stack, opts=None, force=False, log=print):
         progress.close()
     where = f"; log: {progress.path}" if progress is not None else ""
     log(f"{tag} built in {time.monotonic() - started:.0f} s ({image_id[:19]}){where}")
+    remove_build_stages(engine, stack, log)
     return tag, image_id
+
+
+def remove_build_stages(engine, stack, log=print):
+    """Remove what a build of the stack's current content leaves untagged: its build stage (labelled with the
+    content hash by the Dockerfile; it holds the installed packages a second time) and an earlier image of the same
+    tag that a forced rebuild replaced. Images of other stacks, other content and tagged images stay."""
+    removed = engine.prune_images({f"{LABEL}.content-hash": stack.content_hash()})
+    if removed["images"]:
+        log(f"{stack.name}: removed its build stage ({removed['images']} untagged images, "
+            f"{removed['bytes'] / 1e6:.0f} MB)")
+    return removed
 
 
 def ensure_image(engine, stack, build_if_missing=True, opts=None, log=print):
@@ -443,6 +521,18 @@ def list_images(engine, root=None):
             rows.append({"stack": f"(base {suite})", "tag": base_ref(suite), "id": info["id"][7:19],
                          "size_mb": round(info["size"] / 1e6), "built": True})
     return rows
+
+
+def image_totals(engine, root=None):
+    """The built stack images' bytes: `nominal`, the sum of their sizes (what `images list` shows per image, the
+    shared base and runtime layers counted in each), and `on_disk`, each layer counted once."""
+    nominal, layers = 0, {}
+    for stack in discover_stacks(root).values():
+        info = engine.image(stack.tag())
+        if info:
+            nominal += info["size"]
+            layers.update(engine.layers(stack.tag()))
+    return {"nominal": nominal, "on_disk": sum(layers.values())}
 
 
 class Progress:

@@ -14,14 +14,25 @@ SLOW = ["sh", "-c", "sleep 30"]
 
 def check_engine(engine, image, tmp_path):
     assert isinstance(engine, ContainerEngine)
-    for name in ("info", "image", "build", "import_rootfs", "save", "load", "run", "start", "state", "remove",
-                 "session"):
+    for name in ("info", "image", "build", "layers", "prune_images", "import_rootfs", "save", "load", "run",
+                 "start", "state", "remove", "session"):
         ours, theirs = inspect.signature(getattr(Engine, name)), inspect.signature(getattr(type(engine), name))
         assert list(ours.parameters) == list(theirs.parameters), name
     assert {"server", "api", "os", "arch"} <= set(engine.info())
     assert engine.image("orchestrator/absent:contract") is None
     found = engine.image(image)
     assert {"id", "tags", "size", "labels"} <= set(found) and image in found["tags"]
+    layers = engine.layers(image)
+    assert sum(size for _key, size in layers) == found["size"] and len({key for key, _s in layers}) == len(layers)
+    # pruning by a label no image carries removes nothing; a tagged image is never pruned, nor with no label at all
+    assert engine.prune_images({"org.orchestrator.contract": "no-such-image"}) == {"images": 0, "bytes": 0}
+    assert engine.prune_images(dict(found["labels"]) or {"org.orchestrator.contract": "x"})["images"] == 0
+    assert engine.image(image)["id"] == found["id"]
+    try:
+        engine.prune_images({})
+        raise AssertionError("prune_images without a label must refuse")
+    except ValueError:
+        pass
 
     out = Path(tmp_path) / "out"
     out.mkdir()

@@ -3,22 +3,29 @@
 # registry, or a registry base), SMOKE_TEST (stack.json "smoke_test") and a _build/ folder holding an optional
 # extra CA bundle, an optional wheelhouse (torch's CPU-only wheel) and these shared step helpers. The CA bundle,
 # the wheelhouse and any index URL live only in the `build` stage: the final image receives the finished
-# virtualenv, the stack's steps/ and nothing else. The stack's requirements.lock decides what is installed.
+# virtualenv, the stack's steps/ and nothing else. The stack's requirements.lock decides what is installed; pip,
+# apt caches, the packages' test suites and C headers and the libraries' symbol tables stay behind (slim.sh).
 ARG BASE_IMAGE=orchestrator/debian:bookworm
 
+# no CA certificates in the final image: a step has no network
 FROM ${BASE_IMAGE} AS runtime
 RUN apt-get update \
- && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3 ca-certificates \
- && rm -rf /var/lib/apt/lists/*
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3 \
+ && apt-get clean && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin
 
+# the build stage is labelled so that `images build` can remove it once the image is built (images.py)
 FROM runtime AS build
+ARG CONTENT_HASH=""
+LABEL org.orchestrator.stage=build org.orchestrator.content-hash=$CONTENT_HASH
 RUN apt-get update \
- && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3-venv \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3-venv ca-certificates binutils \
  && rm -rf /var/lib/apt/lists/*
 COPY requirements.lock /tmp/requirements.lock
-# only what pip needs: a change to the shared step helpers must not invalidate the installed virtualenv
-COPY _build/ca.crt /tmp/build/ca.crt
+# only what pip and slim.sh need: a change to the shared step helpers must not invalidate the installed virtualenv
+COPY _build/ca.crt _build/shared/slim.sh /tmp/build/
 COPY _build/wheelhouse/ /tmp/build/wheelhouse/
+# the stack's site-packages/ (e.g. an empty stand-in for a package its libraries import but never use)
+COPY site-packages/ /tmp/build/site-packages/
 ARG PIP_INDEX_URL=""
 ARG PIP_EXTRA_INDEX_URL=""
 RUN set -e; \
@@ -28,7 +35,9 @@ RUN set -e; \
     PIP_CERT=/etc/ssl/certs/ca-certificates.crt PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_DEFAULT_TIMEOUT=180 \
     /opt/venv/bin/pip install --no-cache-dir --require-hashes --no-deps --only-binary=:all: \
         --find-links /tmp/build/wheelhouse -r /tmp/requirements.lock; \
-    find /opt/venv -name __pycache__ -prune -exec rm -rf {} +
+    /opt/venv/bin/python -m pip uninstall -q -y pip; \
+    SP=$(echo /opt/venv/lib/python3*/site-packages); cp -R /tmp/build/site-packages/. "$SP/"; \
+    sh /tmp/build/slim.sh "$SP"; find /opt/venv -name __pycache__ -prune -exec rm -rf {} +
 
 FROM runtime
 COPY --from=build /opt/venv /opt/venv

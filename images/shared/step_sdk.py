@@ -59,17 +59,28 @@ def boolean(value):
 
 
 def _installed_version(name):
+    """The version of the installed distribution `name`, or of its CPU-only build `name-cpu` (the images install
+    tensorflow-cpu, which provides the same `tensorflow` package); None when neither is installed."""
+    dist = name.replace("_", "-")
+    for candidate in (dist, dist + "-cpu"):
+        version = _distribution_version(candidate)
+        if version:
+            return version
+    return None
+
+
+def _distribution_version(dist):
     try:
         from importlib import metadata
     except ImportError:  # Python 2.7: pkg_resources
         try:
             import pkg_resources
 
-            return pkg_resources.get_distribution(name.replace("_", "-")).version
+            return pkg_resources.get_distribution(dist).version
         except Exception:
             return None
     try:
-        return metadata.version(name.replace("_", "-"))
+        return metadata.version(dist)
     except metadata.PackageNotFoundError:
         return None
 

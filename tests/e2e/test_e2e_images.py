@@ -27,6 +27,21 @@ def test_unchanged_stack_is_not_rebuilt_and_is_listed(engine, stack_images):
     assert stack.tag() in row and row.rstrip().endswith("yes") and info["id"][7:19] in row
 
 
+def test_images_are_lean_and_builds_leave_no_stages_behind(engine, stack_images):
+    """No apt or pip or npm caches, no pip, npm or compiler, no test suites in any stack image; the build stages are
+    gone once the images are built; `images list` totals them."""
+    from orchestrator.engine import ContainerSpec
+
+    probe = ("ls /var/cache/apt/archives/*.deb /var/cache/apt/*.bin /root/.cache /root/.npm 2>/dev/null; "
+             "for c in pip pip3 npm gcc g++ cc make; do command -v $c; done; "
+             "find /opt /usr/local/lib -type d \\( -name tests -o -name __pycache__ \\) | head -3")
+    for name, stack in images.discover_stacks().items():
+        assert engine.run(ContainerSpec(image=stack.tag(), command=["sh", "-c", probe])).stdout == "", name
+        assert engine.prune_images({"org.orchestrator.content-hash": stack.content_hash()})["images"] == 0, name
+    total = cli("images", "list").stdout.strip().splitlines()[-1]
+    assert total.startswith(f"{len(images.discover_stacks())} stack images: ") and " GB on disk" in total, total
+
+
 def test_no_extra_ca_or_index_is_left_in_the_image(engine, stack_images):
     from orchestrator.engine import ContainerSpec
 

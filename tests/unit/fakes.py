@@ -122,8 +122,27 @@ class FakeEngine:
         self.builds.append({"tag": tag, "buildargs": dict(buildargs or {}), "labels": dict(labels or {}),
                             "files": sorted(p.relative_to(ctx).as_posix() for p in ctx.rglob("*") if p.is_file()),
                             "ca": (ctx / "_build" / "ca.crt").read_text() if (ctx / "_build" / "ca.crt").exists() else None})
+        if tag in self.images:  # the tag moves to the new image; the old one stays, untagged
+            old = self.images.pop(tag)
+            self.images[f"<untagged {old['id']}>"] = dict(old, tags=[])
+        if (buildargs or {}).get("CONTENT_HASH"):  # as the legacy builder: the labelled build stage stays behind
+            self.images[f"<build stage {len(self.builds)}>"] = {
+                "id": f"sha256:b{len(self.builds):063d}", "tags": [], "size": 1000,
+                "labels": {"org.orchestrator.stage": "build", "org.orchestrator.content-hash": buildargs["CONTENT_HASH"]}}
         self.images[tag] = {"id": f"sha256:{len(self.builds):064d}", "tags": [tag], "size": 1, "labels": labels or {}}
         return self.images[tag]["id"]
+
+    def layers(self, ref):  # a test gives an image its layers (shared keys: shared layers); else one of its own
+        info = self.images[ref]
+        return list(info.get("layers") or [(info["id"], info["size"])])
+
+    def prune_images(self, labels):
+        if not labels:
+            raise ValueError("prune_images needs at least one label")
+        gone = [ref for ref, info in self.images.items()
+                if not info.get("tags", [ref]) and all(info.get("labels", {}).get(k) == v for k, v in labels.items())]
+        freed = sum(self.images.pop(ref)["size"] for ref in gone)
+        return {"images": len(gone), "bytes": freed}
 
     def run(self, spec, log=None):
         self.specs.append(spec)

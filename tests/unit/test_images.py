@@ -140,6 +140,77 @@ def test_list_images_marks_built_and_missing(stack_root):
     assert images.list_images(engine, stack_root)[0]["built"] is True
 
 
+def test_a_build_removes_its_build_stage_and_the_image_its_tag_replaced(stack_root):
+    stack = images.discover_stacks(stack_root)["tf2"]
+    other = {"id": "sha256:other", "tags": [], "size": 5, "labels": {"org.orchestrator.stage": "build",
+                                                                    "org.orchestrator.content-hash": "another"}}
+    engine = FakeEngine(images={images.base_ref("bookworm"): {"id": "sha256:base"}, "<another stack's stage>": other})
+    said = []
+    tag, first = images.build_stack(engine, stack, images.BuildOptions(), log=said.append)
+    assert engine.builds[0]["buildargs"]["CONTENT_HASH"] == stack.content_hash()
+    assert not [ref for ref in engine.images if ref.startswith("<build stage")]  # the labelled stage is gone
+    assert "<another stack's stage>" in engine.images  # other content's stages stay
+    assert any("tf2: removed its build stage (1 untagged images, 0 MB)" in line for line in said)
+    _, second = images.build_stack(engine, stack, images.BuildOptions(), force=True, log=said.append)
+    assert second != first and engine.image(tag)["id"] == second
+    assert not [ref for ref, info in engine.images.items() if info.get("id") == first]  # the replaced image too
+    assert set(engine.images) == {images.base_ref("bookworm"), "<another stack's stage>", tag}
+
+
+def test_concurrent_builds_of_one_image_build_it_once(stack_root, tmp_path, monkeypatch):
+    import threading
+    import time
+
+    monkeypatch.setenv("ORCHESTRATOR_CACHE_DIR", str(tmp_path / "cache"))
+    stack = images.discover_stacks(stack_root)["tf2"]
+
+    class SlowEngine(FakeEngine):
+        def build(self, *a, **kw):
+            time.sleep(0.3)  # the other thread asks for the image meanwhile
+            return super().build(*a, **kw)
+
+    engine = SlowEngine(images={images.base_ref("bookworm"): {"id": "sha256:base"}})
+    said = []
+    threads = [threading.Thread(target=images.build_stack, args=(engine, stack), kwargs={"log": said.append})
+               for _ in range(2)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert len(engine.builds) == 1 and sum("is up to date" in line for line in said) == 1
+
+
+def test_image_totals_count_shared_layers_once(stack_root):
+    shutil.copytree(stack_root / "tf2", stack_root / "keras3")
+    stacks = images.discover_stacks(stack_root)
+    engine = FakeEngine(images={
+        stacks["tf2"].tag(): {"id": "sha256:a", "size": 600, "layers": [("base", 100), ("runtime", 200), ("a", 300)]},
+        stacks["keras3"].tag(): {"id": "sha256:b", "size": 700, "layers": [("base", 100), ("runtime", 200),
+                                                                          ("b", 400)]}})
+    assert images.image_totals(engine, stack_root) == {"nominal": 1300, "on_disk": 1000}
+    del engine.images[stacks["keras3"].tag()]  # not built: not counted
+    assert images.image_totals(engine, stack_root) == {"nominal": 600, "on_disk": 600}
+
+
+def test_a_debootstrapped_base_keeps_no_docs_translations_or_apt_caches(tmp_path):
+    root = tmp_path / "rootfs"
+    files = ["usr/share/doc/bash/copyright", "usr/share/doc/bash/README.gz", "usr/share/man/man1/ls.1.gz",
+             "usr/share/locale/de/LC_MESSAGES/apt.mo", "usr/share/locale/locale.alias", "usr/share/info/dir",
+             "var/cache/apt/pkgcache.bin", "usr/share/zoneinfo/UTC", "usr/lib/locale/C.utf8/LC_CTYPE"]
+    for name in files:
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text("x")
+    images.slim_rootfs(root)
+    left = sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+    assert left == ["etc/apt/apt.conf.d/docker-clean", "etc/dpkg/dpkg.cfg.d/orchestrator-slim",
+                    "usr/lib/locale/C.utf8/LC_CTYPE", "usr/share/doc/bash/copyright", "usr/share/locale/locale.alias",
+                    "usr/share/zoneinfo/UTC"]
+    assert not (root / "usr/share/man/man1").exists()
+    dpkg = (root / "etc/dpkg/dpkg.cfg.d/orchestrator-slim").read_text()
+    assert "path-exclude=/usr/share/doc/*\n" in dpkg and "path-include=/usr/share/doc/*/copyright\n" in dpkg
+    assert 'Dir::Cache::pkgcache "";' in (root / "etc/apt/apt.conf.d/docker-clean").read_text()
+
+
 def test_stack_description_is_validated(tmp_path):
     bad = tmp_path / "images" / "odd"
     bad.mkdir(parents=True)

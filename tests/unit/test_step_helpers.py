@@ -156,6 +156,25 @@ def test_step_sdk_spells_outcomes_once(tmp_path, capsys):
     assert json.loads((tmp_path / "step.json").read_text())["artifacts"] == ["outputs.npz"]
 
 
+def test_versions_name_a_cpu_build_by_its_package(monkeypatch):
+    """The images install tensorflow-cpu: its version is reported as "tensorflow", as the manifests always did."""
+    from importlib import metadata
+
+    installed = {"tensorflow-cpu": "2.15.1", "tf-keras": "2.15.1", "numpy": "1.26.4"}
+
+    def version(dist):
+        if dist not in installed:
+            raise metadata.PackageNotFoundError(dist)
+        return installed[dist]
+
+    monkeypatch.setattr(metadata, "version", version)
+    for name in ("tensorflow", "tf_keras", "torch"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    found = step_sdk.versions()
+    assert found["tensorflow"] == "2.15.1" and found["tf_keras"] == "2.15.1"
+    assert "torch" not in found and "tensorflow-cpu" not in found and "tensorflow_cpu" not in found
+
+
 # --- names TensorFlow accepts (onnx2tf stack's name_map), the op set of a .tflite ---
 
 import name_map  # noqa: E402
