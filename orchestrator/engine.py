@@ -37,8 +37,11 @@ class ContainerSpec:
     memory: str = "8g"
     timeout: float = 3600.0
     read_only_root: bool = True
-    tmpfs: dict = field(default_factory=lambda: {"/tmp": "rw,exec,size=4g"})
+    # /tmp only for what ignores TMPDIR: a tmpfs counts against the memory limit, so converters' scratch goes to a
+    # disk-backed folder the runner mounts (runner.SCRATCH_DIR)
+    tmpfs: dict = field(default_factory=lambda: {"/tmp": "rw,exec,size=512m"})
     cap_drop: tuple = ("ALL",)
+    pids_limit: int = 4096  # processes and threads together (TensorFlow starts some per core): a fork bomb stops here
     security_opt: tuple = ("no-new-privileges",)
     working_dir: str = "/tmp"
     name_hint: str = "step"
@@ -58,6 +61,7 @@ class RunResult:
     cached: bool = False  # answered by the conversion cache (orchestrator/cache.py), no container ran
     cached_seconds: float = None  # ... and how long the run it stored took
     worker: bool = False  # ran in a stack's warm worker (orchestrator/workers.py), not a fresh container
+    oom_killed: bool = False  # the kernel's out-of-memory killer stopped a process of the run (its memory limit)
 
 
 @runtime_checkable
@@ -252,7 +256,8 @@ class Engine:
             spec.image, spec.command, mounts=mounts, environment=spec.environment, user=spec.user or None,
             network_mode=spec.network, mem_limit=spec.memory, memswap_limit=spec.memory,
             read_only=spec.read_only_root, tmpfs=spec.tmpfs, cap_drop=list(spec.cap_drop),
-            security_opt=list(spec.security_opt), working_dir=spec.working_dir, detach=True,
+            security_opt=list(spec.security_opt), working_dir=spec.working_dir, pids_limit=spec.pids_limit,
+            detach=True,
             labels={"org.orchestrator.step": spec.name_hint, **spec.labels}, auto_remove=auto_remove,
         )
 
@@ -323,12 +328,23 @@ class Engine:
                 pump.join(timeout=5)
             out = container.logs(stdout=True, stderr=False).decode("utf-8", "replace")
             err = container.logs(stdout=False, stderr=True).decode("utf-8", "replace")
-            return RunResult(exit_code, out, err, time.monotonic() - start, timed_out)
+            oom = self._oom_killed(container)
+            return RunResult(exit_code, out, err, time.monotonic() - start, timed_out, oom_killed=oom)
         finally:
             try:
                 container.remove(force=True)
             except Exception:
                 pass
+
+
+    @staticmethod
+    def _oom_killed(container):
+        """Whether the kernel's out-of-memory killer stopped a process of the container (its memory limit)."""
+        try:
+            container.reload()
+            return bool(container.attrs.get("State", {}).get("OOMKilled"))
+        except Exception:  # gone already: nothing to tell
+            return False
 
 
 class _Counted:

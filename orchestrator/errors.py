@@ -5,6 +5,27 @@ Exit codes (documented in README):
   5 environment problem (no engine, image missing and cannot be built).
 """
 
+import re
+
+# lines converters log on their way (absl/glog "W0000 00:00:...", Python warnings, logging prefixes): never an
+# error line, however they end
+LOG_LINE = re.compile(r"^(?:[IWEF]\d{4} \d\d:\d\d:\d\d|\[?(?:INFO|WARNING|WARN|DEBUG)\]?[: ]|WARNING:|INFO:|"
+                      r"\S*Warning: |warnings\.warn\(|\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d)")
+# the exception line that ends a Python traceback ("ValueError: ...", "tensorflow....InvalidArgumentError: ..."),
+# or Node's "Error: ..."
+EXCEPTION_LINE = re.compile(r"^(?:[A-Za-z_][\w]*\.)*(?:[A-Z]\w*)?(?:Error|Exception|Exit|Interrupt)(?::|$)")
+
+
+def error_line(text):
+    """The line of a failed run's stderr that says what went wrong: the step SDK's last "ERROR: " line, else the
+    last exception line, else the last line that is not a log line; "" when there is none."""
+    lines = [ln.strip() for ln in (text or "").splitlines() if ln.strip()]
+    for wanted in (lambda ln: ln.startswith("ERROR: "), EXCEPTION_LINE.match, lambda ln: not LOG_LINE.match(ln)):
+        found = [ln for ln in lines if wanted(ln)]
+        if found:
+            return found[-1]
+    return ""
+
 
 class OrchestratorError(Exception):
     """Base class: `str(err)` is the one line shown to the user."""
@@ -51,12 +72,12 @@ class StepFailed(OrchestratorError):
         super().__init__(self._line())
 
     def last_line(self):
-        lines = [ln.strip() for ln in (self.stderr_tail or "").splitlines() if ln.strip()]
-        return lines[-1] if lines else ""
+        """The line of its stderr that says what went wrong (error_line: never a log line)."""
+        return error_line(self.stderr_tail)
 
     def _line(self):
         what = self.reason or f"exit status {self.exit_status}"
-        tail = self.last_line()
+        tail = self.last_line().removeprefix("ERROR: ")
         return f"step '{self.step}' failed in {self.image} ({what})" + (f": {tail}" if tail else "")
 
 

@@ -2,6 +2,8 @@
 the host user's uid/gid, a memory limit and a timeout. Builds a ContainerSpec (plain data) for an engine."""
 
 import os
+import shutil
+import signal
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -11,6 +13,10 @@ from orchestrator.errors import StepFailed, StepRejectedInput
 
 EX_DATAERR = 65  # step_sdk.reject: the user's input is unusable
 STDERR_TAIL_LINES = 25
+# the step's working folder, HOME and TMPDIR: a folder on the host's disk beside its output folder, so converters'
+# scratch files neither count against the memory limit (as the /tmp tmpfs does) nor outlive the step
+SCRATCH_DIR = "/scratch"
+OOM_WORDS = "out-of-memory killer"  # step_sdk.stop_if_killed's line when the kernel stopped a step's child for memory
 
 
 @dataclass(frozen=True)
@@ -52,14 +58,21 @@ def host_user():
     return f"{os.getuid()}:{os.getgid()}"
 
 
+def scratch_dir(run):
+    return Path(run.out_dir).with_name(Path(run.out_dir).name + ".scratch")
+
+
 def container_spec(run, memory="8g", timeout=3600.0, user=None):
     mounts = [Mount(str(Path(src).resolve()), dst, read_only=True) for src, dst in run.inputs.items()]
     mounts.append(Mount(str(Path(run.out_dir).resolve()), protocol.OUT_DIR, read_only=False))
+    mounts.append(Mount(str(scratch_dir(run).resolve()), SCRATCH_DIR, read_only=False))
     return ContainerSpec(
         image=run.image.tag,
         command=run.command() + ["--out", protocol.OUT_DIR],
         mounts=mounts,
-        environment={"HOME": "/tmp", "PYTHONPATH": protocol.STEPS_DIR, **dict(run.image.environment)},
+        environment={"HOME": SCRATCH_DIR, "TMPDIR": SCRATCH_DIR, "PYTHONPATH": protocol.STEPS_DIR,
+                     **dict(run.image.environment)},
+        working_dir=SCRATCH_DIR,
         user=host_user() if user is None else user,
         network="none",
         memory=memory,
@@ -87,22 +100,41 @@ def run_record(result):
     return {"cached": False, "worker": result.worker}
 
 
+def killed_reason(code, memory, tail, oom_killed=False):
+    """Why a step that exited 128+N was stopped by signal N, naming the limit and the flag that raises it. Certain
+    of the memory limit when the engine or the step saw the kernel's out-of-memory killer at work."""
+    try:
+        name = signal.Signals(code - 128).name
+    except ValueError:
+        return None
+    if code - 128 == signal.SIGKILL:
+        certain = oom_killed or OOM_WORDS in tail
+        return (f"killed by {name}{' at' if certain else ', probably over'} the memory limit of {memory}; "
+                "raise it with --memory")
+    return f"killed by {name}"
+
+
 def execute(engine, run, memory="8g", timeout=3600.0, log=None):
     """Run the step; return (step.json contents, RunResult). Raise StepFailed / StepRejectedInput."""
     run.out_dir = Path(run.out_dir)
     run.out_dir.mkdir(parents=True, exist_ok=False)  # a fresh output folder for every step
+    scratch = scratch_dir(run)
+    scratch.mkdir(parents=True, exist_ok=True)
     spec = container_spec(run, memory=memory, timeout=timeout)
     prefix = f"[{run.name}] "
-    result = engine.run(spec, log=(lambda line: log(prefix + line)) if log else None)
+    try:
+        result = engine.run(spec, log=(lambda line: log(prefix + line)) if log else None)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
     tail = host_paths("\n".join(result.stderr.splitlines()[-STDERR_TAIL_LINES:]), run)
     image = run.image.tag
     if result.timed_out:
         raise StepFailed(run.name, image, result.exit_code, tail, spec.command, reason=f"timed out after {timeout:g} s")
     if result.exit_code == EX_DATAERR:
         raise StepRejectedInput(run.name, image, result.exit_code, tail, spec.command)
-    if result.exit_code == 137:
-        raise StepFailed(run.name, image, 137, tail, spec.command,
-                         reason=f"killed, probably over the memory limit of {memory}; raise it with --memory")
+    if 128 < result.exit_code < 128 + 65:
+        raise StepFailed(run.name, image, result.exit_code, tail, spec.command,
+                         reason=killed_reason(result.exit_code, memory, tail, result.oom_killed))
     if result.exit_code != 0:
         raise StepFailed(run.name, image, result.exit_code, tail, spec.command)
     meta, why = protocol.read("step", run.out_dir / "step.json")

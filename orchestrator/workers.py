@@ -98,6 +98,15 @@ class Roots:
                 return f"{self.target(i)}/{os.path.relpath(real, root)}"
         return None
 
+    def scratch(self, name):
+        """A new folder `.scratch-NAME` in the first writable folder root (None when there is none)."""
+        for root, read_only in self.items:
+            if not read_only and os.path.isdir(root):
+                folder = Path(root) / f".scratch-{name}"
+                folder.mkdir(exist_ok=True)
+                return folder
+        return None
+
     def covers(self, other):
         return all(self.locate(path, read_only) for path, read_only in other.items)
 
@@ -120,7 +129,7 @@ def worker_key(spec):
     """Steps whose specs agree on this run in the same worker: the same image and the same container settings."""
     return (spec.image, tuple(spec.worker), spec.user, spec.network, spec.memory, spec.read_only_root,
             tuple(sorted(spec.tmpfs.items())), tuple(spec.cap_drop), tuple(spec.security_opt),
-            tuple(sorted(spec.environment.items())))
+            spec.pids_limit, tuple(sorted(spec.environment.items())))
 
 
 class Worker:
@@ -132,8 +141,14 @@ class Worker:
         self.control = Path(tempfile.mkdtemp(prefix="worker-", dir=control_parent))
         self.beat()
         self.dead = False
+        # each step's working folder (its HOME and TMPDIR) goes under the session's first writable root, on the
+        # disk of the conversion's work folder: not the /tmp tmpfs, which counts against the memory limit
+        self.scratch, scratch_args = roots.scratch(self.control.name), []
+        if self.scratch is not None:
+            scratch_args = ["--scratch", roots.locate(str(self.scratch), False)]
         worker_spec = replace(
-            spec, command=list(spec.worker) + ["--control", CONTROL, "--heartbeat", str(HEARTBEAT_TIMEOUT)],
+            spec, command=list(spec.worker) + ["--control", CONTROL, "--heartbeat", str(HEARTBEAT_TIMEOUT),
+                                               *scratch_args],
             mounts=roots.mounts() + [Mount(str(self.control), CONTROL, read_only=False)],
             name_hint=f"worker:{spec.image}", working_dir="/tmp", worker=None,
             labels={**spec.labels, "org.orchestrator.worker": spec.image},
@@ -182,8 +197,9 @@ class Worker:
                 running, state = self.alive()
                 if not running and not done.exists():  # the whole worker died: the memory limit, or the engine
                     self.dead = True
-                    code = 137 if (state or {}).get("oom_killed") else int((state or {}).get("exit_code") or 137)
-                    result = {"exit_code": code, "timed_out": False, "seconds": now - started}
+                    oom = bool((state or {}).get("oom_killed"))
+                    code = 137 if oom else int((state or {}).get("exit_code") or 137)
+                    result = {"exit_code": code, "timed_out": False, "seconds": now - started, "oom_killed": oom}
                     break
                 if now - started > spec.timeout + GRACE_SECONDS:
                     self.dead = True
@@ -198,7 +214,7 @@ class Worker:
             (self.control / f"{rid}.{name}").unlink(missing_ok=True)
         return RunResult(result["exit_code"] if not result.get("timed_out") else -1,
                          tails["out"].text(), tails["err"].text(), float(result.get("seconds", 0.0)),
-                         bool(result.get("timed_out")), worker=True)
+                         bool(result.get("timed_out")), worker=True, oom_killed=bool(result.get("oom_killed")))
 
     def stop(self):
         self.dead = True
@@ -208,6 +224,8 @@ class Worker:
             pass
         finally:
             shutil.rmtree(self.control, ignore_errors=True)
+            if self.scratch is not None:
+                shutil.rmtree(self.scratch, ignore_errors=True)
 
 
 class _Tail:

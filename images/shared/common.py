@@ -5,8 +5,19 @@ never on the host."""
 import os
 import sys
 
-from step_sdk import (EX_DATAERR, boolean, fail, first_line, reject, runner_done, step_done,  # noqa: F401
-                      versions, write_json)
+from step_sdk import (EX_DATAERR, boolean, fail, first_line, oom_kills, reject, runner_done,  # noqa: F401
+                      step_done, stop_if_killed, versions, write_json)
+
+
+def run_child(argv, what, **kwargs):
+    """subprocess.run for a converter the step runs in a process of its own (`what` names it in messages). A child
+    killed by a signal (the memory limit's SIGKILL, a crash) stops the step there (stop_if_killed)."""
+    import subprocess
+
+    before = oom_kills()
+    proc = subprocess.run(argv, **kwargs)
+    stop_if_killed(proc.returncode, what, before)
+    return proc
 
 
 class Spec:

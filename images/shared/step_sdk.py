@@ -41,6 +41,43 @@ def fail(message):
     _stop(message, EX_SOFTWARE)
 
 
+def oom_kills():
+    """How many processes the kernel's out-of-memory killer has stopped in this container's memory cgroup (cgroup
+    v2 or v1); None where neither file can be read."""
+    for path in ("/sys/fs/cgroup/memory.events", "/sys/fs/cgroup/memory/memory.oom_control"):
+        try:
+            with open(path) as fh:
+                for line in fh:
+                    parts = line.split()
+                    if len(parts) == 2 and parts[0] == "oom_kill":
+                        return int(parts[1])
+        except (IOError, OSError, ValueError):
+            continue
+    return None
+
+
+def stop_if_killed(returncode, what, oom_before):
+    """A child process of the step (a converter run in a process of its own) ended with `returncode`. When a
+    signal killed it, the step stops at once, exiting 128+N as a killed container does, with one line naming what
+    was killed and by what: a kill for memory would recur on every retry, so no remedy is tried after it. The host
+    names the limit and the flag that raises it (runner.killed_reason). `oom_before`: oom_kills() before the
+    child started."""
+    if returncode is None or returncode >= 0:
+        return
+    import signal
+
+    sig = -returncode
+    names = dict((getattr(signal, n), n) for n in dir(signal) if n.startswith("SIG") and not n.startswith("SIG_"))
+    after = oom_kills()
+    if sig == signal.SIGKILL and after is not None and after > (oom_before or 0):
+        cause = "the kernel's out-of-memory killer (the container's memory limit)"
+    else:
+        cause = names.get(sig, "signal %d" % sig)
+    print("ERROR: %s was killed by %s" % (what, cause), file=sys.stderr)
+    sys.stderr.flush()
+    sys.exit(128 + sig)
+
+
 def first_line(exc):
     text = str(exc).strip().splitlines()
     return ("%s: %s" % (type(exc).__name__, text[0] if text else "")).rstrip(": ")

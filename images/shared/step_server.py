@@ -6,7 +6,7 @@ hardening, and talks to it through files in a control folder that both see:
     CONTROL/ID.req    {"argv": [interpreter, script, args...], "timeout": seconds}    (written by the host, renamed
                       into place so it is never read half-written)
     CONTROL/ID.out    the step's stdout          CONTROL/ID.err    its stderr (the child's fds 1 and 2)
-    CONTROL/ID.done   {"exit_code", "signal", "timed_out", "seconds"}                 (renamed into place)
+    CONTROL/ID.done   {"exit_code", "signal", "timed_out", "seconds", "oom_killed"}   (renamed into place)
     CONTROL/ready     written once the libraries are imported
     CONTROL/alive     touched by the host every few seconds: when it is older than --heartbeat seconds, the host
                       is gone (killed, say), and the worker kills its steps and exits instead of lingering
@@ -32,6 +32,8 @@ import sys
 import tempfile
 import time
 import traceback
+
+from step_sdk import oom_kills
 
 POLL_SECONDS = 0.01
 
@@ -117,6 +119,7 @@ class Server(object):
             if pid == 0:
                 run_step(req, rid, self.control, scratch)
             self.running[pid] = {"id": rid, "started": started, "scratch": scratch, "timed_out": False,
+                                 "oom_before": oom_kills(),
                                  "deadline": started + float(req.get("timeout") or 3600.0)}
 
     def reap(self):
@@ -132,11 +135,17 @@ class Server(object):
             step = self.running.pop(pid, None)
             if step is None:  # an orphaned grandchild this process (the container's pid 1) inherited
                 continue
+            try:  # what the step left running in its process group (a fork bomb's survivors) ends with it
+                os.killpg(pid, signal.SIGKILL)
+            except OSError:
+                pass
             sig = os.WTERMSIG(status) if os.WIFSIGNALED(status) else 0
             code = 128 + sig if sig else os.WEXITSTATUS(status)
             shutil.rmtree(step["scratch"], ignore_errors=True)
+            # the memory limit's kill: SIGKILL, and the container's cgroup counted one more out-of-memory kill
+            oom = sig == signal.SIGKILL and (oom_kills() or 0) > (step["oom_before"] or 0)
             write_json(os.path.join(self.control, step["id"] + ".done"),
-                       {"exit_code": code, "signal": sig, "timed_out": step["timed_out"],
+                       {"exit_code": code, "signal": sig, "timed_out": step["timed_out"], "oom_killed": oom,
                         "seconds": round(time.time() - step["started"], 3)})
 
     def enforce_timeouts(self):

@@ -15,7 +15,7 @@ import pytest
 
 from clihelp import cli, manifest
 from orchestrator import images, protocol, workers
-from orchestrator.runner import StackImage, StepRun, container_spec
+from orchestrator.runner import StackImage, StepRun, container_spec, scratch_dir
 
 pytestmark = pytest.mark.e2e
 
@@ -34,6 +34,11 @@ PROBE = textwrap.dedent("""
         facts["network"] = False
     facts["cap_eff"] = [l.split()[1] for l in open("/proc/self/status") if l.startswith("CapEff")][0]
     facts["tensorflow_preloaded"] = "tensorflow" in sys.modules
+    import tempfile
+    facts["tmp"] = tempfile.gettempdir()
+    facts["tmp_fs"] = [l.split()[2] for l in open("/proc/self/mounts")
+                       if facts["tmp"].startswith(l.split()[1].rstrip("/") + "/")
+                       or facts["tmp"] == l.split()[1]][-1]
     out = sys.argv[sys.argv.index("--out") + 1]
     json.dump(facts, open(os.path.join(out, "facts.json"), "w"))
     print("probe wrote", os.path.join(out, "facts.json"))
@@ -42,6 +47,16 @@ PROBE = textwrap.dedent("""
         import time; time.sleep(120)
     if mode == "hog":
         hog = [bytearray(64 << 20) for _ in range(64)]
+    if mode == "child-hog":  # a converter run in a process of its own, as the onnx2tf attempts are
+        from common import run_child
+        run_child([sys.executable, "-c", "hog = [bytearray(64 << 20) for _ in range(64)]"], "the probe's child")
+    if mode == "scratch-write":  # 1.5 GB of scratch files under a 1g limit: fine on disk, fatal on the tmpfs
+        with tempfile.NamedTemporaryFile() as fh:
+            for _ in range(96):
+                fh.write(b"x" * (16 << 20))
+                fh.flush()
+                os.fsync(fh.fileno())
+        print("scratch written")
 """)
 
 
@@ -62,6 +77,7 @@ def probe_run(tmp_path, mode, name):
 
 def spec_of(run, **kw):
     run.out_dir.mkdir(parents=True)
+    scratch_dir(run).mkdir()
     spec = container_spec(run, **kw)
     # the probe lives in the mounted folder, not in the image's steps
     spec.command = [spec.command[0], f"{protocol.MODEL_DIR}/probe.py", *spec.command[2:]]
@@ -84,6 +100,7 @@ def test_a_worker_keeps_the_step_hardening_and_runs_its_steps_forked_after_the_i
         host = live[0].attrs["HostConfig"]
         assert host["NetworkMode"] == "none" and host["ReadonlyRootfs"] and host["CapDrop"] == ["ALL"]
         assert "no-new-privileges" in host["SecurityOpt"] and host["Memory"] == 2 << 30
+        assert host["PidsLimit"] == 4096 and host["Tmpfs"] == {"/tmp": "rw,exec,size=512m"}
         assert live[0].attrs["Config"]["User"] == f"{os.getuid()}:{os.getgid()}"
         mounts = {m["Destination"]: m for m in live[0].attrs["Mounts"]}
         assert mounts["/w/1"]["RW"] is False and mounts["/w/0"]["RW"] is True
@@ -94,6 +111,9 @@ def test_a_worker_keeps_the_step_hardening_and_runs_its_steps_forked_after_the_i
         assert facts["uid"] == os.getuid() and not facts["root_writable"] and not facts["network"]
         assert int(facts["cap_eff"], 16) == 0 and facts["tensorflow_preloaded"]
         assert facts["argv"][-2:] == ["--out", "/w/0/" + run.name]
+        # its scratch (cwd, HOME, TMPDIR) lies in the work folder on disk, not in the memory-counted tmpfs
+        assert facts["tmp"].startswith("/w/0/.scratch-") and facts["cwd"] == facts["tmp"]
+        assert facts["tmp_fs"] != "tmpfs"
         # what the step printed comes back in its own container paths
         assert result.stdout.strip() == "probe wrote /out/facts.json"
 
@@ -166,3 +186,30 @@ def test_a_conversion_starts_one_worker_per_stack_and_records_it(samples, tmp_pa
     runs = m["steps"] + m["verification"]["steps"]
     assert all(r["worker"] for r in runs) and len(runs) == 4
     assert len(started) == 1  # keras -> tflite and its verification all run in tf2: one worker for four runs
+
+
+@pytest.mark.parametrize("in_worker", [True, False], ids=["warm-worker", "fresh-container"])
+def test_scratch_is_on_disk_and_a_child_killed_for_memory_is_said_to_be(engine, stack_images, tmp_path, monkeypatch,
+                                                                        in_worker):
+    """The issue's ZFNet case in small: a converter's own process killed by the memory limit stops the step at once
+    (no remedy after it), and the host names the limit and its flag, not a log line. Scratch files do not count
+    against the limit: they are on disk."""
+    from orchestrator.errors import StepFailed
+    from orchestrator.runner import killed_reason
+
+    (tmp_path / "code").mkdir()
+    (tmp_path / "work").mkdir()
+    monkeypatch.setenv("ORCHESTRATOR_SESSION", f"workers-{os.getpid()}-{time.monotonic_ns()}")
+    pool = workers.WorkerPool(engine) if in_worker else engine
+    with pool.session(rw=[tmp_path / "work"], ro=[tmp_path / "code"]) as session:
+        wrote = session.run(spec_of(probe_run(tmp_path, "scratch-write", "scratch"), memory="1g"))
+        assert wrote.exit_code == 0 and "scratch written" in wrote.stdout, wrote.stderr[-2000:]
+        assert wrote.worker == in_worker
+        # 2g: the child (4 GB wanted) outgrows the worker's preloaded TensorFlow, so it is the one the kernel picks
+        hog = session.run(spec_of(probe_run(tmp_path, "child-hog", "childhog"), memory="2g"))
+    assert hog.exit_code == 137 and not hog.timed_out
+    last = [ln for ln in hog.stderr.splitlines() if ln.strip()][-1]
+    assert last == "ERROR: the probe's child was killed by the kernel's out-of-memory killer (the container's memory limit)"
+    line = str(StepFailed("probe", "img", 137, hog.stderr, reason=killed_reason(137, "2g", hog.stderr,
+                                                                                 hog.oom_killed)))
+    assert "(killed by SIGKILL at the memory limit of 2g; raise it with --memory): the probe's child was killed" in line

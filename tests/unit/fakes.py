@@ -283,8 +283,8 @@ def failing_compare(spec, out):
     return RunResult(0, "", "", 0.1)
 
 
-def exit_with(code, stderr="", timed_out=False):
+def exit_with(code, stderr="", timed_out=False, oom_killed=False):
     def behaviour(spec, out):
         (out / "half-written.tflite").write_bytes(b"partial")
-        return RunResult(code, "", stderr, 0.1, timed_out)
+        return RunResult(code, "", stderr, 0.1, timed_out, oom_killed=oom_killed)
     return behaviour

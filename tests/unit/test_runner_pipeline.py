@@ -1,11 +1,14 @@
 import json
 import os
+from pathlib import Path
 
 import pytest
 
 from fakes import LAYERS_TOPOLOGY, FakeEngine, exit_with, failing_compare
 from orchestrator import pipeline, runner
-from orchestrator.errors import InputError, StepFailed, StepRejectedInput, UsageError, VerificationFailed
+from orchestrator.engine import RunResult
+from orchestrator.errors import (InputError, StepFailed, StepRejectedInput, UsageError, VerificationFailed,
+                                 error_line)
 
 
 def _run(tmp_path, **kw):
@@ -25,6 +28,25 @@ def test_container_spec_is_isolated(tmp_path):
     assert mounts["/in/model/m.h5"].source == str((tmp_path / "m.h5").resolve())
     assert mounts["/out"].read_only is False
     assert spec.command[:2] == ["python", "/opt/steps/to_tflite.py"] and spec.command[-2:] == ["--out", "/out"]
+    assert spec.pids_limit and spec.pids_limit <= 4096
+    # converters' scratch: a folder on the host's disk beside the step's output, not the memory-counted tmpfs
+    assert mounts["/scratch"].read_only is False and mounts["/scratch"].source == str((tmp_path / "out.scratch"))
+    assert spec.environment["HOME"] == spec.environment["TMPDIR"] == spec.working_dir == "/scratch"
+    assert spec.tmpfs["/tmp"].endswith("size=512m")
+
+
+def test_the_scratch_folder_is_gone_after_the_step_whatever_its_end(tmp_path):
+    seen = []
+
+    def writes_scratch(spec, out):
+        scratch = next(m.source for m in spec.mounts if m.target == "/scratch")
+        (Path(scratch) / "big.tmp").write_bytes(b"x" * 100)
+        seen.append(scratch)
+        return RunResult(1, "", "ValueError: boom", 0.1)
+
+    with pytest.raises(StepFailed):
+        runner.execute(FakeEngine(behaviours={"to_tflite.py": writes_scratch}), _run(tmp_path))
+    assert seen and not Path(seen[0]).exists()
 
 
 def test_each_step_gets_a_fresh_output_folder(tmp_path):
@@ -55,9 +77,45 @@ def test_timeout_and_memory_kill_are_explained(tmp_path):
     with pytest.raises(StepFailed, match="timed out after 5 s"):
         runner.execute(FakeEngine(behaviours={"to_tflite.py": exit_with(-1, timed_out=True)}), _run(tmp_path),
                        timeout=5)
-    with pytest.raises(StepFailed, match="memory limit of 64m"):
+    with pytest.raises(StepFailed, match="killed by SIGKILL, probably over the memory limit of 64m; raise it with "
+                                         "--memory"):
         runner.execute(FakeEngine(behaviours={"to_tflite.py": exit_with(137)}), _run(tmp_path / "b"),
                        memory="64m")
+
+
+LOG_NOISE = ("W0000 00:00:1732300000.123456  4121 computation_placer.cc:177] computation placer already registered. "
+             "Please check linkage and avoid linking the same target more than once.\n")
+
+
+@pytest.mark.parametrize("stderr, oom, says", [
+    # the engine saw the kernel's out-of-memory killer: certain, and the log line is not the error
+    (LOG_NOISE, True, "(killed by SIGKILL at the memory limit of 3g; raise it with --memory)"),
+    # the step's child was killed (step_sdk.stop_if_killed's line)
+    (LOG_NOISE + "ERROR: onnx2tf attempt 'default' was killed by the kernel's out-of-memory killer (the "
+     "container's memory limit)\n", False,
+     "(killed by SIGKILL at the memory limit of 3g; raise it with --memory): onnx2tf attempt 'default' was killed"),
+    ("Fatal Python error: Segmentation fault\n" + LOG_NOISE, False, "(killed by SIGSEGV): Fatal Python error"),
+])
+def test_a_step_killed_by_a_signal_names_it_and_the_limit_never_a_log_line(tmp_path, stderr, oom, says):
+    code = 139 if "SIGSEGV" in says else 137
+    with pytest.raises(StepFailed) as err:
+        runner.execute(FakeEngine(behaviours={"to_tflite.py": exit_with(code, stderr, oom_killed=oom)}),
+                       _run(tmp_path), memory="3g")
+    assert says in str(err.value) and "computation placer" not in str(err.value)
+    assert err.value.exit_code == 3
+
+
+@pytest.mark.parametrize("stderr, line", [
+    (LOG_NOISE, ""),
+    ("Traceback (most recent call last):\n  File \"x.py\", line 1\nValueError: bad shape\n" + LOG_NOISE,
+     "ValueError: bad shape"),
+    ("ERROR: the step's own words\nUserWarning: later noise\n", "ERROR: the step's own words"),
+    ("tensorflow.python.framework.errors_impl.InvalidArgumentError: x\n2026-11-23 05:00:00.1: I tensorflow/x\n",
+     "tensorflow.python.framework.errors_impl.InvalidArgumentError: x"),
+    ("Error: Unsupported Ops in the model: Foo\n", "Error: Unsupported Ops in the model: Foo"),
+])
+def test_the_error_line_is_the_real_error_never_a_log_line(stderr, line):
+    assert error_line(stderr) == line
 
 
 # -- pipeline ---------------------------------------------------------------------------------

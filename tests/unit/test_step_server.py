@@ -85,6 +85,24 @@ def test_a_step_killed_by_a_signal_reports_128_plus_the_signal(server, tmp_path)
     _, control, _ = server
     done, _, _ = run(control, ["python", script(tmp_path, "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)\n")])
     assert done["exit_code"] == 137 and done["signal"] == 9 and not done["timed_out"]
+    assert done["oom_killed"] is False  # a SIGKILL, but not the kernel's out-of-memory killer's
+
+
+@pytest.mark.parametrize("kill, says", [("SIGSEGV", "killed by SIGSEGV"), ("SIGKILL", "killed by SIGKILL")])
+def test_a_child_killed_by_a_signal_stops_its_step_with_128_plus_the_signal_and_one_line(server, tmp_path, kill,
+                                                                                       says):
+    """common.run_child: a converter killed in its own process (the onnx2tf attempts) ends the step there, so no
+    remedy is retried after a kill for memory; the line names what was killed."""
+    _, control, _ = server
+    step = script(tmp_path, f"""import sys
+sys.path.insert(0, {str(SERVER.parent)!r})
+from common import run_child
+run_child([sys.executable, "-c", "import os, signal; os.kill(os.getpid(), signal.{kill})"], "the probe's child")
+print("never reached")
+""")
+    done, out, err = run(control, ["python", step])
+    assert done["exit_code"] == 128 + getattr(__import__("signal"), kill) and "never reached" not in out
+    assert err.strip().splitlines()[-1] == f"ERROR: the probe's child was {says}"
 
 
 def test_two_steps_run_side_by_side_and_the_server_keeps_serving(server, tmp_path):

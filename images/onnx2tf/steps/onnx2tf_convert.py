@@ -27,7 +27,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
 
@@ -37,7 +36,7 @@ import name_map
 import parity
 import runtimes
 import verify_io
-from common import boolean, csv, fail, first_line, reject, run_batch, step_done
+from common import boolean, csv, fail, first_line, reject, run_batch, run_child, step_done
 from tflite_runtime import FLEX_HINT, op_counts, op_set
 
 # onnx2tf downloads this sample (20 images, 128x128 RGB, values in [0, 1]) unless it sits in the working folder;
@@ -48,6 +47,8 @@ VARIANT = {"none": "float32", "float16": "float16", "dynamic": "dynamic_range_qu
            "int8-full": "full_integer_quant"}
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
+# absl/glog lines ("W0000 00:00:...computation_placer.cc:177] ... already registered"), Python warnings
+LOG_LINE = re.compile(r"^(?:[IWEF]\d{4} \d\d:\d\d:\d\d|\S*Warning: |warnings\.warn\()")
 CHECK_LINE = re.compile(r"onnx_output_name: (\S+) .*validate_result:\s+Unmatched\s+max_abs_error: ([0-9.eE+-]+)")
 
 
@@ -136,8 +137,9 @@ def run_attempt(name, params, work):
     params_file = os.path.join(work, f"{name}.json")
     with open(params_file, "w") as fh:
         json.dump(params, fh)
-    proc = subprocess.run([sys.executable, os.path.join(os.path.dirname(__file__), "onnx2tf_attempt.py"),
-                           params_file], cwd=work, capture_output=True, text=True)
+    # an attempt killed by a signal (the memory limit) stops the step: the next remedy would be killed the same way
+    proc = run_child([sys.executable, os.path.join(os.path.dirname(__file__), "onnx2tf_attempt.py"), params_file],
+                     f"onnx2tf attempt '{name}'", cwd=work, capture_output=True, text=True)
     log = ANSI.sub("", proc.stdout + proc.stderr)
     with open(os.path.join(work, f"{name}.log"), "w") as fh:
         fh.write(log)
@@ -145,7 +147,8 @@ def run_attempt(name, params, work):
 
 
 def last_error(log):
-    lines = [ln.strip() for ln in log.splitlines() if ln.strip()]
+    """An attempt's error: its last error or exception line, else its last line that is not a log line."""
+    lines = [ln.strip() for ln in log.splitlines() if ln.strip() and not LOG_LINE.match(ln.strip())]
     errors = [ln for ln in lines if ln.startswith(("ERROR", "Error")) or "Error:" in ln or "error:" in ln]
     return (errors or lines or ["no output"])[-1][:300]
 

@@ -8,10 +8,9 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 
-from common import fail, first_line, reject, step_done
+from common import fail, first_line, reject, run_child, step_done
 
 # flags passed through unchanged (value flags)
 VALUE_FLAGS = ("signature_name", "saved_model_tags", "weight_shard_size_bytes", "output_node_names", "metadata")
@@ -61,7 +60,8 @@ def main():
     print("running: " + " ".join(argv), flush=True)
     # TensorFlow's oneDNN rewrites (on by default on x86 CPUs with AVX512_VNNI, AVX512_BF16 or AMX) would fuse Sigmoid
     # and Tanh into MatMul, and the TF.js runtime has no fused tanh: the same graph on every host, one TF.js runs
-    proc = subprocess.run(argv, capture_output=True, text=True, env=dict(os.environ, TF_ENABLE_ONEDNN_OPTS="0"))
+    proc = run_child(argv, "tensorflowjs_converter", capture_output=True, text=True,
+                     env=dict(os.environ, TF_ENABLE_ONEDNN_OPTS="0"))
     sys.stdout.write(proc.stdout)
     sys.stderr.write(proc.stderr)
     if proc.returncode != 0:
