@@ -41,6 +41,9 @@ class ContainerSpec:
     # disk-backed folder the runner mounts (runner.SCRATCH_DIR)
     tmpfs: dict = field(default_factory=lambda: {"/tmp": "rw,exec,size=512m"})
     cap_drop: tuple = ("ALL",)
+    # the largest file a process may write (RLIMIT_FSIZE), in bytes: a step cannot fill the host's disk with one
+    # file; beyond it a write fails with EFBIG ("File too large"). None: no limit
+    max_file_size: int = None
     pids_limit: int = 4096  # processes and threads together (TensorFlow starts some per core): a fork bomb stops here
     security_opt: tuple = ("no-new-privileges",)
     working_dir: str = "/tmp"
@@ -257,6 +260,8 @@ class Engine:
             network_mode=spec.network, mem_limit=spec.memory, memswap_limit=spec.memory,
             read_only=spec.read_only_root, tmpfs=spec.tmpfs, cap_drop=list(spec.cap_drop),
             security_opt=list(spec.security_opt), working_dir=spec.working_dir, pids_limit=spec.pids_limit,
+            ulimits=[docker.types.Ulimit(name="fsize", soft=spec.max_file_size, hard=spec.max_file_size)]
+            if spec.max_file_size else None,
             detach=True,
             labels={"org.orchestrator.step": spec.name_hint, **spec.labels}, auto_remove=auto_remove,
         )

@@ -16,6 +16,7 @@ STDERR_TAIL_LINES = 25
 # the step's working folder, HOME and TMPDIR: a folder on the host's disk beside its output folder, so converters'
 # scratch files neither count against the memory limit (as the /tmp tmpfs does) nor outlive the step
 SCRATCH_DIR = "/scratch"
+MAX_FILE_SIZE = "64G"  # the largest file a step may write (ORCHESTRATOR_MAX_FILE_SIZE): more fills the host's disk
 OOM_WORDS = "out-of-memory killer"  # step_sdk.stop_if_killed's line when the kernel stopped a step's child for memory
 
 
@@ -58,6 +59,12 @@ def host_user():
     return f"{os.getuid()}:{os.getgid()}"
 
 
+def max_file_size():
+    from orchestrator.cache import parse_size
+
+    return parse_size(os.environ.get("ORCHESTRATOR_MAX_FILE_SIZE") or MAX_FILE_SIZE)
+
+
 def scratch_dir(run):
     return Path(run.out_dir).with_name(Path(run.out_dir).name + ".scratch")
 
@@ -73,6 +80,7 @@ def container_spec(run, memory="8g", timeout=3600.0, user=None):
         environment={"HOME": SCRATCH_DIR, "TMPDIR": SCRATCH_DIR, "PYTHONPATH": protocol.STEPS_DIR,
                      **dict(run.image.environment)},
         working_dir=SCRATCH_DIR,
+        max_file_size=max_file_size(),
         user=host_user() if user is None else user,
         network="none",
         memory=memory,

@@ -129,7 +129,7 @@ def worker_key(spec):
     """Steps whose specs agree on this run in the same worker: the same image and the same container settings."""
     return (spec.image, tuple(spec.worker), spec.user, spec.network, spec.memory, spec.read_only_root,
             tuple(sorted(spec.tmpfs.items())), tuple(spec.cap_drop), tuple(spec.security_opt),
-            spec.pids_limit, tuple(sorted(spec.environment.items())))
+            spec.pids_limit, spec.max_file_size, tuple(sorted(spec.environment.items())))
 
 
 class Worker:

@@ -33,6 +33,15 @@ def test_container_spec_is_isolated(tmp_path):
     assert mounts["/scratch"].read_only is False and mounts["/scratch"].source == str((tmp_path / "out.scratch"))
     assert spec.environment["HOME"] == spec.environment["TMPDIR"] == spec.working_dir == "/scratch"
     assert spec.tmpfs["/tmp"].endswith("size=512m")
+    assert spec.max_file_size == 64 << 30  # RLIMIT_FSIZE: no single file fills the host's disk
+
+
+def test_the_largest_file_a_step_may_write_comes_from_the_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("ORCHESTRATOR_MAX_FILE_SIZE", "64M")
+    assert runner.container_spec(_run(tmp_path)).max_file_size == 64 << 20
+    monkeypatch.setenv("ORCHESTRATOR_MAX_FILE_SIZE", "lots")
+    with pytest.raises(UsageError, match="'LOTS' is not a size"):
+        runner.container_spec(_run(tmp_path))
 
 
 def test_the_scratch_folder_is_gone_after_the_step_whatever_its_end(tmp_path):
