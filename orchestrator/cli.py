@@ -8,10 +8,11 @@ Errors from the library become one line on stderr and a documented exit code (se
 import contextlib
 import os
 import re
+import signal
 import sys
 import time
 
-from orchestrator.errors import OrchestratorError, UsageError, one_line
+from orchestrator.errors import OrchestratorError, Terminated, UsageError, one_line
 
 
 def _log(line):
@@ -339,6 +340,18 @@ def _normalize_argv(argv):
     return [f"--{a[0]}={';'.join(repeated[a[0]])}" if isinstance(a, tuple) else a for a in out]
 
 
+def _terminate_like_ctrl_c():
+    """SIGTERM (a service manager, `kill`, CI cancelling a job) and SIGHUP (the terminal closed) unwind as Ctrl-C
+    does, so no container, worker or staging folder outlives the orchestrator; Python's default would end it on the
+    spot."""
+    def raise_terminated(signum, frame):
+        raise Terminated(signum)
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        if signal.getsignal(sig) in (signal.SIG_DFL, None):
+            signal.signal(sig, raise_terminated)
+
+
 def main(argv=None):
     import fire
 
@@ -347,6 +360,7 @@ def main(argv=None):
     argv = [a for a in argv if a != "--debug"]
     if not argv:
         argv = ["--help"]
+    _terminate_like_ctrl_c()
     try:
         fire.Fire(Orchestrator(), command=_normalize_argv(argv), name="orchestrator")
     except OrchestratorError as exc:
@@ -354,6 +368,9 @@ def main(argv=None):
             raise
         print(f"orchestrator: error: {one_line(exc)}", file=sys.stderr)
         sys.exit(exc.exit_code)
+    except Terminated as exc:
+        print(f"orchestrator: terminated by {signal.Signals(exc.signum).name}", file=sys.stderr)
+        sys.exit(128 + exc.signum)
     except KeyboardInterrupt:
         print("orchestrator: interrupted", file=sys.stderr)
         sys.exit(130)

@@ -127,3 +127,12 @@ class BatchFailed(OrchestratorError):
     """`orchestrator batch`: one or more jobs failed (each job's own exit code is in the summary)."""
 
     exit_code = 6
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (or SIGHUP) arrived: unwinds like Ctrl-C, so the same cleanup runs (containers, workers, staging);
+    the CLI exits 128 + the signal's number."""
+
+    def __init__(self, signum):
+        super().__init__(signum)
+        self.signum = signum

@@ -1,8 +1,14 @@
 """Atomic output: everything is written into a staging folder beside OUTPUT_DIR and moved into place only when
-complete. A failure at any point leaves no half-written OUTPUT_DIR (an old one stays untouched until the commit)."""
+complete. A failure at any point leaves no half-written OUTPUT_DIR (an old one stays untouched until the commit).
+One conversion at a time writes an OUTPUT_DIR: a lock file beside it (`.NAME.lock`, flock) refuses a second one
+while the first runs, and an interrupt that arrives during the commit acts only once the commit is whole."""
 
+import contextlib
+import fcntl
 import os
 import shutil
+import signal
+import threading
 import uuid
 from pathlib import Path
 
@@ -53,6 +59,7 @@ class Staging:
         check_place(self.out, inputs)
         self.path = self.out.parent / f".{self.out.name}.partial-{uuid.uuid4().hex[:8]}"
         self.committed = False
+        self.force = force
         # a batch's jobs share one work root, so that its warm workers (orchestrator/workers.py) see every job's
         self._work = Path(work_root) / self.path.name if work_root else self.path / ".work"
 
@@ -64,13 +71,51 @@ class Staging:
 
     def __enter__(self):
         self.out.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = self._take_lock()
         self.path.mkdir()
         return self
+
+    def _take_lock(self):
+        """Hold `.NAME.lock` beside OUTPUT_DIR for the whole conversion, or refuse: another one is writing it."""
+        lock_path = self.out.parent / f".{self.out.name}.lock"
+        while True:
+            fh = open(lock_path, "a+")
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                fh.seek(0)
+                holder = fh.read().strip()
+                fh.close()
+                raise UsageError(f"{self.out}: another conversion is writing it"
+                                 f"{f' (pid {holder})' if holder else ''}; wait for it or choose another OUTPUT_DIR"
+                                 ) from None
+            try:
+                if os.stat(lock_path).st_ino == os.fstat(fh.fileno()).st_ino:
+                    break  # the file still under that name: the lock is ours
+            except FileNotFoundError:
+                pass
+            fh.close()  # its holder unlinked it as we took it: take the one under the name now
+        fh.seek(0)
+        fh.truncate()
+        fh.write(str(os.getpid()))
+        fh.flush()
+        # checked again under the lock: the other conversion may have committed since the first check
+        if self.out.is_dir() and any(self.out.iterdir()) and not self.force:
+            self._drop_lock(fh, lock_path)
+            raise UsageError(f"{self.out}: exists and is not empty; pass --force to replace it")
+        return fh, lock_path
+
+    @staticmethod
+    def _drop_lock(fh, lock_path):
+        with contextlib.suppress(OSError):
+            lock_path.unlink()  # unlinked while still held: a newcomer locks a fresh file, never this one
+        fh.close()
 
     def __exit__(self, *exc):
         for folder in (self.path, self._work):
             if folder.exists():
                 shutil.rmtree(folder, ignore_errors=True)
+        self._drop_lock(*self._lock)
         return False
 
     def place(self, src, name):
@@ -81,14 +126,34 @@ class Staging:
         return dest
 
     def commit(self):
-        """Move the finished staging folder into place; replace an old OUTPUT_DIR only at the very end."""
+        """Move the finished staging folder into place; replace an old OUTPUT_DIR only at the very end. SIGINT and
+        SIGTERM wait for the commit to be whole (signals_deferred)."""
         shutil.rmtree(self.work, ignore_errors=True)
-        trash = None
-        if self.out.exists():
-            trash = self.out.parent / f".{self.out.name}.old-{uuid.uuid4().hex[:8]}"
-            self.out.rename(trash)
-        self.path.rename(self.out)
-        if trash is not None:
-            shutil.rmtree(trash, ignore_errors=True)
-        self.committed = True
+        with signals_deferred():
+            trash = None
+            if self.out.exists():
+                trash = self.out.parent / f".{self.out.name}.old-{uuid.uuid4().hex[:8]}"
+                self.out.rename(trash)
+            self.path.rename(self.out)
+            self.committed = True
+            if trash is not None:
+                shutil.rmtree(trash, ignore_errors=True)
         return self.out
+
+
+@contextlib.contextmanager
+def signals_deferred(signals=(signal.SIGINT, signal.SIGTERM)):
+    """Inside the block, SIGINT and SIGTERM are noted, not acted on; when it ends the first one noted is delivered
+    again to the handler in force before. Only the main thread receives signals; elsewhere this does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    noted = []
+    before = {sig: signal.signal(sig, lambda number, frame: noted.append(number)) for sig in signals}
+    try:
+        yield
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
+        if noted:
+            os.kill(os.getpid(), noted[0])
