@@ -142,9 +142,10 @@ def test_hostile_code_in_a_model_stays_contained(engine, stack_images, torch_sam
     session = uuid.uuid4().hex
     env = dict(os.environ, ORCHESTRATOR_SESSION=session, ORCHESTRATOR_MAX_FILE_SIZE="64M")
     out = tmp_path / "out"
-    proc = cli("convert", *args[:2], out, *args[2:], "--quiet", "--memory", "2g", "--timeout", "30", env=env,
+    proc = cli("convert", *args[:2], out, *args[2:], "--quiet", "--memory", "2g", "--timeout", "10", env=env,
                timeout=600)
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    print(f"{vector}/{action}: exit {proc.returncode}: {lines[-1] if lines else ''}")  # shown by -rA: the tally
     assert proc.returncode in (2, 3), proc.stderr[-3000:]
     assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
     assert SECRET not in proc.stdout + proc.stderr
@@ -157,6 +158,6 @@ def test_hostile_code_in_a_model_stays_contained(engine, stack_images, torch_sam
         pytest.fail("the hostile code reached the host over the network")
     except BlockingIOError:
         pass
-    why = {"past-timeout": "timed out after 30 s", "fill-disk": "File too large"}.get(action)
+    why = {"past-timeout": "timed out after 10 s", "fill-disk": "File too large"}.get(action)
     if why:
         assert why in lines[0], lines[0]
