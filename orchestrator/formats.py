@@ -43,7 +43,7 @@ FORMATS = {f.name: f for f in (
                                                    options=("input_names", "output_names")), transit=False),
     Format("tflite", "TensorFlow Lite flatbuffer (.tflite)", "model.tflite", FILE(inputs.check_tflite),
            Runner("tflite", "tf2")),
-    Format("onnx", "ONNX model (.onnx)", "model.onnx", FILE(inputs.check_onnx), Runner("onnx", "onnx2tf")),
+    Format("onnx", "ONNX model (.onnx)", "model.onnx", inputs.OnnxFile(), Runner("onnx", "onnx2tf")),
     Format("pytorch", "PyTorch model: TorchScript (torch.jit.save), ExportedProgram (.pt2), or a state_dict / "
            "pickled module with --model_code FILE.py:Class", "model.pt", FILE(inputs.check_pytorch),
            Runner("pytorch", "torch", "run_torch.py",

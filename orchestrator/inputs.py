@@ -492,6 +492,7 @@ def _check_torch_zip(path):
 
 
 def check_onnx(path):
+    """Check an ONNX model to its end and its external data files; return their names (relative to its folder)."""
     _check_nonempty(path)
     head = _head(path)
     if head.startswith(ZIP_SIGNATURE) or head.startswith(PICKLE_PROTO):
@@ -514,6 +515,26 @@ def check_onnx(path):
             raise InputError(path, f"input '{name}' of shape {shapes.describe(dims)} {why}")
     for tensor, external in found["external"]:
         _check_external_data(path, tensor, external)
+    return sorted({external.get("location", "") for _, external in found["external"]})
+
+
+class OnnxFile(Adapter):
+    """An ONNX model. With external data (large models: the weights in files beside the .onnx) its folder is mounted,
+    so the converter finds them, and the data files are hashed with it (they are part of the model)."""
+
+    def inspect(self, path, values):
+        return {"external": check_onnx(path)}
+
+    def files(self, path, values, state):
+        found = {path.name: path}
+        for name in state.get("external") or ():
+            found[name] = (path.parent / name).resolve()
+        return found
+
+    def prepare(self, source, values, scratch):
+        if source.state.get("external"):
+            return Mounted({str(source.path.parent): MODEL}, f"{MODEL}/{source.path.name}")
+        return super().prepare(source, values, scratch)
 
 
 def _local_name(model, name, what):

@@ -107,3 +107,26 @@ def test_flex_ops_are_refused_unless_allowed(wild, tmp_path):
     m = manifest(tmp_path / "allowed")
     assert m["steps"][0]["info"]["op_set"]["flex"] == {"FlexErf": 2}
     assert m["verification"]["passed"] is True
+
+
+def test_an_onnx_model_with_external_data_converts_and_its_data_is_part_of_the_key(stack_images, tmp_path):
+    """Large ONNX models keep their weights in files beside the .onnx: the folder is mounted (not the file alone),
+    and the data file is hashed with the model."""
+    import struct
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "robustness"))
+    import protowrite
+
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "model.onnx").write_bytes(protowrite.onnx_model(
+        external={"location": "weights.bin", "offset": "0", "length": "48"}))
+    (folder / "weights.bin").write_bytes(struct.pack("<12f", *[0.25 * (i - 5) for i in range(12)]))
+    out = tmp_path / "out"
+    proc = cli("convert", "onnx", folder / "model.onnx", out)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    m = manifest(out)
+    assert m["verification"]["passed"] is True
+    assert set(m["input"]["sha256"]) == {"model.onnx", "weights.bin"}, m["input"]

@@ -7,6 +7,7 @@ import json
 import os
 import tarfile
 import zipfile
+from pathlib import Path
 
 import h5py
 import pytest
@@ -356,3 +357,26 @@ def test_error_lines_stay_one_line(tmp_path, capsys):
         cli.main(["convert", "keras", str(bad), str(tmp_path / "out")])
     err = capsys.readouterr().err
     assert exc.value.code == 2 and err.count("\n") == 1 and "mo\\ndel.h5: is empty" in err
+
+
+def test_an_onnx_model_with_external_data_mounts_its_folder_and_hashes_the_data(tmp_path):
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "robustness"))
+    import protowrite
+
+    from orchestrator import formats
+
+    (tmp_path / "m.onnx").write_bytes(protowrite.onnx_model(external={"location": "w.bin", "offset": "0",
+                                                                      "length": "48"}))
+    (tmp_path / "w.bin").write_bytes(bytes(48))
+    fmt = formats.FORMATS["onnx"]
+    source = fmt.adapter.check(fmt, tmp_path / "m.onnx")
+    assert set(source.files) == {"m.onnx", "w.bin"}
+    mounted = fmt.adapter.prepare(source, {}, tmp_path / "scratch")
+    assert mounted.mounts == {str(tmp_path.resolve()): "/in/model"} and mounted.model == "/in/model/m.onnx"
+    (tmp_path / "plain.onnx").write_bytes(protowrite.onnx_model())
+    plain = fmt.adapter.check(fmt, tmp_path / "plain.onnx")
+    assert set(plain.files) == {"plain.onnx"}
+    assert fmt.adapter.prepare(plain, {}, tmp_path / "s").mounts == {str((tmp_path / "plain.onnx").resolve()):
+                                                                      "/in/model/plain.onnx"}
