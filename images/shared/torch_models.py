@@ -5,7 +5,6 @@ Unpickling a user's file runs code from it: that happens only here, in the no-ne
 
 import argparse
 import json
-import os
 import sys
 import zipfile
 
@@ -53,7 +52,7 @@ def load_code(spec, args_json):
 def load(path, model_code=None, model_args=None):
     """(module to call, kind) with the module in eval mode."""
     kind = kind_of(path)
-    name = os.path.basename(path)
+    name = path  # the container path: the host shows the user's own path in its place
     if kind == "torchscript":
         try:
             model = torch.jit.load(path, map_location="cpu")
@@ -77,7 +76,8 @@ def load(path, model_code=None, model_args=None):
         if not model_code and "weights_only" in str(exc):
             reject(f"{name}: a pickled object that is not a state_dict; give its class with --model_code "
                    f"FILE.py:ClassName")
-        reject(f"{name}: not a PyTorch file ({first_line(exc)})")
+        # with --model_code the pickle runs code of its own: what it raised is said as loading, not as the format
+        reject(f"{name}: {'loading it failed' if model_code else 'not a PyTorch file'} ({first_line(exc)})")
     if isinstance(obj, torch.nn.Module):
         return obj.eval(), "module"
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):

@@ -616,7 +616,7 @@ for _form, _file in TORCH_FORMS.items():
     _fmt = f"pytorch ({_form})"
     _suffix = Path(_file).suffix
     file_defects(_fmt, _suffix, lambda s, f=_file: s.torch / f, torch_argv(_form),
-                 r"not a PyTorch file|neither a zip")
+                 r"not a PyTorch file|neither a zip|loading it failed")
     given_as(_fmt, "other-format-keras", lambda s: s.keras, f"model{_suffix}", torch_argv(_form),
              r"Keras \.keras archive, not a PyTorch")
     given_as(_fmt, "other-format-onnx", lambda s: s.onnx, f"model{_suffix}", torch_argv(_form), r"ONNX model")
