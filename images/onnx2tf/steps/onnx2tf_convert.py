@@ -146,6 +146,37 @@ def run_attempt(name, params, work):
     return folder, proc.returncode, log
 
 
+def save_model(proto, path, external):
+    """Write an ONNX model; with `external`, its initializers into PATH.data beside it (the form of models past
+    protobuf's 2 GB), which onnx writes from a copy: the proto given keeps its data."""
+    import onnx
+
+    if not external:
+        onnx.save(proto, path)
+        return
+    copy = onnx.ModelProto()
+    copy.CopyFrom(proto)
+    onnx.save(copy, path, save_as_external_data=True, all_tensors_to_one_file=True,
+              location=os.path.basename(path) + ".data")
+
+
+def copy_model(src, dst):
+    """Copy an ONNX model with the external data files it names (read from its own folder); return whether it has
+    external data. A model without any is copied byte for byte."""
+    import onnx
+
+    head = onnx.load(src, load_external_data=False)
+    external = any(t.data_location == onnx.TensorProto.EXTERNAL for t in head.graph.initializer)
+    if not external:
+        shutil.copyfile(src, dst)
+        return False
+    try:
+        save_model(onnx.load(src), dst, True)
+    except Exception as exc:
+        reject(f"{src}: its external data cannot be read ({first_line(exc)})")
+    return True
+
+
 def last_error(log):
     """An attempt's error: its last error or exception line, else its last line that is not a log line."""
     lines = [ln.strip() for ln in log.splitlines() if ln.strip() and not LOG_LINE.match(ln.strip())]
@@ -231,16 +262,14 @@ def main():
     stem = "model"
     source = os.path.join(work, "source", f"{stem}.onnx")
     os.makedirs(os.path.dirname(source), exist_ok=True)
-    shutil.copyfile(args.input, source)
+    external = copy_model(args.input, source)
     model = runtimes.OnnxModel(source)  # the reference: the user's graph, the user's names
     onnx_path = os.path.join(work, f"{stem}.onnx")  # what onnx2tf converts: the same graph with safe names
     safe_model, names = name_map.sanitize(model.proto)
     if names:
-        import onnx
-
-        onnx.save(safe_model, onnx_path)
+        save_model(safe_model, onnx_path, external)
     else:
-        shutil.copyfile(source, onnx_path)
+        copy_model(source, onnx_path)
     safe = {original: s for s, original in names.items()}
     ranked = [s.name for s in model.inputs if len(s.shape) >= 3]
     if args.keep_nchw in (None, "false"):
