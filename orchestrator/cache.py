@@ -43,6 +43,11 @@ def parse_size(text):
     return int(value * UNITS[unit])
 
 
+def size_setting(variable, default):
+    """A size limit from environment variable `variable` (e.g. ORCHESTRATOR_MAX_UNPACK), else `default`; bytes."""
+    return parse_size(os.environ.get(variable) or default)
+
+
 def parse_age(text):
     """'7d', '12h', '30m', '90s', '2w' -> seconds."""
     text = str(text).strip().lower()

@@ -60,9 +60,9 @@ def host_user():
 
 
 def max_file_size():
-    from orchestrator.cache import parse_size
+    from orchestrator.cache import size_setting
 
-    return parse_size(os.environ.get("ORCHESTRATOR_MAX_FILE_SIZE") or MAX_FILE_SIZE)
+    return size_setting("ORCHESTRATOR_MAX_FILE_SIZE", MAX_FILE_SIZE)
 
 
 def scratch_dir(run):

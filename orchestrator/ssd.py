@@ -2,7 +2,6 @@
 safe unpacking of model-zoo tarballs, finding pipeline.config and the checkpoint, and early,
 clear rejection of pipelines this route cannot convert."""
 
-import os
 import re
 import tarfile
 from pathlib import Path, PurePosixPath
@@ -21,9 +20,9 @@ def is_tarball(path):
 
 
 def max_unpack():
-    from orchestrator.cache import parse_size
+    from orchestrator.cache import size_setting
 
-    return parse_size(os.environ.get("ORCHESTRATOR_MAX_UNPACK") or MAX_UNPACK)
+    return size_setting("ORCHESTRATOR_MAX_UNPACK", MAX_UNPACK)
 
 
 def safe_members(tar, tarball):

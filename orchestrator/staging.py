@@ -54,12 +54,11 @@ class Staging:
         self.out = Path(output_dir).absolute()
         if self.out.exists() and not self.out.is_dir():
             raise UsageError(f"{self.out}: exists and is not a folder")
-        if self.out.is_dir() and any(self.out.iterdir()) and not force:
-            raise UsageError(f"{self.out}: exists and is not empty; pass --force to replace it")
+        self.force = force
+        self._refuse_existing()
         check_place(self.out, inputs)
         self.path = self.out.parent / f".{self.out.name}.partial-{uuid.uuid4().hex[:8]}"
         self.committed = False
-        self.force = force
         # a batch's jobs share one work root, so that its warm workers (orchestrator/workers.py) see every job's
         self._work = Path(work_root) / self.path.name if work_root else self.path / ".work"
 
@@ -100,10 +99,16 @@ class Staging:
         fh.write(str(os.getpid()))
         fh.flush()
         # checked again under the lock: the other conversion may have committed since the first check
-        if self.out.is_dir() and any(self.out.iterdir()) and not self.force:
+        try:
+            self._refuse_existing()
+        except UsageError:
             self._drop_lock(fh, lock_path)
-            raise UsageError(f"{self.out}: exists and is not empty; pass --force to replace it")
+            raise
         return fh, lock_path
+
+    def _refuse_existing(self):
+        if self.out.is_dir() and any(self.out.iterdir()) and not self.force:
+            raise UsageError(f"{self.out}: exists and is not empty; pass --force to replace it")
 
     @staticmethod
     def _drop_lock(fh, lock_path):

@@ -38,6 +38,16 @@ def samples(stack_images, tmp_path_factory):
     return made
 
 
+# a model whose step and verification each take seconds, even in a warm worker: timeouts and signals land inside a
+# phase (test_e2e_runner.py, test_e2e_faults.py)
+@pytest.fixture(scope="session")
+def keras_mobilenet(stack_images, tmp_path_factory):
+    out = tmp_path_factory.mktemp("mobilenet") / "keras"
+    proc = cli("sample", "keras", out, "--kind", "mobilenetv2")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return out / "model.h5"
+
+
 # a trained head merged under a base network (the gesture-classifier case): test_e2e_tfjs.py, test_e2e_keras3.py
 @pytest.fixture(scope="session")
 def head_and_base(stack_images, tmp_path_factory):

@@ -18,15 +18,6 @@ from clihelp import CI, cli, manifest
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture(scope="module")
-def mobilenet(stack_images, tmp_path_factory):
-    """A model whose step and verification each take seconds, so that a signal can be sent inside either."""
-    out = tmp_path_factory.mktemp("faults") / "keras"
-    proc = cli("sample", "keras", out, "--kind", "mobilenetv2")
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    return out / "model.h5"
-
-
 def session_containers(engine, session):
     return engine.client.containers.list(all=True, filters={"label": f"org.orchestrator.session={session}"})
 
@@ -37,13 +28,13 @@ def leftovers(folder):
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 @pytest.mark.parametrize("phase", ["step", "verify"])
-def test_a_signal_in_a_phase_removes_everything_it_made(engine, mobilenet, tmp_path, sig, phase):
+def test_a_signal_in_a_phase_removes_everything_it_made(engine, keras_mobilenet, tmp_path, sig, phase):
     session = uuid.uuid4().hex
     env = dict(os.environ, ORCHESTRATOR_SESSION=session, PYTHONUNBUFFERED="1")
     out = tmp_path / "out"
     out.mkdir()
     (out / "old.txt").write_text("the output of an earlier conversion")
-    p = subprocess.Popen([sys.executable, "-m", "orchestrator", "convert", "keras", str(mobilenet), str(out),
+    p = subprocess.Popen([sys.executable, "-m", "orchestrator", "convert", "keras", str(keras_mobilenet), str(out),
                           "--force"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     marker = {"step": "step ", "verify": "verify: "}[phase]

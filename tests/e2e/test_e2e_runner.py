@@ -40,21 +40,13 @@ def test_step_container_has_no_network_and_runs_as_host_user(engine, stack_image
     assert step_containers(engine, session) == []
 
 
-@pytest.fixture(scope="module")
-def mobilenet(stack_images, tmp_path_factory):
-    out = tmp_path_factory.mktemp("mobilenet") / "keras"
-    proc = cli("sample", "keras", out, "--kind", "mobilenetv2")
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    return out / "model.h5"
-
-
 # a warm worker has TensorFlow imported already, so a small model's step can finish inside any short timeout: the
 # step here is MobileNetV2's conversion, which takes seconds on any machine, in a worker and in a fresh container
 @pytest.mark.parametrize("workers", ["1", "0"], ids=["warm-worker", "fresh-container"])
-def test_timeout_kills_and_removes_the_container(mobilenet, engine, tmp_path, workers):
+def test_timeout_kills_and_removes_the_container(keras_mobilenet, engine, tmp_path, workers):
     session, env = session_env()
     env["ORCHESTRATOR_WORKERS"] = workers
-    proc = cli("convert", "keras", mobilenet, tmp_path / "out", "--timeout", "1", env=env)
+    proc = cli("convert", "keras", keras_mobilenet, tmp_path / "out", "--timeout", "1", env=env)
     assert proc.returncode == 3, proc.stderr[-2000:]
     assert "timed out after 1 s" in last_line(proc)
     assert step_containers(engine, session) == [] and list(tmp_path.iterdir()) == []
