@@ -96,7 +96,22 @@ class ContainerEngine(Protocol):
 
     def remove(self, container) -> None: ...  # kill and remove it (no error when it is gone)
 
+    def containers(self, labels) -> list: ...  # all (running or not) carrying every label: [{'id', 'labels', 'running'}]
+
     def session(self, rw=(), ro=()): ...  # a context giving the engine one conversion's runs go to (workers.py)
+
+
+@contextlib.contextmanager
+def _engine_call(what):
+    """Say a connection lost mid-call as that (exit 5), not as the SDK's traceback; `what`: what was going on."""
+    from requests.exceptions import ChunkedEncodingError, ReadTimeout
+    from requests.exceptions import ConnectionError as ReqConnectionError
+
+    try:
+        yield
+    except (ReqConnectionError, ReadTimeout, ChunkedEncodingError) as exc:  # refused, reset, or cut mid-answer
+        raise EnvironmentProblem(f"lost the connection to the Docker engine while {what} ({type(exc).__name__}); "
+                                 "is dockerd still running?") from exc
 
 
 class Engine:
@@ -236,14 +251,8 @@ class Engine:
     # -- containers ---------------------------------------------------------------------------
     def run(self, spec, log=None):
         """Run one container to completion; stream its output to `log`; always remove it."""
-        from requests.exceptions import ConnectionError as ReqConnectionError
-        from requests.exceptions import ReadTimeout
-
-        try:
+        with _engine_call(f"{spec.name_hint} ran"):
             return self._run(spec, log)
-        except (ReqConnectionError, ReadTimeout) as exc:
-            raise EnvironmentProblem(f"lost the connection to the Docker engine while {spec.name_hint} ran "
-                                     f"({type(exc).__name__}); is dockerd still running?") from exc
 
     def session(self, rw=(), ro=()):
         """A plain engine runs every step in a fresh container: its session is itself (workers.WorkerPool keeps
@@ -253,8 +262,18 @@ class Engine:
     def _create(self, spec, auto_remove=False):
         """A created (not started) container for `spec`, with every hardening setting the spec carries."""
         import docker
+        from docker.errors import ImageNotFound
 
         mounts = [docker.types.Mount(m.target, m.source, type="bind", read_only=m.read_only) for m in spec.mounts]
+        try:
+            return self._create_container(spec, mounts, auto_remove)
+        except ImageNotFound:  # planned with it, and since removed (`docker rmi`, a prune): no pull, say so
+            raise EnvironmentProblem(f"image {spec.image} is no longer in the engine (removed after the conversion "
+                                     "started?); run `orchestrator images build` and convert again") from None
+
+    def _create_container(self, spec, mounts, auto_remove):
+        import docker
+
         return self.client.containers.create(
             spec.image, spec.command, mounts=mounts, environment=spec.environment, user=spec.user or None,
             network_mode=spec.network, mem_limit=spec.memory, memswap_limit=spec.memory,
@@ -269,19 +288,22 @@ class Engine:
     def start(self, spec):
         """Start a container that keeps running (a warm worker); return its id. `remove` ends it; so does its own
         exit (the engine removes it then, so nothing is left even when the orchestrator itself was killed)."""
-        container = self._create(spec, auto_remove=True)
-        try:
-            container.start()
-        except Exception:
-            self.remove(container.id)
-            raise
+        with _engine_call(f"{spec.name_hint} started"):
+            container = self._create(spec, auto_remove=True)
+            try:
+                container.start()
+            except Exception:
+                with contextlib.suppress(Exception):  # the engine may be gone: then so is the container
+                    self.remove(container.id)
+                raise
         return container.id
 
     def state(self, container):
         from docker.errors import NotFound
 
         try:
-            attrs = self.client.api.inspect_container(container)
+            with _engine_call("a step ran"):
+                attrs = self.client.api.inspect_container(container)
         except NotFound:
             return None
         st = attrs.get("State") or {}
@@ -298,6 +320,13 @@ class Engine:
         except APIError as exc:
             if exc.status_code != 409:  # 409: the engine is removing it already (it exited, and auto-removes)
                 raise
+
+    def containers(self, labels):
+        """Every container (running or not) that carries all of `labels` ({name: value, or None for any value})."""
+        wanted = [k if v is None else f"{k}={v}" for k, v in sorted(labels.items())]
+        found = self.client.api.containers(all=True, filters={"label": wanted})
+        return [{"id": c["Id"], "labels": c.get("Labels") or {}, "running": c.get("State") == "running"}
+                for c in found]
 
     def _run(self, spec, log):
         from requests.exceptions import ConnectionError as ReqConnectionError

@@ -495,9 +495,11 @@ def ensure_image(engine, stack, build_if_missing=True, opts=None, log=print):
 
 
 def ready(engine, names, build_missing=True, opts=None, log=None):
-    """{stack: runner.StackImage} for the named stacks, each image found or built (ensure_image)."""
-    from orchestrator.runner import StackImage
+    """{stack: runner.StackImage} for the named stacks, each image found or built (ensure_image). Containers an
+    earlier run of this host left behind (it lost its engine, or was killed) are removed first."""
+    from orchestrator.runner import StackImage, reap_orphans
 
+    reap_orphans(engine)
     found = {}
     for name in names:
         if name not in found:

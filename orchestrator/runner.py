@@ -4,6 +4,7 @@ the host user's uid/gid, a memory limit and a timeout. Builds a ContainerSpec (p
 import os
 import shutil
 import signal
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -55,6 +56,40 @@ class StepRun:
         return [self.image.interpreter, f"{protocol.STEPS_DIR}/{self.script}", *map(str, self.args)]
 
 
+OWNER_LABEL = "org.orchestrator.owner"  # host:pid:start time of the orchestrator process that made the container
+
+
+def _process_start(pid):
+    """The start time of process `pid` in clock ticks since boot (/proc/PID/stat field 22), or None when there is no
+    such process: with the pid it names one process, even after the pid is reused."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def owner():
+    """The value of OWNER_LABEL for containers this process makes."""
+    return f"{socket.gethostname()}:{os.getpid()}:{_process_start(os.getpid())}"
+
+
+def reap_orphans(engine):
+    """Remove the containers an orchestrator process of this host made and no longer can: it ended while the engine
+    was away (dockerd stopped mid-step) or was killed outright, so nothing else will ever remove them. Containers of
+    live processes and of other hosts sharing the engine stay. Returns how many were removed."""
+    host = socket.gethostname()
+    gone = 0
+    for container in engine.containers({OWNER_LABEL: None}):
+        name, _, rest = container["labels"].get(OWNER_LABEL, "").partition(":")
+        pid, _, started = rest.partition(":")
+        if name != host or not pid.isdigit() or _process_start(int(pid)) == started:
+            continue
+        engine.remove(container["id"])
+        gone += 1
+    return gone
+
+
 def host_user():
     return f"{os.getuid()}:{os.getgid()}"
 
@@ -87,7 +122,8 @@ def container_spec(run, memory="8g", timeout=3600.0, user=None):
         timeout=timeout,
         name_hint=run.name,
         # ORCHESTRATOR_SESSION tags every container of one invocation (tests and wrappers find theirs by it)
-        labels={"org.orchestrator.session": os.environ.get("ORCHESTRATOR_SESSION", str(os.getpid()))},
+        labels={"org.orchestrator.session": os.environ.get("ORCHESTRATOR_SESSION", str(os.getpid())),
+                OWNER_LABEL: owner()},
         worker=run.image.worker,
     )
 

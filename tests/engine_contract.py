@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from orchestrator.engine import ContainerEngine, ContainerSpec, Engine, Mount, RunResult
+from orchestrator.errors import EnvironmentProblem
 
 # what the contract's container does: output on both streams, a file in /out, a non-zero exit status
 COMMAND = ["sh", "-c", "echo to-stdout; echo to-stderr >&2; echo done > /out/proof; exit 3"]
@@ -15,7 +16,7 @@ SLOW = ["sh", "-c", "sleep 30"]
 def check_engine(engine, image, tmp_path):
     assert isinstance(engine, ContainerEngine)
     for name in ("info", "image", "build", "layers", "prune_images", "import_rootfs", "save", "load", "run",
-                 "start", "state", "remove", "session"):
+                 "start", "state", "remove", "containers", "session"):
         ours, theirs = inspect.signature(getattr(Engine, name)), inspect.signature(getattr(type(engine), name))
         assert list(ours.parameters) == list(theirs.parameters), name
     assert {"server", "api", "os", "arch"} <= set(engine.info())
@@ -46,13 +47,27 @@ def check_engine(engine, image, tmp_path):
     slow = engine.run(ContainerSpec(image=image, command=SLOW, user=user, timeout=2))
     assert slow.timed_out and slow.exit_code != 0 and slow.seconds < 25
 
-    # a detached container (a warm worker): running until removed, then gone
-    resident = engine.start(ContainerSpec(image=image, command=SLOW, user=user))
+    # a detached container (a warm worker): running until removed, then gone; found by its labels until then
+    mark = {"org.orchestrator.contract": os.urandom(6).hex()}
+    resident = engine.start(ContainerSpec(image=image, command=SLOW, user=user, labels=mark))
     try:
         assert engine.state(resident)["running"]
+        [found_it] = engine.containers(mark)  # by label=value ...
+        assert found_it["running"] and found_it["labels"]["org.orchestrator.contract"] == mark["org.orchestrator.contract"]
+        assert found_it["id"].startswith(resident) or resident.startswith(found_it["id"])
+        assert found_it in engine.containers({"org.orchestrator.contract": None})  # ... and by the label alone
+        assert engine.containers({"org.orchestrator.contract": "no-such-container"}) == []
     finally:
         engine.remove(resident)
-    assert engine.state(resident) is None
+    assert engine.state(resident) is None and engine.containers(mark) == []
     engine.remove(resident)  # removing a gone container is no error
+    # an image that went away after planning is said as that, for a run and for a worker alike
+    gone = ContainerSpec(image="orchestrator/absent:contract", command=COMMAND, user=user)
+    for call in (engine.run, engine.start):
+        try:
+            call(gone)
+            raise AssertionError(f"{call.__name__} of an absent image must refuse")
+        except EnvironmentProblem as exc:
+            assert "orchestrator/absent:contract is no longer in the engine" in str(exc)
     with engine.session(rw=[str(out)]) as same:  # a plain engine's session is the engine itself
         assert same is engine

@@ -75,6 +75,7 @@ def tf_checkpoint(prefix, sizes=(16, 8)):
     Path(f"{prefix}.data-00000-of-00001").write_bytes(bytes(offset))
 
 from orchestrator.engine import ContainerSpec, Mount, RunResult
+from orchestrator.errors import EnvironmentProblem
 
 
 class FakeEngine:
@@ -86,7 +87,7 @@ class FakeEngine:
         self.behaviours = behaviours or {}  # script name -> callable(spec, out_dir) -> RunResult or None
         self.specs = []
         self.builds = []
-        self.containers = {}  # id -> {"spec", "running", "thread"}: what start() left running
+        self.boxes = {}  # id -> {"spec", "running", "thread"}: what start() left running
         self.started = []  # the specs start() was given
 
     def info(self):
@@ -144,7 +145,12 @@ class FakeEngine:
         freed = sum(self.images.pop(ref)["size"] for ref in gone)
         return {"images": len(gone), "bytes": freed}
 
+    def _exists(self, spec):  # a fake given no images at all (a test of the runner alone) has every image
+        if self.images and spec.image not in self.images and spec.image not in {i["id"] for i in self.images.values()}:
+            raise EnvironmentProblem(f"image {spec.image} is no longer in the engine")
+
     def run(self, spec, log=None):
+        self._exists(spec)
         self.specs.append(spec)
         if spec.command[:2] == ["sh", "-c"]:
             return _shell(spec)
@@ -159,26 +165,35 @@ class FakeEngine:
         return contextlib.nullcontext(self)
 
     def start(self, spec):
+        self._exists(spec)
         cid = f"fake-{len(self.started)}"
         self.started.append(spec)
         box = {"spec": spec, "running": True, "oom_killed": False}
-        self.containers[cid] = box
+        self.boxes[cid] = box
         if any(str(c).endswith("step_server.py") for c in spec.command):
             box["thread"] = threading.Thread(target=_serve, args=(self, box), daemon=True)
             box["thread"].start()
         return cid
 
     def state(self, container):
-        box = self.containers.get(container)
+        box = self.boxes.get(container)
         if box is None:
             return None
         return {"running": box["running"], "exit_code": None if box["running"] else 137,
                 "oom_killed": box["oom_killed"]}
 
     def remove(self, container):
-        box = self.containers.pop(container, None)
+        box = self.boxes.pop(container, None)
         if box is not None:
             box["running"] = False
+
+    def containers(self, labels):
+        def carries(spec):
+            have = {"org.orchestrator.step": spec.name_hint, **spec.labels}
+            return all(k in have and v in (None, have[k]) for k, v in labels.items())
+
+        return [{"id": cid, "labels": {"org.orchestrator.step": box["spec"].name_hint, **box["spec"].labels},
+                 "running": box["running"]} for cid, box in self.boxes.items() if carries(box["spec"])]
 
 
 def _serve(engine, box):

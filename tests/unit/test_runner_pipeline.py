@@ -311,3 +311,30 @@ def test_converter_auto_with_no_verified_attempt_fails_naming_each_and_writes_no
     assert err.value.exit_code == 4 and sorted(p.name for p in tmp_path.iterdir()) == ["m"]
     with pytest.raises(UsageError, match="cannot run with --no-verify"):
         pipeline.plan_job("ssd", model, options={"converter": "auto"}, verify=False)
+
+
+def test_containers_left_by_a_process_that_is_gone_are_reaped_and_no_others():
+    import socket
+    import subprocess
+
+    from orchestrator.engine import ContainerSpec
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()  # a pid with no process behind it now
+    host = socket.gethostname()
+    engine = FakeEngine()
+    owners = {"mine": runner.owner(), "gone": f"{host}:{dead.pid}:12345", "reused": f"{host}:{os.getpid()}:1",
+              "elsewhere": f"another-host:{dead.pid}:12345", "garbled": "nonsense"}
+    ids = {name: engine.start(ContainerSpec(image="x", command=["sleep"], labels={runner.OWNER_LABEL: value}))
+           for name, value in owners.items()}
+    engine.start(ContainerSpec(image="x", command=["sleep"]))  # not the orchestrator's: no owner label
+    assert runner.reap_orphans(engine) == 2
+    assert set(engine.boxes) == {ids["mine"], ids["elsewhere"], ids["garbled"], "fake-5"}
+    assert runner.reap_orphans(engine) == 0
+
+
+def test_every_container_carries_its_owner():
+    spec = runner.container_spec(runner.StepRun("s", runner.StackImage("tf2", "t", "i"), "s.py", out_dir=Path("o")))
+    assert spec.labels[runner.OWNER_LABEL] == runner.owner()
+    host, pid, started = runner.owner().split(":")
+    assert int(pid) == os.getpid() and started.isdigit()

@@ -50,7 +50,7 @@ def test_a_conversion_runs_every_step_of_a_stack_in_one_worker_and_removes_it(bu
     steps = [s.command for s in built_engine.specs]
     assert len(steps) == 4  # to_tflite, the reference run, the result run, compare: all inside workers
     stacks = {images.get_stack(r["stack"]).name for r in manifest["steps"] + manifest["verification"]["steps"]}
-    assert len(built_engine.containers) == 0  # every worker was removed when the conversion ended
+    assert len(built_engine.boxes) == 0  # every worker was removed when the conversion ended
     assert stacks == {"tf2"}
     assert len(built_engine.started) == 1  # one stack, one worker
 
@@ -76,7 +76,7 @@ def test_a_step_killed_for_memory_takes_its_worker_down_and_reports_as_before(bu
     built_engine.behaviours["to_tflite.py"] = exit_with(137, "Killed")
     with pytest.raises(StepFailed, match="memory limit of 8g"):
         pipeline.convert(_pool(built_engine), "keras", keras_file, tmp_path / "out")
-    assert built_engine.containers == {} and not (tmp_path / "out").exists()
+    assert built_engine.boxes == {} and not (tmp_path / "out").exists()
 
 
 def test_a_mount_outside_the_session_runs_in_a_fresh_container(built_engine, tmp_path):
@@ -104,7 +104,7 @@ def test_a_worker_that_never_gets_ready_falls_back_to_fresh_containers(built_eng
     built_engine.start = start_broken
     logged = []
     manifest = pipeline.convert(_pool(built_engine), "keras", keras_file, tmp_path / "out", log=logged.append)
-    assert manifest["verification"]["passed"] and built_engine.containers == {}
+    assert manifest["verification"]["passed"] and built_engine.boxes == {}
     assert any("did not start; running in a fresh container" in line for line in logged)
     assert all(any(m.target == "/out" for m in s.mounts) for s in built_engine.specs)  # ran as plain steps
 
@@ -152,5 +152,5 @@ def test_a_batch_reuses_its_workers_job_after_job(built_engine, tmp_path, keras_
         records = batch.run_batch(lambda: _pool(built_engine), batch.read_jobs(tmp_path / "jobs.yaml"), workers=j)
         assert all(r["passed"] for r in records), records
         assert 1 <= len(built_engine.started) <= most  # 4 jobs x 4 runs in tf2, in at most one worker per job slot
-        assert built_engine.containers == {}
+        assert built_engine.boxes == {}
         assert all((tmp_path / f"o{i}" / "model.tflite").is_file() for i in range(4))
