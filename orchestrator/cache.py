@@ -199,11 +199,11 @@ class CachedEngine:
         with self.inner.session(rw, ro) as inner:
             yield CachedEngine(inner, self.cache)
 
-    def run(self, spec, log=None):
+    def run(self, spec, log=None, watch=None):
         out = next((m for m in spec.mounts if not m.read_only and m.target == protocol.OUT_DIR), None)
         info = self.inner.image(spec.image) if out is not None else None
         if info is None:
-            return self.inner.run(spec, log=log)
+            return self.inner.run(spec, log=log, watch=watch)
         key = self.cache.key(spec, info["id"])
         record = self.cache.get(key, out.source)
         if record is not None:
@@ -211,7 +211,7 @@ class CachedEngine:
                 log(f"cached (key {key[:12]}): outputs of an identical run")
             return RunResult(0, record.get("stdout", ""), record.get("stderr", ""), 0.0, cached=True,
                              cached_seconds=record.get("seconds"))
-        result = self.inner.run(spec, log=log)
+        result = self.inner.run(spec, log=log, watch=watch)
         if result.exit_code == 0 and not result.timed_out:
             self.cache.put(key, out.source, {"step": spec.name_hint, "image": spec.image, "image_id": info["id"],
                                              "seconds": round(result.seconds, 2), "stdout": result.stdout[-4000:],

@@ -65,6 +65,7 @@ class RunResult:
     cached_seconds: float = None  # ... and how long the run it stored took
     worker: bool = False  # ran in a stack's warm worker (orchestrator/workers.py), not a fresh container
     oom_killed: bool = False  # the kernel's out-of-memory killer stopped a process of the run (its memory limit)
+    stopped: str = None  # why the host stopped the run before its end (what `watch` said), or None
 
 
 @runtime_checkable
@@ -88,7 +89,8 @@ class ContainerEngine(Protocol):
 
     def load(self, source, progress=None) -> list: ...  # source: a readable binary file (tar, or gzip of one)
 
-    def run(self, spec, log=None) -> "RunResult": ...
+    # watch: called about every WATCH_EVERY s while the run runs; when it returns a reason, the run is stopped
+    def run(self, spec, log=None, watch=None) -> "RunResult": ...
 
     def start(self, spec) -> str: ...  # a detached container running spec.command; its id
 
@@ -249,10 +251,11 @@ class Engine:
         return [t for img in images for t in img.tags]
 
     # -- containers ---------------------------------------------------------------------------
-    def run(self, spec, log=None):
-        """Run one container to completion; stream its output to `log`; always remove it."""
+    def run(self, spec, log=None, watch=None):
+        """Run one container to completion (or until `watch` gives a reason to stop it); stream its output to `log`;
+        always remove it."""
         with _engine_call(f"{spec.name_hint} ran"):
-            return self._run(spec, log)
+            return self._run(spec, log, watch)
 
     def session(self, rw=(), ro=()):
         """A plain engine runs every step in a fresh container: its session is itself (workers.WorkerPool keeps
@@ -328,15 +331,18 @@ class Engine:
         return [{"id": c["Id"], "labels": c.get("Labels") or {}, "running": c.get("State") == "running"}
                 for c in found]
 
-    def _run(self, spec, log):
+    def _run(self, spec, log, watch):
         from requests.exceptions import ConnectionError as ReqConnectionError
         from requests.exceptions import ReadTimeout
 
         container = self._create(spec)
         start = time.monotonic()
         timed_out = False
+        stopped, ended = [], threading.Event()
         try:
             container.start()
+            if watch:
+                threading.Thread(target=_watch, args=(watch, container.kill, stopped, ended), daemon=True).start()
             pump = None
             if log:
                 def _pump():
@@ -363,8 +369,10 @@ class Engine:
             out = container.logs(stdout=True, stderr=False).decode("utf-8", "replace")
             err = container.logs(stdout=False, stderr=True).decode("utf-8", "replace")
             oom = self._oom_killed(container)
-            return RunResult(exit_code, out, err, time.monotonic() - start, timed_out, oom_killed=oom)
+            return RunResult(exit_code, out, err, time.monotonic() - start, timed_out, oom_killed=oom,
+                             stopped=stopped[0] if stopped else None)
         finally:
+            ended.set()
             try:
                 container.remove(force=True)
             except Exception:
@@ -379,6 +387,20 @@ class Engine:
             return bool(container.attrs.get("State", {}).get("OOMKilled"))
         except Exception:  # gone already: nothing to tell
             return False
+
+
+WATCH_EVERY = 1.0
+
+
+def _watch(watch, kill, stopped, ended):
+    """Ask `watch` every WATCH_EVERY s until the run ends; on its first reason, note it and `kill` the run."""
+    while not ended.wait(WATCH_EVERY):
+        why = watch()
+        if why:
+            stopped.append(why)
+            with contextlib.suppress(Exception):  # it may have ended meanwhile
+                kill()
+            return
 
 
 class _Counted:

@@ -18,6 +18,8 @@ STDERR_TAIL_LINES = 25
 # scratch files neither count against the memory limit (as the /tmp tmpfs does) nor outlive the step
 SCRATCH_DIR = "/scratch"
 MAX_FILE_SIZE = "64G"  # the largest file a step may write (ORCHESTRATOR_MAX_FILE_SIZE): more fills the host's disk
+MAX_WRITE = "64G"  # what a step may write into its folders in all (ORCHESTRATOR_MAX_WRITE): many files fill it too
+DISK_RESERVE = 1 << 30  # ... and never so much that its disk has less than this left
 OOM_WORDS = "out-of-memory killer"  # step_sdk.stop_if_killed's line when the kernel stopped a step's child for memory
 
 
@@ -100,6 +102,52 @@ def max_file_size():
     return size_setting("ORCHESTRATOR_MAX_FILE_SIZE", MAX_FILE_SIZE)
 
 
+class WriteLimit:
+    """The host's bound on what a step writes into its folders (its output and its scratch), many files or one: at
+    most ORCHESTRATOR_MAX_WRITE (64G), and no more than the free space of their disk at the step's start but
+    DISK_RESERVE (a small disk fills up and the step meets ENOSPC instead). The engine asks it while the step runs
+    (engine.run's `watch`): a reason to stop the step, or None."""
+
+    def __init__(self, folders):
+        from orchestrator.cache import size_setting
+
+        self.folders = [Path(f) for f in folders]
+        self.limit, self.why = size_setting("ORCHESTRATOR_MAX_WRITE", MAX_WRITE), "ORCHESTRATOR_MAX_WRITE"
+        free = shutil.disk_usage(self.folders[0]).free
+        if DISK_RESERVE < free - DISK_RESERVE < self.limit:
+            self.limit, self.why = free - DISK_RESERVE, f"the free disk space but {_size(DISK_RESERVE)}"
+
+    def __call__(self):
+        used = sum(_disk_bytes(f) for f in self.folders)
+        if used > self.limit:
+            return (f"stopped: it wrote {_size(used)} into its folders, over the {_size(self.limit)} a step may write "
+                    f"({self.why})")
+        return None
+
+
+def _disk_bytes(folder):
+    """The disk space the files below `folder` take (their blocks: a sparse file counts what it really holds)."""
+    total, todo = 0, [str(folder)]
+    while todo:
+        try:
+            entries = list(os.scandir(todo.pop()))
+        except OSError:  # gone meanwhile, or unreadable: the step's own business
+            continue
+        for entry in entries:
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            total += st.st_blocks * 512
+            if entry.is_dir(follow_symlinks=False):
+                todo.append(entry.path)
+    return total
+
+
+def _size(n):
+    return f"{n / (1 << 30):.1f} GiB" if n >= 1 << 30 else f"{n / (1 << 20):.0f} MiB"
+
+
 def scratch_dir(run):
     return Path(run.out_dir).with_name(Path(run.out_dir).name + ".scratch")
 
@@ -167,11 +215,14 @@ def execute(engine, run, memory="8g", timeout=3600.0, log=None):
     spec = container_spec(run, memory=memory, timeout=timeout)
     prefix = f"[{run.name}] "
     try:
-        result = engine.run(spec, log=(lambda line: log(prefix + line)) if log else None)
+        result = engine.run(spec, log=(lambda line: log(prefix + line)) if log else None,
+                            watch=WriteLimit([run.out_dir, scratch]))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     tail = host_paths("\n".join(result.stderr.splitlines()[-STDERR_TAIL_LINES:]), run)
     image = run.image.tag
+    if result.stopped:
+        raise StepFailed(run.name, image, result.exit_code, tail, spec.command, reason=result.stopped)
     if result.timed_out:
         raise StepFailed(run.name, image, result.exit_code, tail, spec.command, reason=f"timed out after {timeout:g} s")
     if result.exit_code == EX_DATAERR:

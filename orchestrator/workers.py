@@ -27,8 +27,9 @@ import uuid
 from dataclasses import replace
 from pathlib import Path
 
-from orchestrator.engine import Mount, RunResult
+from orchestrator.engine import WATCH_EVERY, Mount, RunResult
 from orchestrator.errors import EnvironmentProblem
+from orchestrator.runner import SCRATCH_DIR
 
 WORKER_ROOT = "/w"
 CONTROL = f"{WORKER_ROOT}/ctl"
@@ -141,8 +142,9 @@ class Worker:
         self.control = Path(tempfile.mkdtemp(prefix="worker-", dir=control_parent))
         self.beat()
         self.dead = False
-        # each step's working folder (its HOME and TMPDIR) goes under the session's first writable root, on the
-        # disk of the conversion's work folder: not the /tmp tmpfs, which counts against the memory limit
+        # a step's working folder (its HOME and TMPDIR) is its own /scratch mount, on the disk of the conversion's
+        # work folder (not the /tmp tmpfs, which counts against the memory limit); a step with none gets one under
+        # the session's first writable root
         self.scratch, scratch_args = roots.scratch(self.control.name), []
         if self.scratch is not None:
             scratch_args = ["--scratch", roots.locate(str(self.scratch), False)]
@@ -172,18 +174,22 @@ class Worker:
             time.sleep(POLL_SECONDS)
         return True
 
-    def execute(self, spec, paths, log=None):
-        """Run one step's command in this worker; a RunResult as a fresh container's run would give."""
+    def execute(self, spec, paths, log=None, watch=None):
+        """Run one step's command in this worker; a RunResult as a fresh container's run would give (`watch` as
+        for engine.run: its reason to stop the step takes the worker down)."""
         rid = uuid.uuid4().hex[:12]
         argv = [paths.to_worker(str(a)) for a in spec.command]
         request = self.control / f"{rid}.req"
         tmp = self.control / f"{rid}.req.tmp"
-        tmp.write_text(json.dumps({"argv": argv, "timeout": spec.timeout}))
+        req = {"argv": argv, "timeout": spec.timeout}
+        if SCRATCH_DIR in paths.forward:  # the step's own working folder, as a fresh container would have it
+            req["scratch"] = paths.forward[SCRATCH_DIR]
+        tmp.write_text(json.dumps(req))
         tmp.rename(request)
         started = time.monotonic()
         done = self.control / f"{rid}.done"
         tails = {name: _Tail(self.control / f"{rid}.{name}", paths, log) for name in ("out", "err")}
-        last_state = started
+        last_state = last_watch = started
         result = None
         while result is None:
             if done.exists():
@@ -205,6 +211,13 @@ class Worker:
                     self.dead = True
                     result = {"exit_code": -1, "timed_out": True, "seconds": now - started}
                     break
+            if watch and now - last_watch > WATCH_EVERY:
+                last_watch = now
+                why = watch()
+                if why:  # the worker goes, and the step with it
+                    self.dead = True
+                    result = {"exit_code": 137, "timed_out": False, "seconds": now - started, "stopped": why}
+                    break
             time.sleep(POLL_SECONDS)
         for tail in tails.values():
             tail.pump(final=True)
@@ -214,7 +227,8 @@ class Worker:
             (self.control / f"{rid}.{name}").unlink(missing_ok=True)
         return RunResult(result["exit_code"] if not result.get("timed_out") else -1,
                          tails["out"].text(), tails["err"].text(), float(result.get("seconds", 0.0)),
-                         bool(result.get("timed_out")), worker=True, oom_killed=bool(result.get("oom_killed")))
+                         bool(result.get("timed_out")), worker=True, oom_killed=bool(result.get("oom_killed")),
+                         stopped=result.get("stopped"))
 
     def stop(self):
         self.dead = True
@@ -264,8 +278,8 @@ class WorkerPool:
     def __getattr__(self, name):  # info, image, build, import_rootfs, save, load, start, state, remove
         return getattr(self.inner, name)
 
-    def run(self, spec, log=None):
-        return self.inner.run(spec, log=log)
+    def run(self, spec, log=None, watch=None):
+        return self.inner.run(spec, log=log, watch=watch)
 
     def session(self, rw=(), ro=()):
         return Session(self, Roots(rw, ro))
@@ -350,20 +364,20 @@ class Session:
         with self._lock:
             self._idle.setdefault(key, []).append(worker)
 
-    def run(self, spec, log=None):
+    def run(self, spec, log=None, watch=None):
         paths = step_map(spec, self.roots) if spec.worker else None
         if paths is None or worker_key(spec) in self._broken:
-            return self.inner.run(spec, log=log)
+            return self.inner.run(spec, log=log, watch=watch)
         key, worker = self._checkout(spec)
         if worker is None:
             if log:
                 log(f"[{spec.name_hint}] the warm worker of {spec.image} did not start; running in a fresh container")
-            return self.inner.run(spec, log=log)
+            return self.inner.run(spec, log=log, watch=watch)
         try:
             for mount in spec.mounts:  # a fresh container's mount point exists even when the folder is empty
                 if not mount.read_only:
                     Path(mount.source).mkdir(parents=True, exist_ok=True)
-            return worker.execute(spec, paths, log=log)
+            return worker.execute(spec, paths, log=log, watch=watch)
         except OSError as exc:
             worker.dead = True
             raise EnvironmentProblem(f"the warm worker of {spec.image} failed: {exc}") from exc

@@ -45,7 +45,13 @@ def check_engine(engine, image, tmp_path):
     assert (out / "proof").read_text().strip() == "done" and result.seconds >= 0
 
     slow = engine.run(ContainerSpec(image=image, command=SLOW, user=user, timeout=2))
-    assert slow.timed_out and slow.exit_code != 0 and slow.seconds < 25
+    assert slow.timed_out and slow.exit_code != 0 and slow.seconds < 25 and slow.stopped is None
+    # a watch is asked while the run runs; its first reason stops the run, and is the result's
+    asked = []
+    watched = engine.run(ContainerSpec(image=image, command=SLOW, user=user, timeout=60),
+                         watch=lambda: asked.append(1) or ("enough" if len(asked) == 2 else None))
+    assert watched.stopped == "enough" and watched.exit_code != 0 and not watched.timed_out
+    assert len(asked) == 2 and watched.seconds < 25
 
     # a detached container (a warm worker): running until removed, then gone; found by its labels until then
     mark = {"org.orchestrator.contract": os.urandom(6).hex()}

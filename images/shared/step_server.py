@@ -3,8 +3,9 @@ forked from that warm process, so a conversion pays TensorFlow's (or torch's) im
 step. The host (orchestrator/workers.py) starts one container running this per stack, with the container's usual
 hardening, and talks to it through files in a control folder that both see:
 
-    CONTROL/ID.req    {"argv": [interpreter, script, args...], "timeout": seconds}    (written by the host, renamed
-                      into place so it is never read half-written)
+    CONTROL/ID.req    {"argv": [interpreter, script, args...], "timeout": seconds, "scratch": its working folder}
+                      (written by the host, renamed into place so it is never read half-written; without
+                      "scratch", the server makes one under --scratch)
     CONTROL/ID.out    the step's stdout          CONTROL/ID.err    its stderr (the child's fds 1 and 2)
     CONTROL/ID.done   {"exit_code", "signal", "timed_out", "seconds", "oom_killed"}   (renamed into place)
     CONTROL/ready     written once the libraries are imported
@@ -12,7 +13,8 @@ hardening, and talks to it through files in a control folder that both see:
                       is gone (killed, say), and the worker kills its steps and exits instead of lingering
 
 Each step runs as it would as a container's main process: `python SCRIPT ARGS` (runpy, as __main__), in its own
-process group, with a fresh empty working folder that is also its HOME and TMPDIR (removed when it ends). A step
+process group, with a fresh empty working folder that is also its HOME and TMPDIR (removed when it ends: by the host,
+which made it, or by the server). A step
 past its timeout is killed with its whole process group. Exit codes follow the container convention: a step killed
 by signal N exits 128+N (137 for the memory limit's SIGKILL).
 
@@ -111,14 +113,17 @@ class Server(object):
                            {"exit_code": 1, "signal": 0, "timed_out": False, "seconds": 0.0,
                             "error": "unreadable request: %s" % exc})
                 continue
-            scratch = tempfile.mkdtemp(prefix="step-", dir=self.scratch_root)
+            # the step's own working folder, made (and removed) by the host like a fresh container's /scratch; else
+            # one of the server's, removed when the step ends
+            scratch = req.get("scratch") or tempfile.mkdtemp(prefix="step-", dir=self.scratch_root)
             started = time.time()
             sys.stdout.flush()
             sys.stderr.flush()  # nothing the server printed may reach the step's output twice
             pid = os.fork()
             if pid == 0:
                 run_step(req, rid, self.control, scratch)
-            self.running[pid] = {"id": rid, "started": started, "scratch": scratch, "timed_out": False,
+            self.running[pid] = {"id": rid, "started": started, "timed_out": False,
+                                 "scratch": None if req.get("scratch") else scratch,
                                  "oom_before": oom_kills(),
                                  "deadline": started + float(req.get("timeout") or 3600.0)}
 
@@ -141,7 +146,8 @@ class Server(object):
                 pass
             sig = os.WTERMSIG(status) if os.WIFSIGNALED(status) else 0
             code = 128 + sig if sig else os.WEXITSTATUS(status)
-            shutil.rmtree(step["scratch"], ignore_errors=True)
+            if step["scratch"]:
+                shutil.rmtree(step["scratch"], ignore_errors=True)
             # the memory limit's kill: SIGKILL, and the container's cgroup counted one more out-of-memory kill
             oom = sig == signal.SIGKILL and (oom_kills() or 0) > (step["oom_before"] or 0)
             write_json(os.path.join(self.control, step["id"] + ".done"),

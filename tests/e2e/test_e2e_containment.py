@@ -1,6 +1,6 @@
 """Untrusted models stay contained, through the real CLI: code that runs when a model is loaded (a malicious pickle,
 the Python file of --model-code, a JAX module.py) tries to reach the network, write outside its output folder, read
-host files, fork-bomb, fill the disk and outlive its timeout. Every attempt fails: the conversion ends with one line
+host files, fork-bomb, fill the disk (one file, or many) and outlive its timeout. Every attempt fails: the conversion ends with one line
 on stderr and exit 2 or 3, no container is left, nothing is half-written, and neither the input folder nor a host
 canary folder changes by a byte. The hardening behind it is asserted on live containers in test_e2e_runner.py and
 test_e2e_workers.py."""
@@ -52,6 +52,13 @@ def payload(action, canary, host, port):
             with open(os.path.join(tempfile.gettempdir(), "fill"), "wb") as fh:
                 while True:
                     fh.write(b"\\0" * (1 << 20))
+        """,
+        # many files, each under the largest-file limit: the host's limit on all a step writes stops it
+        "fill-disk-files": """
+            import os, tempfile
+            for i in range(100000):
+                with open(os.path.join(tempfile.gettempdir(), "fill-%d" % i), "wb") as fh:
+                    fh.write(b"\\1" * (8 << 20))
         """,
         "past-timeout": """
             import time
@@ -125,7 +132,7 @@ def torch_sample(torch_samples):
     return torch_samples["cnn"]
 
 
-ACTIONS = ["network", "write-outside", "read-host-file", "fork-bomb", "fill-disk", "past-timeout"]
+ACTIONS = ["network", "write-outside", "read-host-file", "fork-bomb", "fill-disk", "fill-disk-files", "past-timeout"]
 
 
 @pytest.mark.parametrize("action", ACTIONS)
@@ -140,7 +147,8 @@ def test_hostile_code_in_a_model_stays_contained(engine, stack_images, torch_sam
     args = make_input(vector, code, tmp_path / "input", torch_sample)
     before = tree_digest(tmp_path / "input"), tree_digest(canary)
     session = uuid.uuid4().hex
-    env = dict(os.environ, ORCHESTRATOR_SESSION=session, ORCHESTRATOR_MAX_FILE_SIZE="64M")
+    env = dict(os.environ, ORCHESTRATOR_SESSION=session, ORCHESTRATOR_MAX_FILE_SIZE="64M",
+               ORCHESTRATOR_MAX_WRITE="256M")
     out = tmp_path / "out"
     proc = cli("convert", *args[:2], out, *args[2:], "--quiet", "--memory", "2g", "--timeout", "10", env=env,
                timeout=600)
@@ -158,6 +166,7 @@ def test_hostile_code_in_a_model_stays_contained(engine, stack_images, torch_sam
         pytest.fail("the hostile code reached the host over the network")
     except BlockingIOError:
         pass
-    why = {"past-timeout": "timed out after 10 s", "fill-disk": "File too large"}.get(action)
+    why = {"past-timeout": "timed out after 10 s", "fill-disk": "File too large",
+           "fill-disk-files": "over the 256 MiB a step may write (ORCHESTRATOR_MAX_WRITE)"}.get(action)
     if why:
         assert why in lines[0], lines[0]

@@ -6,6 +6,7 @@ import json
 import re
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 
@@ -89,6 +90,7 @@ class FakeEngine:
         self.builds = []
         self.boxes = {}  # id -> {"spec", "running", "thread"}: what start() left running
         self.started = []  # the specs start() was given
+        self.scratches = []  # (host folder, existed) of each worker request's working folder
 
     def info(self):
         return {"server": "fake", "api": "1.0", "os": "linux", "arch": "amd64"}
@@ -149,16 +151,17 @@ class FakeEngine:
         if self.images and spec.image not in self.images and spec.image not in {i["id"] for i in self.images.values()}:
             raise EnvironmentProblem(f"image {spec.image} is no longer in the engine")
 
-    def run(self, spec, log=None):
+    def run(self, spec, log=None, watch=None):
         self._exists(spec)
         self.specs.append(spec)
         if spec.command[:2] == ["sh", "-c"]:
-            return _shell(spec)
+            return _shell(spec, watch)
         out = Path(next(m.source for m in spec.mounts if m.target == "/out"))
         script = Path(spec.command[1]).name
         behaviour = self.behaviours.get(script, ok_step)
-        result = behaviour(spec, out)
-        return result if result is not None else RunResult(0, "", "", 0.1)
+        result = behaviour(spec, out) or RunResult(0, "", "", 0.1)
+        why = watch() if watch else None  # asked once the behaviour wrote what it writes, as if it still ran
+        return replace(result, exit_code=137, stopped=why) if why else result
 
 
     def session(self, rw=(), ro=()):
@@ -213,7 +216,10 @@ def _serve(engine, box):
     while box["running"]:
         for req in sorted(control.glob("*.req")):
             rid = req.name[:-4]
-            argv = json.loads(req.read_text())["argv"]  # in the worker's paths, as the step process sees them
+            request = json.loads(req.read_text())
+            argv = request["argv"]  # in the worker's paths, as the step process sees them
+            if "scratch" in request:  # the step's working folder: the host made it, it exists while the step runs
+                engine.scratches.append((host(request["scratch"]), Path(host(request["scratch"])).is_dir()))
             req.rename(control / f"{rid}.taken")
             out = Path(host(argv[argv.index("--out") + 1]))
             step = ContainerSpec(image=spec.image, command=argv, mounts=[Mount(str(out), "/out", read_only=False)])
@@ -230,10 +236,15 @@ def _serve(engine, box):
         time.sleep(0.01)
 
 
-def _shell(spec):
-    """The contract's commands: `sleep N` past the timeout, or echo/echo >&2/echo > /out/F/exit N."""
+def _shell(spec, watch=None):
+    """The contract's commands: `sleep N` past the timeout (`watch` asked each second of it), or echo/echo >&2/
+    echo > /out/F/exit N."""
     text = spec.command[2]
     if text.startswith("sleep"):
+        for second in range(min(int(text.split()[1]), int(spec.timeout))):
+            why = watch() if watch else None
+            if why:
+                return RunResult(137, "", "", second + 1.0, stopped=why)
         return RunResult(-1, "", "", spec.timeout, timed_out=int(text.split()[1]) > spec.timeout)
     stdout, stderr, code = [], [], 0
     for part in (p.strip() for p in text.split(";")):

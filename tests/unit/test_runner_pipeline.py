@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from fakes import LAYERS_TOPOLOGY, FakeEngine, exit_with, failing_compare
+from fakes import LAYERS_TOPOLOGY, FakeEngine, exit_with, failing_compare, ok_step
 from orchestrator import pipeline, runner
 from orchestrator.engine import RunResult
 from orchestrator.errors import (InputError, StepFailed, StepRejectedInput, UsageError, VerificationFailed,
@@ -338,3 +338,53 @@ def test_every_container_carries_its_owner():
     assert spec.labels[runner.OWNER_LABEL] == runner.owner()
     host, pid, started = runner.owner().split(":")
     assert int(pid) == os.getpid() and started.isdigit()
+
+
+def _writes(files, size, then_sleep=0.0):
+    """A step that writes `files` files of `size` bytes into its output folder (then lingers)."""
+    def behaviour(spec, out):
+        import time
+
+        for i in range(files):
+            (out / f"fill-{i}").write_bytes(b"\1" * size)
+        time.sleep(then_sleep)
+        if not out.exists():  # stopped meanwhile: its worker, and its folders, are gone
+            return RunResult(137, "", "", then_sleep)
+        return ok_step(spec, out)
+    return behaviour
+
+
+def test_many_files_past_the_write_limit_stop_the_step_naming_the_limit(tmp_path, monkeypatch):
+    monkeypatch.setenv("ORCHESTRATOR_MAX_WRITE", "2M")
+    with pytest.raises(StepFailed) as err:
+        runner.execute(FakeEngine(behaviours={"to_tflite.py": _writes(6, 512 * 1024)}), _run(tmp_path))
+    assert "stopped: it wrote 3 MiB into its folders, over the 2 MiB a step may write (ORCHESTRATOR_MAX_WRITE)" \
+        in str(err.value) and err.value.exit_code == 3
+    runner.execute(FakeEngine(behaviours={"to_tflite.py": _writes(3, 512 * 1024)}), _run(tmp_path / "b"))
+
+
+def test_the_write_limit_counts_blocks_and_keeps_a_reserve_of_the_free_disk(tmp_path, monkeypatch):
+    sparse = tmp_path / "sparse"
+    with open(sparse, "wb") as fh:  # 10 GB long, a few blocks on disk: not 10 GB written
+        fh.seek(10 ** 10)
+        fh.write(b"x")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "real").write_bytes(b"\1" * (1 << 20))
+    (tmp_path / "link").symlink_to("/")  # not followed
+    assert (1 << 20) <= runner._disk_bytes(tmp_path) < (2 << 20)
+    monkeypatch.setenv("ORCHESTRATOR_MAX_WRITE", "100000G")
+    limit = runner.WriteLimit([tmp_path])
+    free = __import__("shutil").disk_usage(tmp_path).free
+    assert limit.limit == free - runner.DISK_RESERVE and "the free disk space but 1.0 GiB" in limit.why
+    assert limit() is None
+
+
+def test_a_step_in_a_worker_past_the_write_limit_takes_its_worker_down(built_engine, keras_file, tmp_path,
+                                                                        monkeypatch):
+    from orchestrator import workers
+
+    monkeypatch.setenv("ORCHESTRATOR_MAX_WRITE", "2M")
+    built_engine.behaviours["to_tflite.py"] = _writes(6, 512 * 1024, then_sleep=2.5)
+    with pytest.raises(StepFailed, match="stopped: it wrote 3 MiB into its folders"):
+        pipeline.convert(workers.WorkerPool(built_engine), "keras", keras_file, tmp_path / "out")
+    assert built_engine.boxes == {} and not (tmp_path / "out").exists()

@@ -30,8 +30,8 @@ def server(tmp_path):
     proc.wait()
 
 
-def run(control, argv, timeout=30.0, rid="r1"):
-    (control / f"{rid}.req.tmp").write_text(json.dumps({"argv": argv, "timeout": timeout}))
+def run(control, argv, timeout=30.0, rid="r1", **more):
+    (control / f"{rid}.req.tmp").write_text(json.dumps({"argv": argv, "timeout": timeout, **more}))
     (control / f"{rid}.req.tmp").rename(control / f"{rid}.req")
     deadline = time.monotonic() + 60
     while not (control / f"{rid}.done").exists():
@@ -59,6 +59,17 @@ def test_a_step_runs_as_main_with_its_argv_its_own_folder_and_both_streams(serve
     assert "args ['--out', '/x'] __main__" in out and "cwd True" in out
     assert err.strip() == "to-stderr"
     assert list(scratch.iterdir()) == []  # its working folder went with it
+
+
+def test_a_step_given_its_working_folder_works_there_and_leaves_it_to_the_host(server, tmp_path):
+    _, control, scratch = server
+    own = tmp_path / "own-scratch"
+    own.mkdir()
+    step = script(tmp_path, "import os, tempfile\nprint(os.getcwd(), os.environ['HOME'], tempfile.gettempdir())\n"
+                            "open('scratch.txt', 'w').write('x')\n")
+    done, out, _ = run(control, ["python", step], scratch=str(own))
+    assert done["exit_code"] == 0 and out.split() == [str(own)] * 3
+    assert (own / "scratch.txt").read_text() == "x" and list(scratch.iterdir()) == []
 
 
 def test_an_uncaught_exception_prints_its_traceback_and_exits_1(server, tmp_path):

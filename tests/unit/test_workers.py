@@ -53,6 +53,9 @@ def test_a_conversion_runs_every_step_of_a_stack_in_one_worker_and_removes_it(bu
     assert len(built_engine.boxes) == 0  # every worker was removed when the conversion ended
     assert stacks == {"tf2"}
     assert len(built_engine.started) == 1  # one stack, one worker
+    # each step works in its own /scratch folder, made by the host beside its output folder, gone once it ended
+    assert len(built_engine.scratches) == 4 and all(existed for _, existed in built_engine.scratches)
+    assert all(folder.endswith(".scratch") and not Path(folder).exists() for folder, _ in built_engine.scratches)
 
 
 def test_worker_specs_keep_the_step_hardening_and_mount_only_the_session_roots(built_engine, keras_file, tmp_path):
