@@ -33,10 +33,12 @@ import tempfile
 import numpy as np
 
 import name_map
+import onnx2tf_attempt
 import parity
 import runtimes
 import verify_io
 from common import boolean, csv, fail, first_line, reject, run_batch, run_child, step_done
+from step_sdk import oom_kills, stop_if_killed
 from tflite_runtime import FLEX_HINT, op_counts, op_set
 
 # onnx2tf downloads this sample (20 images, 128x128 RGB, values in [0, 1]) unless it sits in the working folder;
@@ -130,20 +132,37 @@ def calibration_arrays(path, model, keep_names, mean, std):
     return result
 
 
-def run_attempt(name, params, work):
+def run_attempt(name, params, work, meanwhile=None):
+    """Run one onnx2tf attempt in a process of its own; (its output folder, exit status, log). With `meanwhile`
+    (a function), the attempt is a child forked from this warm process and `meanwhile` runs while it converts;
+    without, a fresh interpreter (once a TFLite interpreter has run here, a fork would lose its threads)."""
     folder = os.path.join(work, name)
     shutil.rmtree(folder, ignore_errors=True)
     params = dict(params, output_folder_path=folder)
-    params_file = os.path.join(work, f"{name}.json")
-    with open(params_file, "w") as fh:
-        json.dump(params, fh)
+    what, log_path = f"onnx2tf attempt '{name}'", os.path.join(work, f"{name}.log")
     # an attempt killed by a signal (the memory limit) stops the step: the next remedy would be killed the same way
-    proc = run_child([sys.executable, os.path.join(os.path.dirname(__file__), "onnx2tf_attempt.py"), params_file],
-                     f"onnx2tf attempt '{name}'", cwd=work, capture_output=True, text=True)
-    log = ANSI.sub("", proc.stdout + proc.stderr)
-    with open(os.path.join(work, f"{name}.log"), "w") as fh:
+    if meanwhile is not None:
+        before = oom_kills()
+        child = onnx2tf_attempt.Forked(params, log_path, work)
+        try:
+            meanwhile()
+        except BaseException:
+            child.kill()
+            raise
+        code = child.wait()
+        stop_if_killed(code, what, before)
+        with open(log_path, errors="replace") as fh:
+            log = ANSI.sub("", fh.read())
+    else:
+        params_file = os.path.join(work, f"{name}.json")
+        with open(params_file, "w") as fh:
+            json.dump(params, fh)
+        proc = run_child([sys.executable, onnx2tf_attempt.__file__, params_file], what, cwd=work,
+                         capture_output=True, text=True)
+        code, log = proc.returncode, ANSI.sub("", proc.stdout + proc.stderr)
+    with open(log_path, "w") as fh:
         fh.write(log)
-    return folder, proc.returncode, log
+    return folder, code, log
 
 
 def save_model(proto, path, external):
@@ -281,7 +300,11 @@ def main():
         unknown = [k for k in keep if k not in [s.name for s in model.inputs]]
         if unknown:
             reject(f"--keep_nchw names no input '{unknown[0]}'; inputs: {', '.join(s.name for s in model.inputs)}")
-    reference = Reference(model, verify_io.read_plan(args.plan), boolean(args.allow_flex_ops))
+    reference = None  # computed while the first attempt converts (run_attempt's `meanwhile`)
+
+    def make_reference():
+        nonlocal reference
+        reference = Reference(model, verify_io.read_plan(args.plan), boolean(args.allow_flex_ops))
 
     base = {"input_onnx_file_path": onnx_path, "output_signaturedefs": True,
             "copy_onnx_input_output_names_to_tflite": True, "non_verbose": False, "verbosity": "info"}
@@ -333,7 +356,7 @@ def main():
         if name.startswith("accuracy_check") and args.param_replacement:
             continue  # the user's replacement JSON is in force; no automatic search over it
         print(f"onnx2tf: attempt '{name}'", file=sys.stderr, flush=True)
-        folder, code, log = run_attempt(name, params, work)
+        folder, code, log = run_attempt(name, params, work, meanwhile=make_reference if reference is None else None)
         record = {"remedy": name, "options": sorted(extra)}
         if name == "rewrite_graph":
             record["rewrites"] = [name_map.speak(r, names) for r in rewrites]
