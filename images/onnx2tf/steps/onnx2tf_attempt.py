@@ -50,12 +50,9 @@ class Forked:
                 code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
             except BaseException:
                 traceback.print_exc()
-            finally:
-                for stream in (sys.stdout, sys.stderr):
-                    try:
-                        stream.flush()
-                    except Exception:
-                        pass
+            finally:  # never back into the parent's code: its log file holds all the child said
+                sys.stdout.flush()
+                sys.stderr.flush()
                 os._exit(code)
 
     def wait(self):
