@@ -7,6 +7,7 @@ so orchestration logic can be tested against a fake engine without a Docker daem
 import contextlib
 import hashlib
 import os
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -14,6 +15,9 @@ from typing import Protocol, runtime_checkable
 
 from orchestrator.errors import BuildFailed, EnvironmentProblem, InputError
 
+# the classic builder's lines on a step's container: " ---> Running in ID", "Removing intermediate container ID"
+STEP_CONTAINER = re.compile(r"^\s*(?:---> (Running in)|Removing intermediate container) ([0-9a-f]{12,64})\s*$",
+                            re.MULTILINE)
 NO_ENGINE_FIX = "start one with `make engine` (installs Debian's docker.io and starts dockerd), or set DOCKER_HOST"
 
 
@@ -161,16 +165,30 @@ class Engine:
         }
 
     def build(self, context_dir, tag, buildargs=None, labels=None, nocache=False, log=None):
-        """Build `context_dir/Dockerfile` as `tag`; stream the build log to `log`; return the image id."""
+        """Build `context_dir/Dockerfile` as `tag`; stream the build log to `log`; return the image id.
+
+        Interrupted (Ctrl-C, SIGTERM), it stops the build before it raises: the engine cancels a build whose client
+        hangs up, so the build's HTTP response is closed; and the step container the build runs (" ---> Running in
+        ID" and no "Removing intermediate container ID" yet) is removed, so that step is over when it returns."""
         from docker.errors import APIError
 
-        tail = []
+        api, me, responses = self.client.api, threading.get_ident(), []
+
+        def keep(response, *args, **kwargs):  # a requests hook on the client's session: the build's response
+            if threading.get_ident() == me:
+                responses.append(response)
+
+        tail, running = [], set()
         image_id = None
         try:
-            stream = self.client.api.build(
-                path=str(context_dir), tag=tag, buildargs=buildargs or {}, labels=labels or {},
-                nocache=nocache, rm=True, forcerm=True, decode=True, pull=False,
-            )
+            api.hooks["response"].append(keep)
+            try:
+                stream = api.build(
+                    path=str(context_dir), tag=tag, buildargs=buildargs or {}, labels=labels or {},
+                    nocache=nocache, rm=True, forcerm=True, decode=True, pull=False,
+                )
+            finally:
+                api.hooks["response"].remove(keep)
             for chunk in stream:
                 if "error" in chunk:
                     tail.append(chunk["error"])
@@ -179,6 +197,11 @@ class Engine:
                 if text:
                     tail.extend(text.splitlines())
                     del tail[:-60]
+                    for step in STEP_CONTAINER.finditer(text):
+                        if step.group(1):
+                            running.add(step.group(2))
+                        else:
+                            running.discard(step.group(2))
                     if log:
                         log(text.rstrip("\n"))
                 aux = chunk.get("aux") or {}
@@ -186,12 +209,34 @@ class Engine:
                     image_id = aux["ID"]
         except APIError as exc:
             raise BuildFailed(tag, f"{exc.explanation or exc}") from exc
+        except KeyboardInterrupt:
+            self._cancel_build(responses, running)
+            raise
         if image_id is None:
             info = self.image(tag)
             image_id = info["id"] if info else None
         if image_id is None:
             raise BuildFailed(tag, "\n".join(tail[-30:]) or "the engine reported no image")
         return image_id
+
+    def _cancel_build(self, responses, containers, wait=10.0):
+        """Stop an interrupted build: hang up (the engine then cancels the build, and kills and removes the step's
+        container), and remove the step's container here too, waiting until it is gone: its step is over then, and
+        the stage it was built on is no longer in use, so it can be pruned. Best effort: an engine going away as
+        well (the host shutting down) must not turn the interrupt into a traceback."""
+        from docker.errors import APIError
+
+        deadline = time.monotonic() + wait
+        with contextlib.suppress(Exception):
+            for response in responses:
+                response.close()
+            for container in containers:
+                while time.monotonic() < deadline:
+                    with contextlib.suppress(APIError):  # the engine failing to remove it while it removes it too
+                        self.remove(container)
+                    if self.state(container) is None:
+                        break
+                    time.sleep(0.1)
 
     def layers(self, ref):
         """The image's layers that hold bytes, oldest first, as (key, size): a key stands for the layer and all
@@ -208,10 +253,20 @@ class Engine:
         """Remove the untagged images that no other image builds on (a build's leftover stages, images whose tag
         moved) and that carry every one of `labels` ({name: value}; at least one: never a blanket prune), with
         their untagged parents. Returns {'images': how many were deleted, 'bytes': the space reclaimed}."""
+        from docker.errors import APIError
+
         if not labels:
             raise ValueError("prune_images needs at least one label")
-        found = self.client.images.prune(filters={"dangling": True,
-                                                  "label": [f"{k}={v}" for k, v in sorted(labels.items())]})
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                found = self.client.images.prune(filters={"dangling": True,
+                                                          "label": [f"{k}={v}" for k, v in sorted(labels.items())]})
+                break
+            except APIError as exc:  # 409: one prune at a time on an engine; another process's is running
+                if exc.status_code != 409 or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
         deleted = [d for d in found.get("ImagesDeleted") or () if d.get("Deleted")]
         return {"images": len(deleted), "bytes": int(found.get("SpaceReclaimed") or 0)}
 

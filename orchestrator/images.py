@@ -399,8 +399,9 @@ def stack_labels(stack, base_id):
 
 @contextlib.contextmanager
 def _build_lock(tag):
-    """Hold the host's lock on building `tag` (a file in the cache folder's `locks/`): processes that want the same
-    image build it once, one after the other, and no build removes the stage of another one still running."""
+    """Hold the host's lock on building `tag` (a file in the cache folder's `locks/`, removed as it is released):
+    processes that want the same image build it once, one after the other, and no build removes the stage of another
+    one still running."""
     try:
         import fcntl
     except ImportError:  # not a POSIX host: no lock
@@ -410,12 +411,24 @@ def _build_lock(tag):
 
     folder = default_root() / "locks"
     folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / (tag.replace("/", "_").replace(":", "_") + ".lock"), "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
+    path = folder / (tag.replace("/", "_").replace(":", "_") + ".lock")
+    while True:
+        fh = open(path, "a")
         try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            if os.path.samestat(os.fstat(fh.fileno()), os.stat(path)):
+                break
+        except FileNotFoundError:
+            pass
+        except BaseException:
+            fh.close()
+            raise
+        fh.close()  # the holder before removed the file while this process waited for it: lock the one there now
+    try:
+        yield
+    finally:
+        path.unlink(missing_ok=True)  # while still holding it, so no lock file stays behind
+        fh.close()
 
 
 def build_stack(engine, stack, opts=None, force=False, log=print):
@@ -453,12 +466,19 @@ def _build_stack(engine, stack, opts, force, log):
             ctx = _prepare_context(stack, opts, tmp)
             image_id = engine.build(ctx, tag, buildargs=args, labels=stack_labels(stack, base_info["id"]),
                                     nocache=opts.no_cache, log=progress or log)
-    except BuildFailed:
+    except BaseException as exc:
         if progress is not None:
             progress.close()
-            for line in progress.tail(40):
-                log(f"  {line}")
-            log(f"{stack.name}: the build failed; full log: {progress.path}")
+            if isinstance(exc, BuildFailed):
+                for line in progress.tail(40):
+                    log(f"  {line}")
+                log(f"{stack.name}: the build failed; full log: {progress.path}")
+        if isinstance(exc, KeyboardInterrupt):
+            # Ctrl-C or SIGTERM (errors.Terminated): the engine has stopped the build (Engine.build); what it
+            # committed of the build stage meanwhile goes as after a finished build, so no half-made image stays
+            # (best effort: an engine going away with the host must not turn the interrupt into a traceback)
+            with contextlib.suppress(Exception):
+                remove_build_stages(engine, stack, log)
         raise
     if progress is not None:
         progress.close()

@@ -73,3 +73,66 @@ def test_a_wait_past_the_timeout_is_a_timeout():
     container = _Container("wait", seconds=1.0)  # unix sockets report read timeouts as ConnectionErrors
     result = Engine(client=_Client(container)).run(ContainerSpec(image="x", command=["true"], timeout=1.0))
     assert result.timed_out and result.exit_code == -1 and container.removed
+
+
+class _BuildApi:
+    """docker-py's APIClient (a requests session) as far as Engine.build uses it: the session's response hooks, and
+    a build that streams `lines` and is then interrupted (Ctrl-C)."""
+
+    def __init__(self, lines):
+        self.hooks, self.lines, self.removed = {"response": []}, lines, []
+        self.response = type("Response", (), {"closed": False, "close": lambda r: setattr(r, "closed", True)})()
+
+    def build(self, **kw):
+        for hook in self.hooks["response"]:
+            hook(self.response)
+
+        def stream():
+            yield from ({"stream": line} for line in self.lines)
+            raise KeyboardInterrupt
+        return stream()
+
+    def remove_container(self, container, force=False):
+        from docker.errors import APIError
+
+        self.removed.append(container)
+        if len(self.removed) == 1:  # as the engine may answer while it removes the container itself
+            raise APIError("500 Server Error: removal failed", response=type("R", (), {"status_code": 500})())
+
+    def inspect_container(self, container):
+        from docker.errors import NotFound
+
+        if len(self.removed) > 1:
+            raise NotFound("gone")
+        return {"State": {"Running": False, "ExitCode": 137}}
+
+
+def test_an_interrupted_build_hangs_up_and_removes_the_step_container_it_runs(tmp_path):
+    import pytest
+
+    api = _BuildApi(["Step 1/3 : LABEL a=b\n", " ---> Running in 0123456789ab\n",
+                     "Removing intermediate container 0123456789ab\n", " ---> 5555aaaa5555\n",
+                     "Step 2/3 : RUN sleep 120\n", " ---> Running in ba9876543210\n"])
+    engine = Engine(client=type("Client", (), {"api": api})())
+    with pytest.raises(KeyboardInterrupt):
+        engine.build(tmp_path, "orchestrator/x:1", log=lambda line: None)
+    assert api.response.closed  # the engine cancels a build whose client hangs up
+    assert api.removed == ["ba9876543210"] * 2  # the step running then, removed again until it is gone
+    assert api.hooks["response"] == []
+
+
+def test_a_prune_waits_for_another_process_s_prune():
+    from docker.errors import APIError
+
+    answers = [APIError("409 Conflict: a prune operation is already running",
+                        response=type("R", (), {"status_code": 409})()),
+               {"ImagesDeleted": [{"Deleted": "sha256:1"}], "SpaceReclaimed": 5}]
+
+    def prune(filters):
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    engine = Engine(client=type("Client", (), {"images": type("Images", (), {"prune": staticmethod(prune)})()})())
+    assert engine.prune_images({"org.orchestrator.content-hash": "x"}) == {"images": 1, "bytes": 5}

@@ -6,7 +6,7 @@ import pytest
 
 from fakes import FakeEngine
 from orchestrator import images, machine
-from orchestrator.errors import EnvironmentProblem, UsageError
+from orchestrator.errors import EnvironmentProblem, Terminated, UsageError
 
 
 @pytest.fixture
@@ -178,6 +178,29 @@ def test_concurrent_builds_of_one_image_build_it_once(stack_root, tmp_path, monk
     for th in threads:
         th.join()
     assert len(engine.builds) == 1 and sum("is up to date" in line for line in said) == 1
+
+
+@pytest.mark.parametrize("interrupt", [KeyboardInterrupt(), Terminated(15)], ids=["SIGINT", "SIGTERM"])
+def test_an_interrupted_build_leaves_no_stage_and_no_lock(stack_root, tmp_path, monkeypatch, interrupt):
+    monkeypatch.setenv("ORCHESTRATOR_CACHE_DIR", str(tmp_path / "cache"))
+    stack = images.discover_stacks(stack_root)["tf2"]
+    other = {"id": "sha256:other", "tags": [], "size": 5, "labels": {"org.orchestrator.content-hash": "another"}}
+
+    class InterruptedEngine(FakeEngine):
+        def build(self, ctx, tag, buildargs=None, **kw):  # the labelled stage is committed, then the signal comes
+            super().build(ctx, tag, buildargs=buildargs, **kw)
+            del self.images[tag]
+            raise interrupt
+
+    engine = InterruptedEngine(images={images.base_ref("bookworm"): {"id": "sha256:base"}, "<other stage>": other})
+    said = []
+    with pytest.raises(type(interrupt)):
+        images.build_stack(engine, stack, images.BuildOptions(), log=said.append)
+    assert set(engine.images) == {images.base_ref("bookworm"), "<other stage>"}  # its stage gone, others' kept
+    assert "tf2: removed its build stage (1 untagged images, 0 MB)" in said
+    assert list((tmp_path / "cache" / "locks").iterdir()) == []
+    images.build_stack(FakeEngine(images={images.base_ref("bookworm"): {"id": "b"}}), stack, log=said.append)
+    assert list((tmp_path / "cache" / "locks").iterdir()) == []  # nor does a finished build leave its lock file
 
 
 def test_image_totals_count_shared_layers_once(stack_root):
