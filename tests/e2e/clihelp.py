@@ -73,3 +73,17 @@ def recorded_error_matches(out, v):
         if abs(err - o["max_abs_err"]) > 1e-6 * abs(err) + 1e-12:
             return False
     return True
+
+
+def assert_hardened(container, memory):
+    """The runner's settings, read off a live container (docker-py's Container): no network, a read-only root with
+    only a small /tmp tmpfs, every capability dropped, no-new-privileges, the host user, the memory,
+    pids and largest-file limits, and no Docker socket among its mounts."""
+    host, config = container.attrs["HostConfig"], container.attrs["Config"]
+    assert host["NetworkMode"] == "none" and host["ReadonlyRootfs"] and host["CapDrop"] == ["ALL"]
+    assert "no-new-privileges" in host["SecurityOpt"] and host["Memory"] == memory and not host["Privileged"]
+    assert host["PidsLimit"] == 4096 and host["Tmpfs"] == {"/tmp": "rw,exec,size=512m"}
+    assert [u["Name"] for u in host["Ulimits"] or []] == ["fsize"]
+    assert config["User"] == f"{os.getuid()}:{os.getgid()}"
+    assert not any("docker.sock" in m["Source"] or m["Destination"].startswith("/var/run")
+                   for m in container.attrs["Mounts"])

@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from clihelp import cli, last_line
+from clihelp import assert_hardened, cli, last_line
 from orchestrator import images
 from orchestrator.engine import ContainerSpec
 
@@ -37,6 +37,27 @@ def test_step_container_has_no_network_and_runs_as_host_user(engine, stack_image
     result = engine.run(spec)
     assert result.exit_code == 0
     assert result.stdout.strip() == f"['lo'] {os.getuid()}"
+    assert step_containers(engine, session) == []
+
+
+def test_a_step_container_carries_every_runner_setting(engine, stack_images, tmp_path):
+    """A fresh step container as the runner specifies it, inspected live (a worker's: test_e2e_workers.py)."""
+    from orchestrator import runner
+
+    session = uuid.uuid4().hex
+    stack = images.get_stack("tf2")
+    run = runner.StepRun("probe", runner.StackImage.of(stack, stack.tag(), ""), "probe.py", out_dir=tmp_path / "out")
+    run.out_dir.mkdir()
+    runner.scratch_dir(run).mkdir()
+    spec = runner.container_spec(run, memory="3g")
+    spec.command, spec.labels = ["sleep", "60"], dict(spec.labels, **{"org.orchestrator.session": session})
+    container = engine.start(spec)
+    try:
+        assert_hardened(engine.client.containers.get(container), memory=3 << 30)
+        mounts = {m["Destination"]: m["RW"] for m in engine.client.containers.get(container).attrs["Mounts"]}
+        assert mounts == {"/out": True, "/scratch": True}
+    finally:
+        engine.remove(container)
     assert step_containers(engine, session) == []
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from clihelp import cli, manifest
+from clihelp import assert_hardened, cli, manifest
 from orchestrator import images, protocol, workers
 from orchestrator.runner import StackImage, StepRun, container_spec, scratch_dir
 
@@ -97,11 +97,7 @@ def test_a_worker_keeps_the_step_hardening_and_runs_its_steps_forked_after_the_i
             results.append((run, session.run(spec_of(run, memory="2g"))))
         live = session_containers(session_id, engine)
         assert len(live) == 1  # both steps ran in one worker
-        host = live[0].attrs["HostConfig"]
-        assert host["NetworkMode"] == "none" and host["ReadonlyRootfs"] and host["CapDrop"] == ["ALL"]
-        assert "no-new-privileges" in host["SecurityOpt"] and host["Memory"] == 2 << 30
-        assert host["PidsLimit"] == 4096 and host["Tmpfs"] == {"/tmp": "rw,exec,size=512m"}
-        assert live[0].attrs["Config"]["User"] == f"{os.getuid()}:{os.getgid()}"
+        assert_hardened(live[0], memory=2 << 30)
         mounts = {m["Destination"]: m for m in live[0].attrs["Mounts"]}
         assert mounts["/w/1"]["RW"] is False and mounts["/w/0"]["RW"] is True
     assert session_containers(session_id, engine) == []
@@ -112,7 +108,7 @@ def test_a_worker_keeps_the_step_hardening_and_runs_its_steps_forked_after_the_i
         assert int(facts["cap_eff"], 16) == 0 and facts["tensorflow_preloaded"]
         assert facts["argv"][-2:] == ["--out", "/w/0/" + run.name]
         # its scratch (cwd, HOME, TMPDIR) lies in the work folder on disk, not in the memory-counted tmpfs
-        assert facts["tmp"].startswith("/w/0/.scratch-") and facts["cwd"] == facts["tmp"]
+        assert facts["tmp"] == f"/w/0/{run.name}.scratch" and facts["cwd"] == facts["tmp"]  # as a fresh container's
         assert facts["tmp_fs"] != "tmpfs"
         # what the step printed comes back in its own container paths
         assert result.stdout.strip() == "probe wrote /out/facts.json"
