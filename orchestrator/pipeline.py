@@ -2,11 +2,13 @@
 manifest -> commit. Each stage is a plain function over plain records; nothing here knows a format or an option by
 name (formats own their input, steps and options are records: formats.py, inputs.py, routes.py)."""
 
+import contextlib
 import datetime
 import json
 import shutil
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -223,15 +225,17 @@ def run_chain(engine, chain, values, first, ready, work, memory="8g", timeout=36
 
 
 # -- verify ----------------------------------------------------------------------------------------------------
-def verify_stage(engine, job, first, produced, ready, work, keep_dir, memory="8g", timeout=3600.0, log=None):
-    """The verification record: run against the user's input or the step artifact the check names."""
+def verify_stage(engine, job, first, produced, ready, work, keep_dir, memory="8g", timeout=3600.0, log=None,
+                 source=None):
+    """The verification record: run against the user's input or the step artifact the check names (`source`: its
+    source run started already, start_source_run)."""
     if job.verification is None:
         return {"skipped": True, "reason": job.skipped}
     check = job.verification.check
     reference = first if check.reference_format == job.source else as_input(produced[check.reference_format])
     final = produced[job.to]
     return job.verification.run(engine, reference, final.folder / final.artifact, ready, work, keep_dir,
-                                memory=memory, timeout=timeout, log=log)
+                                memory=memory, timeout=timeout, log=log, source=source)
 
 
 # -- place the artifacts and write the manifest ----------------------------------------------------------------
@@ -321,13 +325,29 @@ def read_only_roots(first, values):
 def run_job(engine, job, work, keep_dir, ready, memory="8g", timeout=3600.0, log=None):
     first = formats.get(job.source).adapter.prepare(job.input, job.values, work / "input")
     work.mkdir(parents=True, exist_ok=True)
-    # one warm worker per stack for the whole job (orchestrator/workers.py): it sees `work` and the inputs
-    with engine.session(rw=[work], ro=read_only_roots(first, job.values)) as engine:
+    with contextlib.ExitStack() as stack:
+        # left in this order: the session's end stops a background run still going, then its thread is waited for
+        background = stack.enter_context(ThreadPoolExecutor(max_workers=1, thread_name_prefix="verify-source"))
+        # warm workers for the whole job (orchestrator/workers.py): they see `work` and the inputs
+        engine = stack.enter_context(engine.session(rw=[work], ro=read_only_roots(first, job.values)))
+        source = start_source_run(engine, job, first, ready, work, memory, timeout, log, background)
         translated, values = run_preludes(engine, job, ready, work, memory, timeout, log)
         steps, produced = run_chain(engine, job.chain, values, first, ready, work, memory, timeout, log)
         converted_at = time.monotonic()
-        verification = verify_stage(engine, job, first, produced, ready, work, keep_dir, memory, timeout, log)
+        verification = verify_stage(engine, job, first, produced, ready, work, keep_dir, memory, timeout, log,
+                                    source)
     return Outcome(job, first, translated + steps, produced, verification, converted_at)
+
+
+def start_source_run(engine, job, first, ready, work, memory, timeout, log, background):
+    """The verification's source run, started in the background now (a future), when it needs nothing the
+    conversion makes (its reference is the user's own model) and the engine stops background runs when its session
+    ends (warm workers: engine.stops_runs_on_close): it then runs on the second core while the conversion runs.
+    Else None, and it runs in its turn."""
+    v = job.verification
+    if v is None or v.check.reference_format != job.source or not getattr(engine, "stops_runs_on_close", False):
+        return None
+    return background.submit(v.run_source, engine, first, ready, work, memory, timeout, log)
 
 
 def run_attempts(engine, job, stage, ready, memory="8g", timeout=3600.0, log=None):

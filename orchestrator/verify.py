@@ -153,12 +153,9 @@ class Verification:
     def stacks(self):
         return [self.check.reference.stack, self.check.result.stack, self.check.compare_stack]
 
-    def plan_runs(self, reference, result, ready, work):
-        """The three StepRuns (as data). `reference`: the reference model as mounted (inputs.Mounted); `result`:
-        the converted model (its folder is mounted: files beside it come along); `ready`: {stack: StackImage}."""
-        ref_runner, got_runner, values = self.check.reference, self.check.result, self.values
-        result, work = Path(result), Path(work)
-        ref_dir, got_dir, cmp_dir = work / "verify-source", work / "verify-result", work / "verify-compare"
+    def source_run(self, reference, ready, work):
+        """The reference runner's StepRun: it makes the inputs and runs `reference` (inputs.Mounted) on them."""
+        ref_runner, values = self.check.reference, self.values
         inputs = dict(reference.mounts)
         option_inputs, mounted = opts_mod.mounts(ref_runner.options, values)
         inputs.update(option_inputs)
@@ -167,7 +164,16 @@ class Verification:
         ref_args = ["--format", ref_runner.kind, "--input", reference.model, "--plan",
                     json.dumps(input_plan(values, given))]
         ref_args += opts_mod.as_args(ref_runner.options, values, mounted)
-        ref = StepRun("verify_source", ready[ref_runner.stack], ref_runner.script, ref_args, inputs, ref_dir)
+        return StepRun("verify_source", ready[ref_runner.stack], ref_runner.script, ref_args, inputs,
+                       Path(work) / "verify-source")
+
+    def plan_runs(self, reference, result, ready, work):
+        """The three StepRuns (as data). `reference`: the reference model as mounted (inputs.Mounted); `result`:
+        the converted model (its folder is mounted: files beside it come along); `ready`: {stack: StackImage}."""
+        got_runner, values = self.check.result, self.values
+        result, work = Path(result), Path(work)
+        ref = self.source_run(reference, ready, work)
+        ref_dir, got_dir, cmp_dir = Path(ref.out_dir), work / "verify-result", work / "verify-compare"
         # every reference runner writes inputs.json (readable by every stack)
         got_args = ["--format", got_runner.kind, "--input", f"{protocol.MODEL_DIR}/{result.name}", "--inputs",
                     f"{protocol.REFERENCE_DIR}/inputs.json"]
@@ -181,15 +187,27 @@ class Verification:
                       {str(ref_dir): protocol.REFERENCE_DIR, str(got_dir): protocol.RESULT_DIR}, cmp_dir)
         return [ref, got, cmp]
 
-    def run(self, engine, reference, result, ready, work, keep_dir, memory="8g", timeout=3600.0, log=None):
-        """Run the verification and return its record, with each run's time."""
+    def run_source(self, engine, reference, ready, work, memory="8g", timeout=3600.0, log=None):
+        """The source run alone: (meta, RunResult), as `run` would execute it (for `run`'s `source`)."""
+        one = self.source_run(reference, ready, work)
+        if log:  # not a phase line (progress.PHASE): the conversion's phases go on meanwhile
+            log(f"alongside the conversion: {one.name} in {one.image.tag}")
+        return execute(engine, one, memory=memory, timeout=timeout, log=log)
+
+    def run(self, engine, reference, result, ready, work, keep_dir, memory="8g", timeout=3600.0, log=None,
+            source=None):
+        """Run the verification and return its record, with each run's time. `source`: a future of run_source
+        started earlier (it overlapped the conversion), whose result stands for the source run."""
         started = time.monotonic()
         runs = self.plan_runs(reference, result, ready, work)
         steps = []
         for one in runs:
-            if log:
-                log(f"verify: {one.name} in {one.image.tag}")
-            meta, outcome = execute(engine, one, memory=memory, timeout=timeout, log=log)
+            if one.name == "verify_source" and source is not None:
+                meta, outcome = source.result()
+            else:
+                if log:
+                    log(f"verify: {one.name} in {one.image.tag}")
+                meta, outcome = execute(engine, one, memory=memory, timeout=timeout, log=log)
             steps.append({"name": one.name, "stack": one.stack, "image": one.image.tag, "image_id": one.image.id,
                           "seconds": round(outcome.seconds, 2), "versions": meta.get("versions", {}),
                           **run_record(outcome)})

@@ -286,7 +286,11 @@ class WorkerPool:
 
 
 class Session:
-    """The workers of one conversion (or one batch); a context manager that removes them when it ends."""
+    """The workers of one conversion (or one batch); a context manager that removes them when it ends. Runs may go
+    on in other threads (the verification's source run overlaps the conversion): closing the session stops them,
+    and none starts after it."""
+
+    stops_runs_on_close = True
 
     def __init__(self, pool, roots):
         self.pool, self.inner, self.roots = pool, pool.inner, roots
@@ -350,6 +354,9 @@ class Session:
         worker = Worker(self.inner, spec, self.roots, self._control)
         with self._lock:
             self._workers.append(worker)
+        if self._closed.is_set():  # closed while it started: close() may have missed it
+            worker.stop()
+            return key, None
         if not worker.wait_ready():
             worker.stop()
             with self._lock:
@@ -364,11 +371,17 @@ class Session:
         with self._lock:
             self._idle.setdefault(key, []).append(worker)
 
+    def _open(self):
+        if self._closed.is_set():
+            raise EnvironmentProblem("the conversion ended while a run was starting")
+
     def run(self, spec, log=None, watch=None):
+        self._open()
         paths = step_map(spec, self.roots) if spec.worker else None
         if paths is None or worker_key(spec) in self._broken:
             return self.inner.run(spec, log=log, watch=watch)
         key, worker = self._checkout(spec)
+        self._open()  # closed while the worker started: Session.close removed it, or removes it now
         if worker is None:
             if log:
                 log(f"[{spec.name_hint}] the warm worker of {spec.image} did not start; running in a fresh container")

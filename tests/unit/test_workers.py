@@ -42,7 +42,7 @@ def _pool(engine):
     return workers.WorkerPool(engine)
 
 
-def test_a_conversion_runs_every_step_of_a_stack_in_one_worker_and_removes_it(built_engine, keras_file, tmp_path):
+def test_a_conversion_runs_every_step_of_a_stack_in_its_workers_and_removes_them(built_engine, keras_file, tmp_path):
     manifest = pipeline.convert(_pool(built_engine), "keras", keras_file, tmp_path / "out")
     assert manifest["verification"]["passed"]
     started = [s for s in built_engine.specs if s.command and "step_server.py" in " ".join(map(str, s.command))]
@@ -52,7 +52,7 @@ def test_a_conversion_runs_every_step_of_a_stack_in_one_worker_and_removes_it(bu
     stacks = {images.get_stack(r["stack"]).name for r in manifest["steps"] + manifest["verification"]["steps"]}
     assert len(built_engine.boxes) == 0  # every worker was removed when the conversion ended
     assert stacks == {"tf2"}
-    assert len(built_engine.started) == 1  # one stack, one worker
+    assert 1 <= len(built_engine.started) <= 2  # one stack: one worker, and one for the overlapping source run
     # each step works in its own /scratch folder, made by the host beside its output folder, gone once it ended
     assert len(built_engine.scratches) == 4 and all(existed for _, existed in built_engine.scratches)
     assert all(folder.endswith(".scratch") and not Path(folder).exists() for folder, _ in built_engine.scratches)
@@ -146,7 +146,7 @@ def test_a_batch_reuses_its_workers_job_after_job(built_engine, tmp_path, keras_
 
     text = "jobs:\n" + "".join(f"  - {{from: keras, input: {keras_file}, output_dir: o{i}}}\n" for i in range(4))
     (tmp_path / "jobs.yaml").write_text(text)
-    for j, most in ((1, 1), (2, 2)):
+    for j, most in ((1, 2), (2, 4)):  # a job's source run overlaps its conversion, in a worker of its own
         built_engine.started.clear()
         for i in range(4):
             if (tmp_path / f"o{i}").exists():
@@ -154,6 +154,58 @@ def test_a_batch_reuses_its_workers_job_after_job(built_engine, tmp_path, keras_
                 shutil.rmtree(tmp_path / f"o{i}")
         records = batch.run_batch(lambda: _pool(built_engine), batch.read_jobs(tmp_path / "jobs.yaml"), workers=j)
         assert all(r["passed"] for r in records), records
-        assert 1 <= len(built_engine.started) <= most  # 4 jobs x 4 runs in tf2, in at most one worker per job slot
+        assert 1 <= len(built_engine.started) <= most  # 4 jobs x 4 runs in tf2, in at most two workers per job slot
         assert built_engine.boxes == {}
         assert all((tmp_path / f"o{i}" / "model.tflite").is_file() for i in range(4))
+
+
+def test_the_source_run_overlaps_the_conversion_in_a_worker_session_only(built_engine, keras_file, tmp_path):
+    """The verification's source run needs nothing the conversion makes: with warm workers it starts with the
+    conversion step (here the step waits for it, and fails if it never comes); with fresh containers (no session
+    that could stop it) it runs after the step, as before."""
+    import threading
+
+    from fakes import ok_step
+
+    source_started = threading.Event()
+
+    def source(spec, out):
+        source_started.set()
+        return ok_step(spec, out)
+
+    def step(spec, out, wait=5.0):
+        if not source_started.wait(wait):
+            return RunResult(1, "", "ERROR: the source run did not start meanwhile", 0.1)
+        return ok_step(spec, out)
+
+    built_engine.behaviours.update({"run_model.py": source, "to_tflite.py": step})
+    manifest = pipeline.convert(_pool(built_engine), "keras", keras_file, tmp_path / "out")
+    assert manifest["verification"]["passed"] and [s["name"] for s in manifest["verification"]["steps"]] == [
+        "verify_source", "verify_result", "compare"]
+    source_started.clear()
+    built_engine.behaviours["to_tflite.py"] = lambda spec, out: step(spec, out, wait=0.5)
+    with pytest.raises(StepFailed, match="the source run did not start meanwhile"):
+        pipeline.convert(built_engine, "keras", keras_file, tmp_path / "fresh")
+    assert built_engine.boxes == {}
+
+
+def test_a_failed_conversion_stops_the_overlapping_source_run_and_leaves_no_worker(built_engine, keras_file,
+                                                                                   tmp_path):
+    import threading
+    import time
+
+    from fakes import ok_step
+
+    release = threading.Event()
+
+    def slow_source(spec, out):
+        release.wait(10)
+        return ok_step(spec, out) if out.exists() else RunResult(137, "", "", 0.1)  # its worker went meanwhile
+
+    built_engine.behaviours.update({"run_model.py": slow_source, "to_tflite.py": exit_with(1, "ERROR: broken")})
+    started = time.monotonic()
+    with pytest.raises(StepFailed, match="broken"):
+        pipeline.convert(_pool(built_engine), "keras", keras_file, tmp_path / "out")
+    release.set()
+    assert time.monotonic() - started < 8  # the step's failure did not wait for the source run to end
+    assert built_engine.boxes == {} and not (tmp_path / "out").exists()
