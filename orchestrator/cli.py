@@ -253,7 +253,7 @@ class Orchestrator:
         if failed:
             raise BatchFailed(f"{len(failed)} of {len(records)} jobs failed: {', '.join(failed)}")
 
-    def sample(self, format, output_dir, kind=None, seed=1, force=False, build=True):
+    def sample(self, format, output_dir, kind=None, seed=1, force=False, build=True, quiet=False):
         """Write a small random-weight model of FORMAT into OUTPUT_DIR, for trying routes.
 
         keras, keras_saved_model, tf_saved_model, tf_frozen_model: KIND cnn (default), saturated (logits in the
@@ -268,11 +268,12 @@ class Orchestrator:
         .pt2, state_dict + net.py and a pickled module.
         onnx: the same kinds exported by torch.onnx (model.onnx). darknet: KIND yolov3-tiny or yolov4-tiny
         (model.cfg + model.weights). jax: KIND dense or cnn (module.py:build + params.msgpack).
-        --no-build refuses a missing stack image instead of building it (air-gapped hosts)."""
+        --no-build refuses a missing stack image instead of building it (air-gapped hosts); --quiet prints only the
+        result."""
         from orchestrator import samples
 
         info = samples.make_sample(_engine(), format, output_dir, kind=kind, seed=int(seed), force=force,
-                                   build_missing=bool(build), log=_log)
+                                   build_missing=bool(build), log=(lambda _line: None) if quiet else _log)
         return f"{format} sample ({info['kind']}) in {output_dir}: " + ", ".join(f"{k}={v}" for k, v in info.items())
 
     def engine(self):
@@ -340,6 +341,33 @@ def _normalize_argv(argv):
     return [f"--{a[0]}={';'.join(repeated[a[0]])}" if isinstance(a, tuple) else a for a in out]
 
 
+def _check_flags(argv):
+    """Refuse a --flag the command has no parameter for, before it runs: python-fire would run the command first
+    and complain after (a conversion done, then "Could not consume arg"). Commands taking **options (convert,
+    plan, verify: route flags) check those themselves."""
+    import inspect
+
+    target, words = Orchestrator(), []
+    for arg in argv:
+        if arg.startswith("-") or not hasattr(target, arg.replace("-", "_")):
+            break
+        target = getattr(target, arg.replace("-", "_"))
+        words.append(arg)
+    if not callable(target) or inspect.isclass(target):
+        return
+    params = inspect.signature(target).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    for arg in argv[len(words):]:
+        if arg == "--":
+            return
+        name = arg[2:].split("=", 1)[0].replace("-", "_") if arg.startswith("--") else None
+        if name and name not in params and name not in ("help", "debug"):
+            known = ", ".join("--" + p.replace("_", "-") for p, v in params.items() if v.kind is not v.VAR_POSITIONAL)
+            raise UsageError(f"{' '.join(words)}: no option --{name.replace('_', '-')}"
+                             + (f" (options: {known})" if known else ""))
+
+
 def _terminate_like_ctrl_c():
     """SIGTERM (a service manager, `kill`, CI cancelling a job) and SIGHUP (the terminal closed) unwind as Ctrl-C
     does, so no container, worker or staging folder outlives the orchestrator; Python's default would end it on the
@@ -362,7 +390,9 @@ def main(argv=None):
         argv = ["--help"]
     _terminate_like_ctrl_c()
     try:
-        fire.Fire(Orchestrator(), command=_normalize_argv(argv), name="orchestrator")
+        argv = _normalize_argv(argv)
+        _check_flags(argv)
+        fire.Fire(Orchestrator(), command=argv, name="orchestrator")
     except OrchestratorError as exc:
         if debug:
             raise

@@ -113,3 +113,27 @@ def test_sample_no_build_refuses_a_missing_image_and_writes_nothing(capsys, monk
     code, _, err = run(capsys, "sample", "keras", str(tmp_path / "out"), "--no-build")
     assert code != 0 and "is missing; run `orchestrator images build" in err and err.count("\n") == 1
     assert not (tmp_path / "out").exists() and not fake.builds and not fake.specs
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["sample", "keras", "OUT", "--kind", "cnn", "--quiett"], "sample: no option --quiett (options: --format, "),
+    (["images", "list", "--all"], "images list: no option --all"),
+    (["cache", "prune", "--older", "7d"], "cache prune: no option --older (options: --older-than, --max-size, --all)"),
+    (["batch", "jobs.yaml", "--jobs", "2"], "batch: no option --jobs"),
+])
+def test_an_unknown_flag_is_refused_before_the_command_runs(capsys, monkeypatch, tmp_path, argv, says):
+    from fakes import FakeEngine
+
+    fake = FakeEngine()
+    monkeypatch.setattr(cli, "_engine", lambda: fake)
+    argv = [str(tmp_path / "out") if a == "OUT" else a for a in argv]
+    code, out, err = run(capsys, *argv)
+    assert code == 2 and says in err and err.count("\n") == 1 and out == ""
+    assert not fake.specs and not fake.builds and not (tmp_path / "out").exists()
+
+
+def test_known_flags_and_negations_pass_the_check():
+    for argv in (["sample", "keras", "o", "--no-build", "--quiet", "--kind=cnn"], ["batch", "f", "-j", "2", "--json"],
+                 ["convert", "keras", "m", "o", "--quantize", "int8", "--no-verify"], ["images", "build", "tf2"],
+                 ["sample", "--help"], ["cache", "list", "--", "--help"]):
+        cli._check_flags(cli._normalize_argv(argv))
