@@ -148,8 +148,9 @@ class Staging:
 
 @contextlib.contextmanager
 def signals_deferred(signals=(signal.SIGINT, signal.SIGTERM)):
-    """Inside the block, SIGINT and SIGTERM are noted, not acted on; when it ends the first one noted is delivered
-    again to the handler in force before. Only the main thread receives signals; elsewhere this does nothing."""
+    """Inside the block, SIGINT and SIGTERM are noted, not acted on; when it ends the first one noted is handed to
+    the handler in force before, at once (called here: a signal sent again would reach whichever thread the kernel
+    picks, and be acted on later). Only the main thread receives signals; elsewhere this does nothing."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -161,4 +162,8 @@ def signals_deferred(signals=(signal.SIGINT, signal.SIGTERM)):
         for sig, handler in before.items():
             signal.signal(sig, handler)
         if noted:
-            os.kill(os.getpid(), noted[0])
+            handler = before[noted[0]]
+            if callable(handler):
+                handler(noted[0], None)  # default_int_handler raises KeyboardInterrupt; cli's raises Terminated
+            elif handler == signal.SIG_DFL:
+                os.kill(os.getpid(), noted[0])

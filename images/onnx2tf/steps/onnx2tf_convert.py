@@ -27,17 +27,17 @@ import json
 import os
 import re
 import shutil
+import subprocess
 import sys
 import tempfile
 
 import numpy as np
 
 import name_map
-import onnx2tf_attempt
 import parity
 import runtimes
 import verify_io
-from common import boolean, csv, fail, first_line, reject, run_batch, run_child, step_done
+from common import boolean, csv, fail, first_line, reject, run_batch, step_done
 from step_sdk import oom_kills, stop_if_killed
 from tflite_runtime import FLEX_HINT, op_counts, op_set
 
@@ -133,33 +133,30 @@ def calibration_arrays(path, model, keep_names, mean, std):
 
 
 def run_attempt(name, params, work, meanwhile=None):
-    """Run one onnx2tf attempt in a process of its own; (its output folder, exit status, log). With `meanwhile`
-    (a function), the attempt is a child forked from this warm process and `meanwhile` runs while it converts;
-    without, a fresh interpreter (once a TFLite interpreter has run here, a fork would lose its threads)."""
+    """Run one onnx2tf attempt in an interpreter of its own, its output into NAME.log; (its output folder, exit
+    status, log). `meanwhile` (a function) runs in this process while the attempt converts: the first attempt's
+    wait computes the reference on the other core."""
     folder = os.path.join(work, name)
     shutil.rmtree(folder, ignore_errors=True)
-    params = dict(params, output_folder_path=folder)
-    what, log_path = f"onnx2tf attempt '{name}'", os.path.join(work, f"{name}.log")
-    # an attempt killed by a signal (the memory limit) stops the step: the next remedy would be killed the same way
-    if meanwhile is not None:
-        before = oom_kills()
-        child = onnx2tf_attempt.Forked(params, log_path, work)
-        try:
+    params_file, log_path = os.path.join(work, f"{name}.json"), os.path.join(work, f"{name}.log")
+    with open(params_file, "w") as fh:
+        json.dump(dict(params, output_folder_path=folder), fh)
+    before = oom_kills()
+    with open(log_path, "w") as log_file:  # a file, not a pipe: nothing blocks the attempt while `meanwhile` runs
+        child = subprocess.Popen([sys.executable, os.path.join(os.path.dirname(__file__), "onnx2tf_attempt.py"),
+                                  params_file], cwd=work, stdout=log_file, stderr=subprocess.STDOUT)
+    try:
+        if meanwhile is not None:
             meanwhile()
-        except BaseException:
-            child.kill()
-            raise
         code = child.wait()
-        stop_if_killed(code, what, before)
-        with open(log_path, errors="replace") as fh:
-            log = ANSI.sub("", fh.read())
-    else:
-        params_file = os.path.join(work, f"{name}.json")
-        with open(params_file, "w") as fh:
-            json.dump(params, fh)
-        proc = run_child([sys.executable, onnx2tf_attempt.__file__, params_file], what, cwd=work,
-                         capture_output=True, text=True)
-        code, log = proc.returncode, ANSI.sub("", proc.stdout + proc.stderr)
+    except BaseException:
+        child.kill()
+        child.wait()
+        raise
+    # an attempt killed by a signal (the memory limit) stops the step: the next remedy would be killed the same way
+    stop_if_killed(code, f"onnx2tf attempt '{name}'", before)
+    with open(log_path, errors="replace") as fh:
+        log = ANSI.sub("", fh.read())
     with open(log_path, "w") as fh:
         fh.write(log)
     return folder, code, log
