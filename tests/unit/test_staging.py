@@ -50,7 +50,8 @@ def test_an_interrupt_during_the_commit_acts_once_the_commit_is_whole(tmp_path, 
     real_rename = Path.rename
 
     def rename_then_ctrl_c(self, target):
-        os.kill(os.getpid(), signal.SIGINT)  # arrives between moving the old output away and the new one in
+        # to this thread (the main one, which acts on it), between moving the old output away and the new one in
+        signal.raise_signal(signal.SIGINT)
         return real_rename(self, target)
 
     with pytest.raises(KeyboardInterrupt):
