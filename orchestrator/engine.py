@@ -324,24 +324,19 @@ class Engine:
 
         mounts = [docker.types.Mount(m.target, m.source, type="bind", read_only=m.read_only) for m in spec.mounts]
         try:
-            return self._create_container(spec, mounts, auto_remove)
+            return self.client.containers.create(
+                spec.image, spec.command, mounts=mounts, environment=spec.environment, user=spec.user or None,
+                network_mode=spec.network, mem_limit=spec.memory, memswap_limit=spec.memory,
+                read_only=spec.read_only_root, tmpfs=spec.tmpfs, cap_drop=list(spec.cap_drop),
+                security_opt=list(spec.security_opt), working_dir=spec.working_dir, pids_limit=spec.pids_limit,
+                ulimits=[docker.types.Ulimit(name="fsize", soft=spec.max_file_size, hard=spec.max_file_size)]
+                if spec.max_file_size else None,
+                detach=True,
+                labels={"org.orchestrator.step": spec.name_hint, **spec.labels}, auto_remove=auto_remove,
+            )
         except ImageNotFound:  # planned with it, and since removed (`docker rmi`, a prune): no pull, say so
             raise EnvironmentProblem(f"image {spec.image} is no longer in the engine (removed after the conversion "
                                      "started?); run `orchestrator images build` and convert again") from None
-
-    def _create_container(self, spec, mounts, auto_remove):
-        import docker
-
-        return self.client.containers.create(
-            spec.image, spec.command, mounts=mounts, environment=spec.environment, user=spec.user or None,
-            network_mode=spec.network, mem_limit=spec.memory, memswap_limit=spec.memory,
-            read_only=spec.read_only_root, tmpfs=spec.tmpfs, cap_drop=list(spec.cap_drop),
-            security_opt=list(spec.security_opt), working_dir=spec.working_dir, pids_limit=spec.pids_limit,
-            ulimits=[docker.types.Ulimit(name="fsize", soft=spec.max_file_size, hard=spec.max_file_size)]
-            if spec.max_file_size else None,
-            detach=True,
-            labels={"org.orchestrator.step": spec.name_hint, **spec.labels}, auto_remove=auto_remove,
-        )
 
     def start(self, spec):
         """Start a container that keeps running (a warm worker); return its id. `remove` ends it; so does its own
