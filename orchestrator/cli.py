@@ -64,6 +64,22 @@ def _table(rows, columns):
     return "\n".join(line.rstrip() for line in lines)
 
 
+def _from_and(paths, names, command):
+    """(FROM or None, the other positional values) of a command taking [FROM] NAME...: FROM is optional."""
+    from orchestrator import formats
+
+    paths = [str(p) for p in paths]
+    usage = f"usage: orchestrator {command} [FROM] {' '.join(names)}"
+    if len(paths) == len(names) + 1:
+        formats.public(paths[0])
+        return paths[0], paths[1:]
+    if len(paths) == len(names):
+        if paths[0] in formats.FORMATS and not os.path.exists(paths[0]):
+            raise UsageError(f"{usage}: {names[-1]} is missing after FROM {paths[0]}")
+        return None, paths
+    raise UsageError(f"{usage} ({len(paths)} given)")
+
+
 class Images:
     """Build, list, save and load the stack images."""
 
@@ -203,9 +219,12 @@ class Orchestrator:
             text += "".join("\n" + line for line in found)
         return text
 
-    def convert(self, source, input, output_dir, to="tflite", verify=True, force=False, build=True,
+    def convert(self, *paths, to="tflite", verify=True, force=False, build=True,
                 memory="8g", timeout=3600, quiet=False, cache=True, verbose=False, **options):
-        """Convert INPUT (a model in format SOURCE) into OUTPUT_DIR (format TO, default tflite).
+        """[FROM] INPUT OUTPUT_DIR: convert INPUT (a model in format FROM) into OUTPUT_DIR (format TO, default tflite).
+
+        Without FROM the format is detected from INPUT and said (an input that could be several formats is refused,
+        naming them).
 
         Writes the artifacts and manifest.json atomically. Route flags (see `orchestrator plan SOURCE --to TO`)
         follow the converters' own names, e.g. --quantize none|float16|dynamic|int8, --calibration FILE.
@@ -215,6 +234,7 @@ class Orchestrator:
         """
         from orchestrator import pipeline
 
+        source, (input, output_dir) = _from_and(paths, ("INPUT", "OUTPUT_DIR"), "convert")
         with _progress(quiet, verbose) as log:
             result = pipeline.convert(
                 _step_engine(cache), source, input, output_dir, to=to, options=options, verify=verify, force=force,
@@ -222,15 +242,17 @@ class Orchestrator:
             )
         return pipeline.summary(result)
 
-    def verify(self, source, input, result, to="tflite", build=True, memory="8g", timeout=3600, quiet=False,
+    def verify(self, *paths, to="tflite", build=True, memory="8g", timeout=3600, quiet=False,
                keep=None, cache=True, verbose=False, **options):
-        """Check that RESULT (a model of format TO, default tflite) computes what INPUT (a model in format SOURCE)
-        computes, exactly as `convert` checks its own result. Route flags set the mode (e.g. --quantize int8) and
+        """[FROM] INPUT RESULT: check that RESULT (a model of format TO, default tflite) computes what INPUT (a model
+        in format FROM, detected when not given) computes, exactly as `convert` checks its own result. Route flags set the mode (e.g. --quantize int8) and
         the inputs (--sample_input, --verify_samples, --seed); --keep DIR keeps the inputs and outputs.
         Exit 4 when they differ or when nothing conclusive could be compared."""
         from orchestrator import pipeline, verify
 
+        source, (input, result) = _from_and(paths, ("INPUT", "RESULT"), "verify")
         with _progress(quiet, verbose) as log:
+            source, _ = pipeline.resolve_source(source, input, log)
             record = pipeline.verify_files(_step_engine(cache), source, input, result, to=to, options=options,
                                            build_missing=build, memory=str(memory), timeout=float(timeout),
                                            log=log, keep=keep)

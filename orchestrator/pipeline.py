@@ -398,11 +398,23 @@ def attempt_record(name, value, outcome, error, seconds):
     return record
 
 
+def resolve_source(source, input_path, log=None):
+    """(FROM, what detection saw or None): FROM as given, else detected from INPUT (formats.detect_format), which
+    the log is told."""
+    if source is not None:
+        return str(source), None
+    source, seen = formats.detect_format(input_path)
+    if log:
+        log(f"detected {source}: {input_path} is {seen}")
+    return source, seen
+
+
 def convert(engine, source, input_path, output_dir, to=routes.DEFAULT_TARGET, options=None, verify=True, force=False,
             build_missing=True, memory="8g", timeout=3600.0, log=None, build_options=None, work_root=None):
     """Convert and return the manifest (a dict). Raises OrchestratorError subclasses. `work_root`: where the steps'
     folders go (a batch's shared one), else inside the staging folder beside OUTPUT_DIR."""
     started = time.monotonic()
+    source, detected = resolve_source(source, input_path, log)
     job = plan_job(source, input_path, to, options, verify)
     with Staging(output_dir, force, work_root, inputs=input_paths(job)) as stage:
         input_hashes = job.input.hashes()
@@ -419,6 +431,8 @@ def convert(engine, source, input_path, output_dir, to=routes.DEFAULT_TARGET, op
         placed = place_artifacts(outcome.job, outcome.produced, stage)
         manifest = manifest_of(outcome.job, input_hashes, outcome.first, outcome.steps, placed, stage,
                                outcome.verification, started, outcome.converted_at)
+        if detected:
+            manifest["input"]["detected"] = detected
         if attempts is not None:
             manifest["options"][job.auto] = "auto"
             manifest["attempts"] = attempts
@@ -431,6 +445,7 @@ def verify_files(engine, source, input_path, result_path, to=routes.DEFAULT_TARG
                  memory="8g", timeout=3600.0, log=None, keep=None):
     """Verify an existing conversion: the source model against RESULT_PATH (a model of format `to`), exactly as
     `convert` verifies its own result. Returns the verification record; raises VerificationFailed (exit 4)."""
+    source, _ = resolve_source(source, input_path, log)
     job = plan_job(source, input_path, to, options)
     result = formats.check(to, result_path).path
     if job.verification is None:
