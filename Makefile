@@ -5,7 +5,7 @@ ORCH   := $(PYTHON) -m orchestrator
 STACK  ?= tf2
 DEMO   ?= demo-out
 
-.PHONY: help install engine base images demo test unit e2e robustness lock bench clean
+.PHONY: help install engine base images demo test test-tools unit e2e robustness lock bench clean
 
 help:
 	@echo "make demo   - install, start a Docker engine, build images, convert a generated Keras model"
@@ -41,13 +41,16 @@ demo: images
 # images first (one build, not one per test worker); the tests then run in 2 processes, one file per process at a
 # time (--dist loadfile: a file's fixtures are made once), so one conversion's container start overlaps another's
 TEST_WORKERS ?= 2
-test: images
+test: images test-tools
 	$(PYTHON) -m pytest -v -rA -n $(TEST_WORKERS) --dist loadfile tests/unit tests/e2e tests/robustness
+
+test-tools:
+	sh scripts/test-tools.sh
 
 unit: install
 	$(PYTHON) -m pytest -q tests/unit
 
-e2e: images
+e2e: images test-tools
 	$(PYTHON) -m pytest -v -n $(TEST_WORKERS) --dist loadfile tests/e2e
 
 robustness: images

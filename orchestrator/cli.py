@@ -220,7 +220,7 @@ class Orchestrator:
         return text
 
     def convert(self, *paths, to="tflite", verify=True, force=False, build=True,
-                memory="8g", timeout=3600, quiet=False, cache=True, verbose=False, **options):
+                memory="8g", timeout=3600, quiet=False, cache=True, verbose=False, report=True, **options):
         """[FROM] INPUT OUTPUT_DIR: convert INPUT (a model in format FROM) into OUTPUT_DIR (format TO, default tflite).
 
         Without FROM the format is detected from INPUT and said (an input that could be several formats is refused,
@@ -229,7 +229,8 @@ class Orchestrator:
         Writes the artifacts and manifest.json atomically. Route flags (see `orchestrator plan SOURCE --to TO`)
         follow the converters' own names, e.g. --quantize none|float16|dynamic|int8, --calibration FILE.
         --no-verify skips the parity check; --force replaces a non-empty OUTPUT_DIR; --no-build refuses to build
-        missing images; --no-cache runs every step even when the conversion cache holds an identical run.
+        missing images; --no-cache runs every step even when the conversion cache holds an identical run;
+        --no-report leaves out report.html (the result's facts, its latency benchmark and graph picture).
         On a terminal the running step shows with its elapsed time; --verbose also shows the converters' output.
         """
         from orchestrator import pipeline
@@ -238,7 +239,7 @@ class Orchestrator:
         with _progress(quiet, verbose) as log:
             result = pipeline.convert(
                 _step_engine(cache), source, input, output_dir, to=to, options=options, verify=verify, force=force,
-                build_missing=build, memory=str(memory), timeout=float(timeout), log=log,
+                build_missing=build, memory=str(memory), timeout=float(timeout), log=log, report=bool(report),
             )
         return pipeline.summary(result)
 
@@ -274,6 +275,19 @@ class Orchestrator:
         failed = [r["name"] for r in records if not r["passed"]]
         if failed:
             raise BatchFailed(f"{len(failed)} of {len(records)} jobs failed: {', '.join(failed)}")
+
+    def inspect(self, model, format=None, json=False, build=True, quiet=False, **options):
+        """MODEL: what it is, read in the stack that reads its format (detected unless --format F): inputs and outputs
+        (shape, dtype, quantization), op histogram (TFLite: builtin, custom and Flex), parameters, size, producer.
+        --json prints one JSON object. Format flags such as --signature_name or --weights_path_prefix apply."""
+        from orchestrator import modelinfo
+
+        found = modelinfo.inspect(_engine(), model, format, build_missing=build, log=None if quiet else _log,
+                                  values=options)
+        if json:
+            print(modelinfo.as_json(found), flush=True)
+            return None
+        return "\n".join(modelinfo.describe(found))
 
     def sample(self, format, output_dir, kind=None, seed=1, force=False, build=True, quiet=False):
         """Write a small random-weight model of FORMAT into OUTPUT_DIR, for trying routes.

@@ -167,10 +167,11 @@ def detect(path, formats):
         return found[0]
     if found:
         raise InputError(path, "could be " + " or ".join(f"{name} ({seen})" for name, seen in found)
-                         + "; give FROM to choose")
+                         + "; name the format (FROM, or inspect --format) to choose")
     if not Path(text).exists() and not Path(text.rpartition(":")[0]).is_file():
         raise InputError(path, "no such file or folder")
     if Path(text).name == "saved_model.pb":
         raise InputError(path, "is the graph of a SavedModel; give the SavedModel's folder")
     names = ", ".join(f.name for f in formats.values() if f.sniff)
-    raise InputError(path, f"is no model format this tool recognises ({names}); give FROM if it is one of them")
+    raise InputError(path, f"is no model format this tool recognises ({names}); name its format (FROM, or inspect "
+                           "--format) if it is one of them")

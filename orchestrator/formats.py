@@ -21,6 +21,7 @@ class Format:
     transit: bool = True  # may sit in the middle of a chain (TF.js formats only start or end one)
     sniff: object = None  # detect.py: what of an INPUT says it is this format, when FROM is not given
     inspected_in: str = ""  # the stack `inspect` reads it in when that is not its runner's (inspect_model.py)
+    inspectable: bool = True  # `inspect` reads it (a stack's inspect_model.py has a reader for it)
 
 
 FILE, FOLDER = inputs.Adapter, (lambda check: inputs.Adapter(check, expects="folder"))
@@ -60,9 +61,9 @@ FORMATS = {f.name: f for f in (
            sniff=detect.darknet, inspected_in="tf2"),
     Format("jax", "JAX/Flax model as code: FILE.py:build, where build() returns (apply_fn, params)", "module.py",
            inputs.CodeReference(), Runner("jax", "tf2", "run_jax.py", options=JAX_RUNNER_OPTIONS), transit=False,
-           sniff=detect.jax),
+           sniff=detect.jax, inspectable=False),
     Format("ssd", "TF1 Object Detection API SSD: model-zoo folder (pipeline.config + checkpoint) or its .tar.gz",
-           "ssd", inputs.SsdModel(), sniff=detect.ssd),
+           "ssd", inputs.SsdModel(), sniff=detect.ssd, inspectable=False),
     Format("keras2", "Keras 2 HDF5 translated from a Keras 3 or tf_keras 2.16+ model (read by tensorflowjs)",
            "model.h5", FILE(inputs.check_keras), Runner("keras", "tf2"), internal=True),
     Format("ssd_graph", "SSD graph exported for TFLite (tflite_graph.pb + ssd.json)", "tflite_graph.pb",

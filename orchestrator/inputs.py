@@ -257,6 +257,8 @@ class DarknetModel(Adapter):
 
     def prepare(self, source, values, scratch):
         mounted = super().prepare(source, values, scratch)
+        if not values.get("weights"):  # `inspect` reads the .cfg alone
+            return mounted
         weights = Path(values["weights"])
         mounted.mounts[str(weights)] = f"{protocol.OPTION_DIR}/weights/{weights.name}"
         mounted.args += ["--weights", f"{protocol.OPTION_DIR}/weights/{weights.name}"]

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from orchestrator import __version__, formats, images, planner, protocol, routes
 from orchestrator import options as opts_mod
+from orchestrator import report as report_mod
 from orchestrator import verify as verification_mod
 from orchestrator.errors import AttemptsFailed, EnvironmentProblem, InputError, MissingOption, OrchestratorError
 from orchestrator.errors import UsageError
@@ -39,6 +40,7 @@ class Job:
     attempts: list = field(default_factory=list)  # [(value, Job)]: a step-choosing option given "auto"
     auto: str = ""  # that option's name
     left_out: list = field(default_factory=list)  # attempt records of values whose route cannot take the options
+    report: bool = True  # read the result's facts for report.html (report.py)
 
     def stacks(self):
         if self.attempts:
@@ -48,7 +50,11 @@ class Job:
             return names
         names = [s for p in self.preludes for s in planner.stacks_of(p.chain)]
         names += [s for s in planner.stacks_of(self.chain) if s not in names]
-        return names + (self.verification.stacks() if self.verification else [])
+        names += [s for s in (self.verification.stacks() if self.verification else []) if s not in names]
+        if self.report:
+            facts = report_mod.facts_stack(self.to, self.chain)
+            names += [facts] if facts not in names else []
+        return names
 
 
 @dataclass
@@ -97,21 +103,22 @@ def auto_option(options):
     return None
 
 
-def plan_job(source, input_path, to=routes.DEFAULT_TARGET, options=None, verify=True):
-    """Plan a conversion and check its input; no container runs."""
+def plan_job(source, input_path, to=routes.DEFAULT_TARGET, options=None, verify=True, report=True):
+    """Plan a conversion and check its input; no container runs. `report`: read the result's facts for
+    report.html."""
     producer = producer_of(source, input_path)
     why = planner.unreadable(source, producer)
     if why:
         raise InputError(input_path, why)
     auto = auto_option(options)
     if auto:
-        return plan_attempts(source, input_path, to, options, verify, producer, *auto)
+        return plan_attempts(source, input_path, to, options, verify, producer, *auto, report=report)
     try:
         chain, values = plan(source, to, options, producer=producer)
     except MissingOption as exc:  # said of the input it is missing for
         raise InputError(input_path, str(exc)) from None
     job = Job(source, to, chain, values, formats.check(source, input_path, values), producer,
-              preludes=plan_preludes(chain, values))
+              preludes=plan_preludes(chain, values), report=report)
     if not verify:
         job.skipped = "--no-verify"
         return job
@@ -131,14 +138,14 @@ def attempt_values(name, source, to, producer=None):
     return values
 
 
-def plan_attempts(source, input_path, to, options, verify, producer, key, name):
+def plan_attempts(source, input_path, to, options, verify, producer, key, name, report=True):
     """One job per value of option `name` that gives a route; the first one stands for all of them."""
     if not verify:
         raise UsageError(f"--{name} auto keeps the result that verifies: it cannot run with --no-verify")
     attempts, left_out = [], []
     for value in attempt_values(name, source, to, producer):
         try:
-            attempts.append((value, plan_job(source, input_path, to, {**options, key: value}, verify)))
+            attempts.append((value, plan_job(source, input_path, to, {**options, key: value}, verify, report)))
         except UsageError as exc:  # e.g. an option only the other converter takes: that attempt is left out
             left_out.append({name: value, "passed": False, "left_out": str(exc)})
     if not attempts:
@@ -295,6 +302,7 @@ class Outcome:
     produced: dict
     verification: dict
     converted_at: float
+    facts: dict = None  # the result's facts for report.html (report.model_facts), when reported
 
     def checked(self):
         """Raise VerificationFailed unless its verification passed (or was skipped)."""
@@ -336,7 +344,9 @@ def run_job(engine, job, work, keep_dir, ready, memory="8g", timeout=3600.0, log
         converted_at = time.monotonic()
         verification = verify_stage(engine, job, first, produced, ready, work, keep_dir, memory, timeout, log,
                                     source)
-    return Outcome(job, first, translated + steps, produced, verification, converted_at)
+        facts = report_mod.model_facts(engine, job, produced, ready, work, memory, timeout, log) if job.report \
+            else None
+    return Outcome(job, first, translated + steps, produced, verification, converted_at, facts)
 
 
 def start_source_run(engine, job, first, ready, work, memory, timeout, log, background):
@@ -410,12 +420,13 @@ def resolve_source(source, input_path, log=None):
 
 
 def convert(engine, source, input_path, output_dir, to=routes.DEFAULT_TARGET, options=None, verify=True, force=False,
-            build_missing=True, memory="8g", timeout=3600.0, log=None, build_options=None, work_root=None):
+            build_missing=True, memory="8g", timeout=3600.0, log=None, build_options=None, work_root=None,
+            report=True):
     """Convert and return the manifest (a dict). Raises OrchestratorError subclasses. `work_root`: where the steps'
     folders go (a batch's shared one), else inside the staging folder beside OUTPUT_DIR."""
     started = time.monotonic()
     source, detected = resolve_source(source, input_path, log)
-    job = plan_job(source, input_path, to, options, verify)
+    job = plan_job(source, input_path, to, options, verify, report)
     with Staging(output_dir, force, work_root, inputs=input_paths(job)) as stage:
         input_hashes = job.input.hashes()
         ready = images.ready(engine, job.stacks(), build_missing, build_options, log)
@@ -436,7 +447,12 @@ def convert(engine, source, input_path, output_dir, to=routes.DEFAULT_TARGET, op
         if attempts is not None:
             manifest["options"][job.auto] = "auto"
             manifest["attempts"] = attempts
+        if outcome.facts is not None:
+            manifest["model"] = report_mod.manifest_facts(outcome.facts)
+            manifest["report"] = report_mod.FILE
         (stage.path / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n")
+        if outcome.facts is not None:
+            report_mod.write(stage.path, manifest, outcome.facts, job.input.path)
         manifest["output_dir"] = str(stage.commit())
         return manifest
 

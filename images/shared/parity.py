@@ -130,6 +130,20 @@ def _group_rows(group):
     return slice(group["start"], group["start"] + group["count"])
 
 
+HISTOGRAM_EDGES = [0.0] + [10.0 ** e for e in range(-9, 2)] + [float("inf")]
+
+
+def error_histogram(err):
+    """{"bins": [...], "counts": [...]}: how many output values differ from the reference by each decade of |error|
+    (the first bin holds the exact matches)."""
+    flat = err.ravel()
+    counts = [int(np.count_nonzero(flat == 0.0))]
+    for lo, hi in zip(HISTOGRAM_EDGES[:-1], HISTOGRAM_EDGES[1:]):
+        counts.append(int(np.count_nonzero((flat > lo) & (flat <= hi))))
+    return {"counts": counts, "bins": ["0"] + ["(%g, %s]" % (lo, "inf" if not np.isfinite(hi) else "%g" % hi)
+                             for lo, hi in zip(HISTOGRAM_EDGES[:-1], HISTOGRAM_EDGES[1:])]}
+
+
 def compare_output(name, got_name, ref, got, groups, mode, override=None, perturbed=None, steps=None,
                    ref_logits=None, got_logits=None, perturbed_logits=None):
     """The verdict for one output over every group. ref/got/perturbed: [K, ...] arrays of all samples."""
@@ -140,6 +154,7 @@ def compare_output(name, got_name, ref, got, groups, mode, override=None, pertur
     if not np.all(np.isfinite(g)):
         return dict(entry, passed=False, conclusive=False, basis="none",
                     reason="non-finite values in the converted output")
+    entry["error_histogram"] = error_histogram(np.abs(r - g))
     p = None if perturbed is None or perturbed.shape != ref.shape else perturbed.astype(np.float64)
     have_logits = (ref_logits is not None and got_logits is not None and ref_logits.shape == got_logits.shape)
     if ref_logits is not None and got_logits is not None and not have_logits:

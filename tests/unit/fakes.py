@@ -288,8 +288,32 @@ def ok_step(spec, out):
         (out / "run.json").write_text(json.dumps(info))
     elif script == "compare.py":
         (out / "verification.json").write_text(json.dumps(verification_record(True, 0.0, arg(spec, "--mode"))))
-    (out / "step.json").write_text(json.dumps({"artifacts": files, "versions": {"tensorflow": "fake"}, "info": {}}))
+    elif script in ("report_model.py", "inspect_model.py"):  # model_info.schema.json holds both to the real ones
+        info = model_facts(arg(spec, "--format") or "tflite", latency=script == "report_model.py")
+        if script == "report_model.py":
+            (out / "graph-1.dot").write_text("digraph page1 { op0; }\n")
+            files = ["graph-1.dot"]
+    elif script == "render_graph.py":
+        (out / "graph-1.svg").write_text('<?xml version="1.0"?>\n<svg xmlns="http://www.w3.org/2000/svg"><g/></svg>\n')
+        files = ["graph-1.svg"]
+    (out / "step.json").write_text(json.dumps({"artifacts": files, "versions": {"tensorflow": "fake"},
+                                               "info": info if script in ("report_model.py", "inspect_model.py")
+                                               else {}}))
     return RunResult(0, "", "", 0.1)
+
+
+def model_facts(fmt, latency=False):
+    """What model_info.py's readers return (report_model.py adds latency and graph pages)."""
+    tensor = {"name": "x", "shape": [1, 4], "dtype": "float32"}
+    facts = {"format": fmt, "inputs": [tensor], "outputs": [dict(tensor, name="y")], "ops": {"FULLY_CONNECTED": 1},
+             "op_kinds": {"builtin": {"FULLY_CONNECTED": 1}, "custom": {}, "flex": {}}, "parameters": 20,
+             "size_bytes": 12, "producer": {}, "notes": []}
+    if latency:
+        timing = {"threads": 1, "median_ms": 0.1, "p90_ms": 0.2}
+        facts.update(latency={"runs": 20, "warmup": 3, "interpreter": "fake", "cores": 2, "threads_1": timing,
+                              "threads_all": dict(timing, threads=2)},
+                     graph_pages=[{"file": "graph-1.dot", "first_op": 0, "ops": 1}])
+    return facts
 
 
 def verification_record(passed, err, mode="none"):

@@ -83,7 +83,7 @@ def test_an_ambiguous_input_names_the_candidates(tmp_path):
     # a model-zoo folder that is also a SavedModel: both formats could read it
     folder = saved_model(tmp_path / "both")
     (folder / "pipeline.config").write_text("model {}")
-    with pytest.raises(InputError, match=r"could be tf_saved_model \(.*\) or ssd \(.*\); give FROM"):
+    with pytest.raises(InputError, match=r"could be tf_saved_model \(.*\) or ssd \(.*\); name the format"):
         formats.detect_format(folder)
 
 

@@ -131,7 +131,8 @@ def test_the_error_line_is_the_real_error_never_a_log_line(stderr, line):
 def test_convert_writes_artifact_manifest_and_verification(built_engine, keras_file, tmp_path):
     out = tmp_path / "out"
     manifest = pipeline.convert(built_engine, "keras", keras_file, out, options={"quantize": "float16"})
-    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "model.tflite", "verification"]
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "model.tflite", "report.html", "verification"]
+    assert manifest["report"] == "report.html" and manifest["model"]["format"] == "tflite"
     on_disk = json.loads((out / "manifest.json").read_text())
     assert on_disk["route"] == {"from": "keras", "to": "tflite", "steps": ["keras_to_tflite"]}
     assert on_disk["input"]["sha256"]["model.h5"] == pipeline.sha256_file(keras_file)
@@ -143,7 +144,8 @@ def test_convert_writes_artifact_manifest_and_verification(built_engine, keras_f
     assert on_disk["verification"]["passed"] is True
     assert manifest["output_dir"] == str(out.absolute())
     scripts = [os.path.basename(s.command[1]) for s in built_engine.specs]
-    assert scripts == ["to_tflite.py", "run_model.py", "run_model.py", "compare.py"]
+    assert scripts == ["to_tflite.py", "run_model.py", "run_model.py", "compare.py", "report_model.py",
+                       "render_graph.py"]
     assert "--quantize" in built_engine.specs[0].command and "float16" in built_engine.specs[3].command
     # nothing left beside the output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.h5", "out"]
@@ -168,7 +170,13 @@ def test_no_verify_skips_the_runs_and_says_so(built_engine, keras_file, tmp_path
     built_engine.behaviours["compare.py"] = failing_compare
     m = pipeline.convert(built_engine, "keras", keras_file, tmp_path / "out", verify=False)
     assert m["verification"] == {"skipped": True, "reason": "--no-verify"}
-    assert len(built_engine.specs) == 1
+    assert [Path(s.command[1]).name for s in built_engine.specs] == ["to_tflite.py", "report_model.py",
+                                                                       "render_graph.py"]
+
+
+def test_no_report_runs_only_the_conversion(built_engine, keras_file, tmp_path):
+    m = pipeline.convert(built_engine, "keras", keras_file, tmp_path / "out", verify=False, report=False)
+    assert len(built_engine.specs) == 1 and "model" not in m and not (tmp_path / "out" / "report.html").exists()
 
 
 def test_existing_output_needs_force_and_is_replaced_only_on_success(built_engine, keras_file, tmp_path):

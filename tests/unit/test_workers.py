@@ -48,13 +48,17 @@ def test_a_conversion_runs_every_step_of_a_stack_in_its_workers_and_removes_them
     started = [s for s in built_engine.specs if s.command and "step_server.py" in " ".join(map(str, s.command))]
     assert started == []  # workers are started, not run
     steps = [s.command for s in built_engine.specs]
-    assert len(steps) == 4  # to_tflite, the reference run, the result run, compare: all inside workers
+    # to_tflite, the reference run, the result run, compare, the report's facts: inside workers; the report's picture
+    # in a fresh container of the Graphviz stack (nothing for a worker to keep warm)
+    assert sorted(Path(c[1]).name for c in steps) == ["compare.py", "render_graph.py", "report_model.py",
+                                                      "run_model.py", "run_model.py", "to_tflite.py"]
+    assert all(s.worker is None for s in built_engine.specs if "render_graph.py" in s.command[1])
     stacks = {images.get_stack(r["stack"]).name for r in manifest["steps"] + manifest["verification"]["steps"]}
     assert len(built_engine.boxes) == 0  # every worker was removed when the conversion ended
     assert stacks == {"tf2"}
     assert 1 <= len(built_engine.started) <= 2  # one stack: one worker, and one for the overlapping source run
     # each step works in its own /scratch folder, made by the host beside its output folder, gone once it ended
-    assert len(built_engine.scratches) == 4 and all(existed for _, existed in built_engine.scratches)
+    assert len(built_engine.scratches) == 5 and all(existed for _, existed in built_engine.scratches)
     assert all(folder.endswith(".scratch") and not Path(folder).exists() for folder, _ in built_engine.scratches)
 
 

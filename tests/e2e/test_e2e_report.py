@@ -1,0 +1,262 @@
+"""See what came out (issue 16): a conversion with FROM detected, its report.html checked against its manifest and
+rendered in headless Chromium (no console error, no request leaving the page, a screenshot kept), and `inspect`
+on every sample kind, each in the stack that reads it."""
+
+import html.parser
+import json
+import os
+import shutil
+import socket
+import subprocess
+import threading
+from pathlib import Path
+
+import pytest
+
+from clihelp import cli, last_line, make_samples, manifest
+
+ARTIFACTS = Path(os.environ.get("ORCHESTRATOR_TEST_ARTIFACTS", Path(__file__).resolve().parents[1] / "artifacts"))
+
+
+def chromium():
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found is None:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail("chromium is not installed (make test installs it: scripts/test-tools.sh)")
+        pytest.skip("chromium is not installed (scripts/test-tools.sh)")
+    return found
+
+
+class Tables(html.parser.HTMLParser):
+    """Every <table id=...> as rows of cell texts, every <svg> start, and every URL-bearing attribute."""
+
+    def __init__(self):
+        super().__init__()
+        self.tables, self.svgs, self.urls, self._table, self._row, self._cell = {}, 0, [], None, None, None
+        self.details = 0
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        for name in ("src", "href", "action", "data", "poster"):
+            if attrs.get(name) and not attrs[name].startswith("#"):
+                self.urls.append(attrs[name])
+        if tag == "table":
+            self._table = self.tables.setdefault(attrs.get("id", f"t{len(self.tables)}"), [])
+        elif tag == "tr" and self._table is not None:
+            self._row = []
+            self._table.append(self._row)
+        elif tag in ("td", "th") and self._row is not None:
+            self._cell = []
+        elif tag == "svg":
+            self.svgs += 1
+        elif tag == "details":
+            self.details += 1
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th") and self._cell is not None:
+            self._row.append(" ".join("".join(self._cell).split()))
+            self._cell = None
+        elif tag == "table":
+            self._table = None
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell.append(data)
+
+
+def parsed(text):
+    p = Tables()
+    p.feed(text)
+    return p
+
+
+class Listener:
+    """A TCP listener Chromium is told to use as its proxy: any request the page makes, of any scheme Chromium
+    proxies, arrives here and is counted."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.sock.settimeout(0.5)
+        self.port, self.hits, self._stop = self.sock.getsockname()[1], 0, False
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        while not self._stop:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            self.hits += 1
+            conn.close()
+
+    def close(self):
+        self._stop = True
+        self.thread.join()
+        self.sock.close()
+
+
+def render(page, tmp_path, screenshot):
+    """(the DOM Chromium built, its stderr): the page loaded headless, with a screenshot."""
+    browser = chromium()
+    listener = Listener()
+    base = [browser, "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-extensions",
+            f"--user-data-dir={tmp_path / 'chromium'}", f"--proxy-server=127.0.0.1:{listener.port}",
+            "--proxy-bypass-list=<-loopback>", "--enable-logging=stderr", "--v=0", "--window-size=1280,2400"]
+    try:
+        dom = subprocess.run(base + ["--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120)
+        shot = subprocess.run(base + [f"--screenshot={screenshot}", page.as_uri()], capture_output=True, text=True,
+                              timeout=120)
+    finally:
+        listener.close()
+    assert dom.returncode == 0 and shot.returncode == 0, dom.stderr[-2000:] + shot.stderr[-2000:]
+    return dom.stdout, dom.stderr + shot.stderr, listener.hits
+
+
+@pytest.fixture(scope="module")
+def keras_cnn(stack_images, tmp_path_factory):
+    return make_samples(tmp_path_factory.mktemp("report-samples"), "keras", ("cnn",))["cnn"]
+
+
+@pytest.fixture(scope="module")
+def converted(keras_cnn, tmp_path_factory):
+    """A Keras sample converted with no FROM, to int8: the format detected, a quantized result to report."""
+    out = tmp_path_factory.mktemp("report") / "int8"
+    proc = cli("convert", keras_cnn / "model.h5", out, "--quantize", "int8", "--calibration",
+               keras_cnn / "calibration.npy")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out, proc
+
+
+def test_from_is_detected_and_said(converted):
+    out, proc = converted
+    m = manifest(out)
+    assert "detected keras:" in proc.stderr and "is an HDF5 file" in proc.stderr
+    assert m["route"]["from"] == "keras" and m["input"]["detected"].startswith("an HDF5 file")
+
+
+def test_the_report_holds_the_manifests_values(converted):
+    out, _ = converted
+    m = manifest(out)
+    page = parsed((out / "report.html").read_text())
+    assert m["report"] == "report.html" and page.urls == []  # nothing the page would fetch or link to
+    steps = page.tables["steps"][1:]
+    assert [row[1] for row in steps] == [s["name"] for s in m["steps"]]
+    assert [float(row[5]) for row in steps] == [s["seconds"] for s in m["steps"]]
+    verification = page.tables["verification"][1:]
+    outs = m["verification"]["outputs"]
+    assert [row[0] for row in verification] == [o["name"] for o in outs]
+    assert [float(row[2]) for row in verification] == pytest.approx([o["max_abs_err"] for o in outs], rel=1e-2)
+    assert all(row[5] == ("pass" if o["passed"] else "FAIL") for row, o in zip(verification, outs))
+    assert all(o["error_histogram"]["counts"] and sum(o["error_histogram"]["counts"]) > 0 for o in outs)
+    facts = m["model"]
+    assert facts["format"] == "tflite" and facts["read_in"]["stack"] == "tf2"
+    inputs = page.tables["inputs"][1:]
+    assert [row[0] for row in inputs] == [t["name"] for t in facts["inputs"]]
+    assert all(row[2] == t["dtype"] for row, t in zip(inputs, facts["inputs"]))
+    # int8 with float input/output kept: the interior is quantized, so builtin ops include QUANTIZE/DEQUANTIZE
+    ops = {(row[0], row[1]): int(row[2]) for row in page.tables["ops"][1:] if row[1] != "none"}
+    assert ops == {(kind, name): n for kind, names in facts["op_kinds"].items() for name, n in names.items()}
+    assert "QUANTIZE" in facts["op_kinds"]["builtin"] and not facts["op_kinds"]["flex"]
+    latency = page.tables["latency"][1:]
+    assert [float(row[1]) for row in latency] == [facts["latency"][k]["median_ms"] for k in ("threads_1",
+                                                                                               "threads_all")]
+    assert all(facts["latency"][k]["p90_ms"] >= facts["latency"][k]["median_ms"] > 0 for k in ("threads_1",
+                                                                                                 "threads_all"))
+    sizes = {row[0]: int(row[1]) for row in page.tables["sizes"][1:]}
+    assert sizes["model.tflite"] == (out / "model.tflite").stat().st_size == facts["size_bytes"]
+    # one picture per page of ops, every op on one page
+    assert facts["graph_pages"] and sum(p["ops"] for p in facts["graph_pages"]) == sum(facts["ops"].values())
+    assert page.details == len(facts["graph_pages"])
+    assert page.svgs == len(facts["graph_pages"]) + len(outs)  # the graph pages and one histogram per output
+
+
+def test_the_report_renders_in_chromium_with_no_error_and_no_request(converted, tmp_path):
+    out, _ = converted
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    screenshot = ARTIFACTS / "report-keras-int8.png"
+    dom, log, requests = render(out / "report.html", tmp_path, screenshot)
+    page = parsed(dom)
+    assert "steps" in page.tables and "latency" in page.tables and page.svgs >= 2
+    assert requests == 0, "the report made a network request"
+    console = [ln for ln in log.splitlines() if "CONSOLE" in ln or "Refused to" in ln or "Failed to load" in ln]
+    assert console == [], console
+    assert screenshot.is_file() and screenshot.stat().st_size > 10_000
+
+
+# -- inspect -------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def zoo(stack_images, keras_cnn, converted, tmp_path_factory):
+    """{case: (path, format, stack)}: one model of every kind inspect reads, made by the samples and the CLI."""
+    root = tmp_path_factory.mktemp("zoo")
+    torch = make_samples(root / "torch", "pytorch", ("cnn",))["cnn"]
+    onnx = make_samples(root / "onnx", "onnx", ("cnn",))["cnn"]
+    darknet = make_samples(root / "darknet", "darknet", ("yolov3-tiny",))["yolov3-tiny"]
+    keras3 = make_samples(root / "keras3", "keras", ("keras3",))["keras3"]
+    tfsm = make_samples(root / "sm", "tf_saved_model", ("multi",))["multi"]
+    frozen = make_samples(root / "frozen", "tf_frozen_model", ("multi",))["multi"]
+    ksm = make_samples(root / "ksm", "keras_saved_model", ("cnn",))["cnn"]
+    for to in ("tfjs_layers_model", "tfjs_graph_model"):
+        proc = cli("convert", "keras", keras_cnn / "model.h5", root / to, "--to", to, "--no-verify", "--no-report")
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    out, _ = converted
+    return {
+        "keras-h5": (keras_cnn / "model.h5", "keras", "tf2"),
+        "keras3-archive": (keras3 / "model.keras", "keras", "keras3"),
+        "keras_saved_model": (ksm / "keras_saved_model", "keras_saved_model", "tf2"),
+        "tf_saved_model": (tfsm / "saved_model", "tf_saved_model", "tf2"),
+        "tf_frozen_model": (frozen / "frozen_model.pb", "tf_frozen_model", "tf2"),
+        "tflite-int8": (out / "model.tflite", "tflite", "tf2"),
+        "tfjs_layers_model": (root / "tfjs_layers_model" / "model.json", "tfjs_layers_model", "tf2"),
+        "tfjs_graph_model": (root / "tfjs_graph_model" / "model.json", "tfjs_graph_model", "tf2"),
+        "onnx": (onnx / "model.onnx", "onnx", "onnx2tf"),
+        "torchscript": (torch / "model.pt", "pytorch", "torch"),
+        "exported_program": (torch / "model.pt2", "pytorch", "torch"),
+        "darknet": (darknet / "model.cfg", "darknet", "tf2"),
+    }
+
+
+CASES = ("keras-h5", "keras3-archive", "keras_saved_model", "tf_saved_model", "tf_frozen_model", "tflite-int8",
+         "tfjs_layers_model", "tfjs_graph_model", "onnx", "torchscript", "exported_program", "darknet")
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_inspect_reads_every_kind_in_its_stack(zoo, case):
+    path, fmt, stack = zoo[case]
+    proc = cli("inspect", path, "--json", "--quiet")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    found = json.loads(proc.stdout)
+    assert found["format"] == fmt and found["read_in"].startswith(f"orchestrator/{stack}:")
+    assert found["detected"] and found["size_bytes"] > 0 and sum(found["ops"].values()) > 0
+    assert found["inputs"] and found["outputs"] and all(t["name"] for t in found["inputs"])
+    if fmt != "darknet":
+        assert found["parameters"] > 0
+    text = cli("inspect", path, "--quiet")
+    assert text.returncode == 0 and text.stdout.startswith(f"{path}: {fmt},") and "inputs:" in text.stdout
+
+
+def test_inspect_agrees_with_the_models_own_facts(zoo, converted):
+    """The same .tflite read by inspect (tf2) and by the report (its verification stack) gives the same facts; the
+    H5 and its TF.js layers model hold the same parameters."""
+    out, _ = converted
+    facts = manifest(out)["model"]
+    found = json.loads(cli("inspect", out / "model.tflite", "--json", "--quiet").stdout)
+    for key in ("inputs", "outputs", "ops", "op_kinds", "parameters", "size_bytes"):
+        assert found[key] == facts[key], key
+    assert any(t.get("scale") for t in [*found["inputs"], *found["outputs"]]) is False  # float I/O kept
+    h5 = json.loads(cli("inspect", zoo["keras-h5"][0], "--json", "--quiet").stdout)
+    layers = json.loads(cli("inspect", zoo["tfjs_layers_model"][0], "--json", "--quiet").stdout)
+    assert h5["parameters"] == layers["parameters"] and h5["ops"] == layers["ops"]
+
+
+def test_inspect_refuses_a_non_model_in_one_line(tmp_path):
+    bad = tmp_path / "notes.txt"
+    bad.write_text("not a model")
+    proc = cli("inspect", bad)
+    assert proc.returncode == 2 and last_line(proc) == (f"orchestrator: error: {bad}: is no model format this tool "
+                                                        "recognises (keras, keras_saved_model, tf_saved_model, "
+                                                        "tf_frozen_model, tfjs_layers_model, tfjs_graph_model, "
+                                                        "tflite, onnx, pytorch, darknet, jax, ssd); name its format "
+                                                        "(FROM, or inspect --format) if it is one of them")
