@@ -289,6 +289,30 @@ class Orchestrator:
             return None
         return "\n".join(modelinfo.describe(found))
 
+    def compare(self, a, b, format_a=None, format_b=None, json=False, build=True, memory="8g", timeout=3600,
+                quiet=False, **options):
+        """A B: run both models on the same inputs (seeded, or --sample_input FILE) as verification does, B judged
+        against A, and show what moved: each output's errors, size, parameters, ops and (.tflite) latency. Formats
+        are detected unless --format_a/--format_b; --quantize MODE, --tolerance, --seed, --verify_samples apply.
+        Exit 4 when the outputs differ beyond the tolerance. --json prints one JSON object."""
+        import json as jsonlib
+
+        from orchestrator import compare as compare_mod
+        from orchestrator import verify
+
+        with _progress(quiet, False) as log:
+            found = compare_mod.compare(_engine(), a, b, format_a, format_b, options, build_missing=bool(build),
+                                        memory=str(memory), timeout=float(timeout), log=log)
+        print(jsonlib.dumps(found, sort_keys=True) if json else "\n".join(compare_mod.describe(found)), flush=True)
+        verify.check(found["verification"])
+
+    def wizard(self):
+        """Asks for the model, says what it detected and where it can go, asks for the target, the quantization
+        the route offers and what else it needs, prints the equivalent `orchestrator convert` command and runs it."""
+        from orchestrator import wizard
+
+        return wizard.run(lambda source, input, output_dir, **kw: self.convert(source, input, output_dir, **kw))
+
     def sample(self, format, output_dir, kind=None, seed=1, force=False, build=True, quiet=False):
         """Write a small random-weight model of FORMAT into OUTPUT_DIR, for trying routes.
 

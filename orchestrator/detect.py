@@ -156,13 +156,18 @@ def jax(path):
     return None
 
 
+def candidates(path, formats):
+    """[(format name, what was seen)] of every format among `formats` (name -> Format) whose sniff knows INPUT."""
+    return [(f.name, seen) for f in formats.values() if f.sniff for seen in [f.sniff(Path(str(path)))] if seen]
+
+
 def detect(path, formats):
-    """(format name, what was seen) of INPUT among `formats` (name -> Format); InputError when none or several
-    match, naming the candidates."""
+    """(format name, what was seen) of INPUT among `formats`; InputError when none or several match, naming the
+    candidates."""
     text = str(path)
     if "://" in text:
         raise InputError(path, "is a URL; conversions run with no network: download the model and give its path")
-    found = [(f.name, seen) for f in formats.values() if f.sniff for seen in [f.sniff(Path(text))] if seen]
+    found = candidates(path, formats)
     if len(found) == 1:
         return found[0]
     if found:

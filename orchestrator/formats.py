@@ -87,6 +87,11 @@ def public(name):
     return fmt
 
 
+def candidates(path):
+    """[(format name, what was seen)] of every public format that knows INPUT (the wizard offers them)."""
+    return detect.candidates(path, {n: f for n, f in FORMATS.items() if not f.internal})
+
+
 def detect_format(path):
     """(format name, what was seen) of an INPUT given without FROM; InputError naming the candidates when it is
     none or several of them."""

@@ -14,6 +14,9 @@ from pathlib import Path
 import pytest
 
 from clihelp import cli, last_line, make_samples, manifest
+from test_e2e_verify import tamper
+
+pytestmark = pytest.mark.e2e
 
 ARTIFACTS = Path(os.environ.get("ORCHESTRATOR_TEST_ARTIFACTS", Path(__file__).resolve().parents[1] / "artifacts"))
 
@@ -260,3 +263,43 @@ def test_inspect_refuses_a_non_model_in_one_line(tmp_path):
                                                         "tf_frozen_model, tfjs_layers_model, tfjs_graph_model, "
                                                         "tflite, onnx, pytorch, darknet, jax, ssd); name its format "
                                                         "(FROM, or inspect --format) if it is one of them")
+
+
+# -- compare -------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def float_and_tampered(engine, keras_cnn, tmp_path_factory):
+    root = tmp_path_factory.mktemp("compare")
+    proc = cli("convert", "keras", keras_cnn / "model.h5", root / "float", "--no-verify", "--no-report")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return root / "float" / "model.tflite", tamper(engine, root / "float" / "model.tflite", root / "bad",
+                                                   "conv_weight")
+
+
+def test_compare_a_source_and_its_conversion(keras_cnn, float_and_tampered):
+    good, _ = float_and_tampered
+    proc = cli("compare", keras_cnn / "model.h5", good, "--json", "--quiet")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    found = json.loads(proc.stdout)
+    assert found["passed"] and found["a"]["format"] == "keras" and found["b"]["format"] == "tflite"
+    assert found["b"]["facts"]["latency"]["threads_1"]["median_ms"] > 0
+    assert found["a"]["facts"]["parameters"] == found["b"]["facts"]["parameters"]
+
+
+def test_compare_catches_a_perturbed_model(float_and_tampered):
+    good, bad = float_and_tampered
+    proc = cli("compare", good, bad, "--quiet")
+    assert proc.returncode == 4, proc.stderr[-2000:]
+    assert "DIFFERS" in proc.stdout and "they differ" in proc.stdout and "ops: the same" in proc.stdout
+    assert last_line(proc).startswith("orchestrator: error: verification failed: output ")
+
+
+def test_compare_shows_what_quantization_moved(converted, keras_cnn, float_and_tampered):
+    good, _ = float_and_tampered
+    int8, _ = converted
+    proc = cli("compare", good, int8 / "model.tflite", "--quantize", "int8", "--sample_input",
+               keras_cnn / "calibration.npy", "--quiet")
+    assert proc.returncode == 0, proc.stdout + proc.stderr[-2000:]
+    lines = proc.stdout.splitlines()
+    size = next(ln for ln in lines if ln.strip().startswith("size (bytes)"))
+    before, after = (int(x.replace(",", "")) for x in size.split(":")[1].replace("(moved)", "").split("->"))
+    assert after < before and "QUANTIZE 0 -> " in proc.stdout
