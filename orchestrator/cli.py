@@ -12,7 +12,7 @@ import signal
 import sys
 import time
 
-from orchestrator.errors import OrchestratorError, Terminated, UsageError, one_line
+from orchestrator.errors import CheckFailed, OrchestratorError, Terminated, UsageError, one_line
 
 
 def _log(line):
@@ -305,6 +305,22 @@ class Orchestrator:
                                         memory=str(memory), timeout=float(timeout), log=log)
         print(jsonlib.dumps(found, sort_keys=True) if json else "\n".join(compare_mod.describe(found)), flush=True)
         verify.check(found["verification"])
+
+    def check(self, *paths, to="tflite", json=False, build=True, quiet=False, **options):
+        """[FROM] INPUT: a pre-flight in seconds, not a conversion: the route and stacks `convert` would take, the
+        source's ops the target lacks (no TFLite builtin: Flex or custom; no TF.js kernel; no onnx2tf converter),
+        and the flags that would help (--allow_flex_ops, --allow_custom_ops, --keep_nchw, another --converter).
+        Exit 7 when the conversion as asked cannot succeed. Route flags are taken as `convert` takes them."""
+        import json as jsonlib
+
+        from orchestrator import preflight
+
+        source, (input,) = _from_and(paths, ("INPUT",), "check")
+        found = preflight.check(_engine(), source, input, to=to, options=options, build_missing=bool(build),
+                                log=None if quiet else _log)
+        print(jsonlib.dumps(found, sort_keys=True) if json else "\n".join(preflight.describe(found)), flush=True)
+        if not found["passed"]:
+            raise CheckFailed(f"check: {found['problems'][0]}")
 
     def wizard(self):
         """Asks for the model, says what it detected and where it can go, asks for the target, the quantization

@@ -129,6 +129,12 @@ class BatchFailed(OrchestratorError):
     exit_code = 6
 
 
+class CheckFailed(OrchestratorError):
+    """`orchestrator check`: the conversion as asked cannot succeed (no route, ops the target lacks)."""
+
+    exit_code = 7
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM (or SIGHUP) arrived: unwinds like Ctrl-C, so the same cleanup runs (containers, workers, staging);
     the CLI exits 128 + the signal's number."""

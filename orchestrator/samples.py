@@ -25,10 +25,12 @@ class Sample:
         return self.kinds + tuple(k for k, _ in self.elsewhere)
 
 
-KERAS_KINDS = ("cnn", "saturated", "saturated-scaled", "mlp", "multi", "head", "lstm", "tfjs-ops", "mobilenetv2")
+KERAS_KINDS = ("cnn", "saturated", "saturated-scaled", "mlp", "multi", "head", "lstm", "tfjs-ops", "mobilenetv2",
+               "flex")
 # "saturated": logits in the hundreds, so the softmax is one-hot on any input; "saturated-scaled": the same, its
 # softmax followed by a rescaling (nothing marks where its logits are); "tfjs-ops": every fused form the TF.js
-# converter writes (images/tf2/steps/tfjs_emitted_ops.json), batch fixed to 1, an int32 input
+# converter writes (images/tf2/steps/tfjs_emitted_ops.json), batch fixed to 1, an int32 input; "flex": a
+# MatrixInverse, a TF op with no TFLite builtin (converts with --allow_flex_ops)
 TORCH_KINDS = ("cnn", "saturated", "resnet", "dense", "inception", "fire", "shuffle", "inception-v1", "gelu",
                "mobilenetv2")
 # the Keras files people save today, made in the keras3 stack: "keras3" (model.keras, model.h5 and sequential.keras

@@ -303,3 +303,59 @@ def test_compare_shows_what_quantization_moved(converted, keras_cnn, float_and_t
     size = next(ln for ln in lines if ln.strip().startswith("size (bytes)"))
     before, after = (int(x.replace(",", "")) for x in size.split(":")[1].replace("(moved)", "").split("->"))
     assert after < before and "QUANTIZE 0 -> " in proc.stdout
+
+
+# -- check ---------------------------------------------------------------------------------------------------
+def check_flags(zoo, case):
+    path, fmt, _ = zoo[case]
+    if fmt == "tf_frozen_model":
+        info = json.loads((path.parent / "sample.json").read_text())
+        return ["--input_arrays", ",".join(info["input_arrays"]), "--output_arrays", ",".join(info["output_arrays"]),
+                "--input_shapes", info["input_shapes"]]
+    if fmt == "pytorch":
+        return ["--input_shape", "1,3,32,32"]
+    if fmt == "darknet":
+        return ["--weights", path.parent / "model.weights"]
+    return []
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c != "tflite-int8"])
+def test_check_plans_every_kind_and_passes_a_convertible_model(zoo, case):
+    path, fmt, _ = zoo[case]
+    proc = cli("check", path, *check_flags(zoo, case), "--json", "--quiet")
+    assert proc.returncode == 0, proc.stdout + proc.stderr[-2000:]
+    found = json.loads(proc.stdout)
+    assert found["from"] == fmt and found["to"] == "tflite" and found["route"] and found["passed"]
+    assert found["problems"] == []
+    if fmt in ("keras", "keras_saved_model", "tf_saved_model", "tf_frozen_model", "onnx") and case != "keras3-archive":
+        assert sum(found["ops"].values()) > 0  # the op pre-flight ran in the stack reading it
+    if fmt == "onnx":
+        assert any("--keep_nchw" in a for a in found["advice"])
+    if fmt == "pytorch":
+        assert any("--converter litert-torch" in a for a in found["advice"])
+
+
+def test_check_refuses_a_route_missing_its_required_flag(zoo):
+    proc = cli("check", zoo["torchscript"][0])
+    assert proc.returncode == 7 and "--input_shape" in last_line(proc)
+
+
+@pytest.fixture(scope="module")
+def flex_model(stack_images, tmp_path_factory):
+    return make_samples(tmp_path_factory.mktemp("flex"), "tf_saved_model", ("flex",))["flex"] / "saved_model"
+
+
+def test_check_flags_a_flex_op_and_the_flag_it_names_converts_it(flex_model, tmp_path):
+    proc = cli("check", flex_model, "--quiet")
+    assert proc.returncode == 7, proc.stdout + proc.stderr
+    assert "problem: no TFLite builtin for MatrixInverse: they need Flex (TF Select) ops" in proc.stdout
+    assert last_line(proc).startswith("orchestrator: error: check: no TFLite builtin for MatrixInverse") and \
+        "--allow_flex_ops" in last_line(proc)
+    proc = cli("check", flex_model, "--allow_flex_ops", "--quiet")
+    assert proc.returncode == 0 and "check passed" in proc.stdout
+    proc = cli("convert", flex_model, tmp_path / "out", "--allow_flex_ops")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    m = manifest(tmp_path / "out")
+    assert m["verification"]["passed"] and m["model"]["op_kinds"]["flex"] == {"FlexMatrixInverse": 1}
+    page = parsed((tmp_path / "out" / "report.html").read_text())
+    assert ["flex", "FlexMatrixInverse", "1"] in page.tables["ops"]

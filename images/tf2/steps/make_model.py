@@ -59,6 +59,10 @@ def build(kind):
         y = L.Dense(16, activation="tanh")(x)
         y = L.Dense(3, name="logits")(y)
         return tf.keras.Model(x, y, name="small_mlp")
+    if kind == "flex":  # a TF op with no TFLite builtin (MatrixInverse): converts only with --allow_flex_ops
+        x = L.Input((4, 4), name="matrix")
+        y = L.Lambda(lambda m: tf.linalg.inv(m + 4.0 * tf.eye(4)), name="inverse")(x)
+        return tf.keras.Model(x, L.Dense(3, name="score")(L.Flatten()(y)), name="flex_inverse")
     if kind == "multi":
         a = L.Input((8,), name="a")
         b = L.Input((4,), name="b")
