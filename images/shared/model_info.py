@@ -269,19 +269,25 @@ READERS = {"tflite": lambda a: tflite(a.input), "tfjs_layers_model": lambda a: t
            "tfjs_graph_model": lambda a: tfjs(a.input), "darknet": lambda a: darknet(a.input)}
 
 
-def main(readers):
-    """inspect_model.py --format F --input MODEL --out DIR: step.json's info is what the reader found."""
+def arguments(*options):
+    """The command line of inspect_model.py and check_model.py: --format F --input MODEL --out DIR [--to T], and
+    the format options named (--signature_name defaults to serving_default)."""
     import argparse
 
+    p = argparse.ArgumentParser()
+    for name in ("format", "input", "out"):
+        p.add_argument("--" + name, required=True)
+    p.add_argument("--to")
+    for name in options:
+        p.add_argument("--" + name, default="serving_default" if name == "signature_name" else None)
+    return p.parse_args()
+
+
+def main(readers):
+    """inspect_model.py --format F --input MODEL --out DIR: step.json's info is what the reader found."""
     from step_sdk import first_line, reject, step_done
 
-    p = argparse.ArgumentParser()
-    p.add_argument("--format", required=True)
-    p.add_argument("--input", required=True)
-    p.add_argument("--out", required=True)
-    p.add_argument("--signature_name", default="serving_default")
-    p.add_argument("--saved_model_tags")
-    args = p.parse_args()
+    args = arguments("signature_name", "saved_model_tags")
     reader = readers.get(args.format) or READERS.get(args.format)
     if reader is None:
         reject("%s: this stack cannot read format %s" % (os.path.basename(args.input), args.format))

@@ -5,23 +5,17 @@ keeps one module per ONNX op it converts, in onnx2tf/ops/).
 step.json info: {"ops": {op: count}, "no_converter": [...], "nchw_inputs": [names of 4-D inputs laid out NCHW]}
 """
 
-import argparse
 import os
 
 import onnx
 import onnx2tf
 
-from model_info import count
+from model_info import arguments, count
 from step_sdk import step_done
 
 
 def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("--format", required=True)
-    p.add_argument("--input", required=True)
-    p.add_argument("--to", required=True)
-    p.add_argument("--out", required=True)
-    args = p.parse_args()
+    args = arguments()
     model = onnx.load(args.input, load_external_data=False)
     folder = os.path.join(os.path.dirname(onnx2tf.__file__), "ops")
     known = {name[:-3] for name in os.listdir(folder) if name.endswith(".py") and not name.startswith("_")}

@@ -7,7 +7,6 @@ step.json info: {"ops": {op: count} (the TF graph), "flex": [...], "custom": [..
 "converter_error": "..." (a failure the op lists do not explain)}
 """
 
-import argparse
 import glob
 import json
 import os
@@ -15,7 +14,7 @@ import re
 
 import tf_model_info
 import to_tflite
-from model_info import count
+from model_info import arguments, count
 from step_sdk import first_line, step_done
 
 
@@ -74,15 +73,8 @@ def tfjs_kernels():
 
 
 def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("--format", required=True)
-    p.add_argument("--input", required=True)
-    p.add_argument("--to", required=True)
-    p.add_argument("--out", required=True)
-    for name in ("signature_name", "saved_model_tags", "input_arrays", "output_arrays", "input_shapes"):
-        p.add_argument("--" + name)
-    args = p.parse_args()
-    args.source, args.signature_name = args.format, args.signature_name or "serving_default"
+    args = arguments("signature_name", "saved_model_tags", "input_arrays", "output_arrays", "input_shapes")
+    args.source = args.format
     ops = tf_model_info.graph_ops(tf_graph(args))
     info = {"ops": count(ops), "flex": [], "custom": [], "no_tfjs_kernel": [], "converter_error": ""}
     if args.to == "tflite":
