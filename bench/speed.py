@@ -4,11 +4,13 @@
 
 For each route family (Keras -> TFLite in tf2, ONNX -> TFLite with onnx2tf, PyTorch -> TFLite with LiteRT Torch) on
 generated models, small and MobileNetV2-sized (3.5 M parameters), each round measures:
-- (a) `orchestrator convert` end to end, with verification and with --no-verify (the cache off);
+- (a) `orchestrator convert` end to end, with verification and with --no-verify (the cache off; --no-report: the
+  report's latency benchmark and picture are not part of converting);
 - (b) the same converter call made by hand: `docker run` of one fresh container of the same stack image that imports
   the converter, loads the model and converts it;
 - (c) a cache hit: the same conversion again with the cache holding it.
-Then a batch of JOBS small conversions (each its own quantization, so none is a cache hit) at -j 1 and -j 2.
+Then a batch of JOBS small conversions, with their reports (each its own quantization, so none is a cache hit) at
+-j 1 and -j 2.
 Images must be built (`make images`). Nothing is timed in the tests; this is where the numbers live."""
 
 import argparse
@@ -102,17 +104,19 @@ def main():
             if not folder.exists():
                 orch(env, "sample", fmt, folder, "--kind", kind)
             models[name] = folder / artifact
-            orch(env, "convert", fmt, models[name], tmp / f"fill-{name}", *extra, "--quiet")  # what the hits read
+            # what the hits read
+            orch(env, "convert", fmt, models[name], tmp / f"fill-{name}", *extra, "--no-report", "--quiet")
         for r in range(args.repeat):  # interleaved: every measure of every case, round after round
             for name in chosen:
                 fmt, kind, extra, _, stack, command = CASES[name]
                 t = times[name]
                 t["convert_no_verify"].append(orch(env, "convert", fmt, models[name], tmp / f"nv-{name}-{r}", *extra,
-                                                   "--no-verify", "--no-cache", "--quiet")[0])
+                                                   "--no-verify", "--no-cache", "--no-report", "--quiet")[0])
                 t["direct"].append(direct(models[name], stack, command, tmp / f"direct-{name}-{r}"))
                 t["convert"].append(orch(env, "convert", fmt, models[name], tmp / f"cv-{name}-{r}", *extra,
-                                         "--no-cache", "--quiet")[0])
-                seconds, proc = orch(env, "convert", fmt, models[name], tmp / f"hit-{name}-{r}", *extra, "--quiet")
+                                         "--no-cache", "--no-report", "--quiet")[0])
+                seconds, proc = orch(env, "convert", fmt, models[name], tmp / f"hit-{name}-{r}", *extra, "--no-report",
+                                     "--quiet")
                 if "runs from the cache" not in proc.stdout:
                     raise SystemExit(f"bench: {name}: the repeated conversion was not a cache hit")
                 t["cache_hit"].append(seconds)

@@ -55,6 +55,23 @@ def _progress(quiet, verbose):
     progress.close()
 
 
+def _emit(event):
+    """One JSON object on its own line of stdout (--json's events)."""
+    import json
+
+    print(json.dumps(event, sort_keys=True, default=str), flush=True)
+
+
+@contextlib.contextmanager
+def _json_events():
+    """The log sink of a --json command: each line an {"event": "log"} object."""
+    yield lambda line: _emit({"event": "log", "message": line})
+
+
+def _json_wanted(argv):
+    return any(a == "--json" or a.startswith("--json=") and a[7:].lower() in ("true", "1") for a in argv)
+
+
 def _table(rows, columns):
     if not rows:
         return "(none)"
@@ -220,7 +237,8 @@ class Orchestrator:
         return text
 
     def convert(self, *paths, to="tflite", verify=True, force=False, build=True,
-                memory="8g", timeout=3600, quiet=False, cache=True, verbose=False, report=True, **options):
+                memory="8g", timeout=3600, quiet=False, cache=True, verbose=False, report=True, json=False,
+                **options):
         """[FROM] INPUT OUTPUT_DIR: convert INPUT (a model in format FROM) into OUTPUT_DIR (format TO, default tflite).
 
         Without FROM the format is detected from INPUT and said (an input that could be several formats is refused,
@@ -232,15 +250,20 @@ class Orchestrator:
         missing images; --no-cache runs every step even when the conversion cache holds an identical run;
         --no-report leaves out report.html (the result's facts, its latency benchmark and graph picture).
         On a terminal the running step shows with its elapsed time; --verbose also shows the converters' output.
+        --json prints one JSON object per line on stdout: {"event": "log", "message"} as the conversion goes, then
+        {"event": "result", "summary", "manifest"} (or {"event": "error", "message", "exit_code"}).
         """
         from orchestrator import pipeline
 
         source, (input, output_dir) = _from_and(paths, ("INPUT", "OUTPUT_DIR"), "convert")
-        with _progress(quiet, verbose) as log:
+        with (_json_events() if json else _progress(quiet, verbose)) as log:
             result = pipeline.convert(
                 _step_engine(cache), source, input, output_dir, to=to, options=options, verify=verify, force=force,
                 build_missing=build, memory=str(memory), timeout=float(timeout), log=log, report=bool(report),
             )
+        if json:
+            _emit({"event": "result", "summary": pipeline.summary(result), "manifest": result})
+            return None
         return pipeline.summary(result)
 
     def verify(self, *paths, to="tflite", build=True, memory="8g", timeout=3600, quiet=False,
@@ -473,6 +496,8 @@ def main(argv=None):
         if debug:
             raise
         print(f"orchestrator: error: {one_line(exc)}", file=sys.stderr)
+        if _json_wanted(argv):
+            _emit({"event": "error", "message": one_line(exc), "exit_code": exc.exit_code})
         sys.exit(exc.exit_code)
     except Terminated as exc:
         print(f"orchestrator: terminated by {signal.Signals(exc.signum).name}", file=sys.stderr)

@@ -137,3 +137,17 @@ def test_known_flags_and_negations_pass_the_check():
                  ["convert", "keras", "m", "o", "--quantize", "int8", "--no-verify"], ["images", "build", "tf2"],
                  ["sample", "--help"], ["cache", "list", "--", "--help"]):
         cli._check_flags(cli._normalize_argv(argv))
+
+
+def test_convert_json_prints_events_then_the_result(capsys, monkeypatch, built_engine, keras_file, tmp_path):
+    import json
+
+    monkeypatch.setattr(cli, "_step_engine", lambda cache=True: built_engine)
+    code, out, _ = run(capsys, "convert", str(keras_file), str(tmp_path / "o"), "--json")
+    events = [json.loads(line) for line in out.splitlines()]
+    assert code == 0 and events[0] == {"event": "log", "message": f"detected keras: {keras_file} is an HDF5 file "
+                                                                  "(Keras .h5)"}
+    assert events[-1]["event"] == "result" and events[-1]["manifest"]["route"]["from"] == "keras"
+    assert all(e["event"] == "log" for e in events[:-1]) and len(events) > 3
+    code, out, err = run(capsys, "convert", str(keras_file), str(tmp_path / "o"), "--json")  # exists: refused
+    assert code == 2 and json.loads(out.splitlines()[-1])["event"] == "error" and err.count("\n") == 1
