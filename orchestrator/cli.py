@@ -55,11 +55,19 @@ def _progress(quiet, verbose):
     progress.close()
 
 
+_RESULT_PRINTED = []  # set once a command printed its result: a later error adds no JSON object to stdout
+
+
 def _emit(event):
-    """One JSON object on its own line of stdout (--json's events)."""
+    """One JSON object on its own line of stdout (--json's events and results)."""
     import json
 
     print(json.dumps(event, sort_keys=True, default=str), flush=True)
+
+
+def _print_result(text):
+    print(text, flush=True)
+    _RESULT_PRINTED.append(True)
 
 
 @contextlib.contextmanager
@@ -294,7 +302,7 @@ class Orchestrator:
         records = batch.run_batch(lambda: _step_engine(cache), jobs, workers=int(j), build_missing=build,
                                   memory=str(memory), timeout=float(timeout), log=None if quiet else _log)
         seconds = time.monotonic() - started
-        print(batch.as_json(records, seconds, int(j)) if json else batch.table(records, seconds), flush=True)
+        _print_result(batch.as_json(records, seconds, int(j)) if json else batch.table(records, seconds))
         failed = [r["name"] for r in records if not r["passed"]]
         if failed:
             raise BatchFailed(f"{len(failed)} of {len(records)} jobs failed: {', '.join(failed)}")
@@ -308,7 +316,7 @@ class Orchestrator:
         found = modelinfo.inspect(_engine(), model, format, build_missing=build, log=None if quiet else _log,
                                   values=options)
         if json:
-            print(modelinfo.as_json(found), flush=True)
+            _print_result(modelinfo.as_json(found))
             return None
         return "\n".join(modelinfo.describe(found))
 
@@ -326,7 +334,7 @@ class Orchestrator:
         with _progress(quiet, False) as log:
             found = compare_mod.compare(_engine(), a, b, format_a, format_b, options, build_missing=bool(build),
                                         memory=str(memory), timeout=float(timeout), log=log)
-        print(jsonlib.dumps(found, sort_keys=True) if json else "\n".join(compare_mod.describe(found)), flush=True)
+        _print_result(jsonlib.dumps(found, sort_keys=True) if json else "\n".join(compare_mod.describe(found)))
         verify.check(found["verification"])
 
     def check(self, *paths, to="tflite", json=False, build=True, quiet=False, **options):
@@ -341,7 +349,7 @@ class Orchestrator:
         source, (input,) = _from_and(paths, ("INPUT",), "check")
         found = preflight.check(_engine(), source, input, to=to, options=options, build_missing=bool(build),
                                 log=None if quiet else _log)
-        print(jsonlib.dumps(found, sort_keys=True) if json else "\n".join(preflight.describe(found)), flush=True)
+        _print_result(jsonlib.dumps(found, sort_keys=True) if json else "\n".join(preflight.describe(found)))
         if not found["passed"]:
             raise CheckFailed(f"check: {found['problems'][0]}")
 
@@ -483,6 +491,7 @@ def main(argv=None):
     import fire
 
     argv = list(sys.argv[1:] if argv is None else argv)
+    _RESULT_PRINTED.clear()
     debug = "--debug" in argv
     argv = [a for a in argv if a != "--debug"]
     if not argv:
@@ -496,7 +505,7 @@ def main(argv=None):
         if debug:
             raise
         print(f"orchestrator: error: {one_line(exc)}", file=sys.stderr)
-        if _json_wanted(argv):
+        if _json_wanted(argv) and not _RESULT_PRINTED:
             _emit({"event": "error", "message": one_line(exc), "exit_code": exc.exit_code})
         sys.exit(exc.exit_code)
     except Terminated as exc:
