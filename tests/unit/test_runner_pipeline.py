@@ -382,8 +382,9 @@ def test_the_write_limit_counts_blocks_and_keeps_a_reserve_of_the_free_disk(tmp_
     assert (1 << 20) <= runner._disk_bytes(tmp_path) < (2 << 20)
     monkeypatch.setenv("ORCHESTRATOR_MAX_WRITE", "100000G")
     limit = runner.WriteLimit([tmp_path])
-    free = __import__("shutil").disk_usage(tmp_path).free
-    assert limit.limit == free - runner.DISK_RESERVE and "the free disk space but 1.0 GiB" in limit.why
+    free = __import__("shutil").disk_usage(tmp_path).free  # other processes write meanwhile: within 256 MiB
+    assert abs(limit.limit - (free - runner.DISK_RESERVE)) < (256 << 20) and "the free disk space but 1.0 GiB" in \
+        limit.why
     assert limit() is None
 
 
