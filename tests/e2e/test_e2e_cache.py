@@ -30,7 +30,8 @@ def test_a_repeated_conversion_comes_from_the_cache(samples, tmp_path):
     assert second["verification"]["passed"] is True
     assert second["timings"]["total_seconds"] < first["timings"]["total_seconds"]
     listed = cli("cache", "list", env=env)
-    assert listed.returncode == 0 and "4 entries" in listed.stdout and "keras_to_tflite" in listed.stdout
+    # the 4 runs, the report's facts and its picture
+    assert listed.returncode == 0 and "6 entries" in listed.stdout and "keras_to_tflite" in listed.stdout
     # --no-cache runs everything again; a changed option misses the conversion step
     third, _ = convert("third", "--no-cache")
     assert not any(r["cached"] for r in runs(third))
