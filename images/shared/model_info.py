@@ -212,7 +212,7 @@ def tfjs(path):
             shape = c.get("batch_input_shape") or c.get("batch_shape")
             inputs.append(tensor(c.get("name", layer.get("name")), shape, c.get("dtype", "float32")))
     outputs = [tensor(o[0] if isinstance(o, list) else str(o), None, "") for o in config.get("output_layers") or []]
-    ops = [layer.get("class_name", "?") for layer in layers]
+    ops = [layer.get("class_name", "?") for layer in layers if layer.get("class_name") != "InputLayer"]
     producer["keras_version"] = topology.get("keras_version")
     return info("tfjs_layers_model", inputs, outputs, ops, _weights(doc), size, producer, {"layer": count(ops)})
 
@@ -248,15 +248,20 @@ def keras_model(model, path, fmt, producer):
         return tensor(getattr(t, "name", fallback) or fallback, list(shape) if shape is not None else None,
                       str(dtype))
 
-    inputs = [spec(t, "input_%d" % i) for i, t in enumerate(model.inputs or [])]
-    outputs = [spec(t, "output_%d" % i) for i, t in enumerate(model.outputs or [])]
+    def named(tensors, names, stem):  # the model's own input/output names (its layers'), not the graph tensors'
+        names = list(names or [])
+        return [dict(spec(t, stem % i), name=str(names[i]) if i < len(names) else spec(t, stem % i)["name"])
+                for i, t in enumerate(tensors or [])]
+
+    inputs = named(model.inputs, getattr(model, "input_names", None), "input_%d")
+    outputs = named(model.outputs, getattr(model, "output_names", None), "output_%d")
     layers = []
 
     def walk(m):
         for layer in m.layers:
             if hasattr(layer, "layers") and layer.__class__.__name__ in ("Functional", "Sequential", "Model"):
                 walk(layer)
-            else:
+            elif layer.__class__.__name__ != "InputLayer":  # a placeholder, not a computation
                 layers.append(layer.__class__.__name__)
 
     walk(model)

@@ -20,7 +20,7 @@ def keras(args):
             producer = {k: model_info._text(fh.attrs[k]) for k in ("keras_version", "backend") if k in fh.attrs}
     import tensorflow as tf
 
-    producer["read_with"] = "tf.keras " + tf.keras.__version__
+    producer["read_with"] = "tf.keras of tensorflow " + tf.__version__
     return model_info.keras_model(load_keras(args.input), args.input, args.format, producer)
 
 
