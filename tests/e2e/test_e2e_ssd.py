@@ -85,6 +85,10 @@ def test_graphviz(ssd, tmp_path):
     svg = (tmp_path / "out" / "model.svg").read_text()
     assert dot.lstrip().startswith("digraph") and "<svg" in svg
     assert {"model.dot", "model.svg"} <= set(m["artifacts"])
+    # the report shows TOCO's picture beside its own pages, and the post-processing op as a custom op
+    page = (tmp_path / "out" / "report.html").read_text()
+    assert "TOCO's GRAPHVIZ_DOT picture (model.svg)" in page and page.count("<svg") >= 2
+    assert m["model"]["op_kinds"]["custom"] == {"TFLite_Detection_PostProcess": 1}
 
 
 def test_mlir_converter(ssd, tmp_path):
