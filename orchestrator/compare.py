@@ -97,6 +97,13 @@ def describe(found):
     if not v.get("outputs"):
         lines.append(f"  outputs: {v.get('reason', 'nothing compared')}")
     fa, fb = a["facts"], b["facts"]
+    for kind in ("inputs", "outputs"):
+        ta = {t["name"]: t for t in fa.get(kind) or []}
+        tb = {t["name"]: t for t in fb.get(kind) or []}
+        moved = [f"{name} {ta[name]['dtype']} -> {tb[name]['dtype']}" for name in ta
+                 if name in tb and ta[name]["dtype"] != tb[name]["dtype"]]
+        if moved:
+            lines.append(f"  {kind}: " + ", ".join(moved))
     for key, label in (("size_bytes", "size (bytes)"), ("parameters", "parameters")):
         if key in fa and key in fb:
             moved = "" if fa[key] == fb[key] else "  (moved)"

@@ -48,6 +48,7 @@ def check(engine, source, path, to="tflite", options=None, build_missing=True, l
         facts = _run(engine, stack, source, path, to, values, build_missing, log)
         found["ops"] = facts.get("ops", {})
         judge(found, facts, values, chain)
+    found["advice"] += [f"another converter: {alt}" for alt in found["alternatives"]]
     found["passed"] = not found["problems"]
     return found
 
@@ -97,7 +98,6 @@ def judge(found, facts, values, chain):
     if facts.get("nchw_inputs") and "keep_nchw" not in values and any("keep_nchw" in s.options for s in chain):
         advice.append(f"inputs {', '.join(facts['nchw_inputs'])} are NCHW: the .tflite takes them NHWC unless "
                       "--keep_nchw all")
-    advice += [f"another converter: {alt}" for alt in found["alternatives"]]
 
 
 def describe(found):

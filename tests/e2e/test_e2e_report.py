@@ -9,6 +9,7 @@ import shutil
 import socket
 import subprocess
 import threading
+import urllib.parse
 from pathlib import Path
 
 import pytest
@@ -75,14 +76,14 @@ def parsed(text):
 
 class Listener:
     """A TCP listener Chromium is told to use as its proxy: any request the page makes, of any scheme Chromium
-    proxies, arrives here and is counted."""
+    proxies, arrives here; its first line is kept (e.g. "CONNECT host:443 HTTP/1.1")."""
 
     def __init__(self):
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(8)
         self.sock.settimeout(0.5)
-        self.port, self.hits, self._stop = self.sock.getsockname()[1], 0, False
+        self.port, self.requests, self._stop = self.sock.getsockname()[1], [], False
         self.thread = threading.Thread(target=self._serve, daemon=True)
         self.thread.start()
 
@@ -92,7 +93,11 @@ class Listener:
                 conn, _ = self.sock.accept()
             except OSError:
                 continue
-            self.hits += 1
+            conn.settimeout(2)
+            try:
+                self.requests.append(conn.recv(4096).split(b"\r\n", 1)[0].decode("latin-1"))
+            except OSError:
+                self.requests.append("(a connection that sent nothing)")
             conn.close()
 
     def close(self):
@@ -105,7 +110,11 @@ def render(page, tmp_path, screenshot):
     """(the DOM Chromium built, its stderr): the page loaded headless, with a screenshot."""
     browser = chromium()
     listener = Listener()
+    # the browser's own traffic (updates, safe browsing, metrics) off: what reaches the proxy comes from the page
     base = [browser, "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-extensions",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync",
+            "--disable-default-apps", "--disable-domain-reliability", "--disable-client-side-phishing-detection",
+            "--no-pings", "--metrics-recording-only",
             f"--user-data-dir={tmp_path / 'chromium'}", f"--proxy-server=127.0.0.1:{listener.port}",
             "--proxy-bypass-list=<-loopback>", "--enable-logging=stderr", "--v=0", "--window-size=1280,2400"]
     try:
@@ -115,7 +124,7 @@ def render(page, tmp_path, screenshot):
     finally:
         listener.close()
     assert dom.returncode == 0 and shot.returncode == 0, dom.stderr[-2000:] + shot.stderr[-2000:]
-    return dom.stdout, dom.stderr + shot.stderr, listener.hits
+    return dom.stdout, dom.stderr + shot.stderr, listener.requests
 
 
 @pytest.fixture(scope="module")
@@ -159,10 +168,13 @@ def test_the_report_holds_the_manifests_values(converted):
     inputs = page.tables["inputs"][1:]
     assert [row[0] for row in inputs] == [t["name"] for t in facts["inputs"]]
     assert all(row[2] == t["dtype"] for row, t in zip(inputs, facts["inputs"]))
-    # int8 with float input/output kept: the interior is quantized, so builtin ops include QUANTIZE/DEQUANTIZE
+    # int8 inputs and outputs (the TFLite route's default): their scale and zero point are in the table
+    assert all(t["dtype"] == "int8" and t["scale"] > 0 for t in facts["inputs"] + facts["outputs"])
+    assert [float(row[3]) for row in inputs] == pytest.approx([t["scale"] for t in facts["inputs"]], rel=1e-5)
+    assert [int(row[4]) for row in inputs] == [t["zero_point"] for t in facts["inputs"]]
     ops = {(row[0], row[1]): int(row[2]) for row in page.tables["ops"][1:] if row[1] != "none"}
     assert ops == {(kind, name): n for kind, names in facts["op_kinds"].items() for name, n in names.items()}
-    assert "QUANTIZE" in facts["op_kinds"]["builtin"] and not facts["op_kinds"]["flex"]
+    assert "CONV_2D" in facts["op_kinds"]["builtin"] and not facts["op_kinds"]["flex"]
     latency = page.tables["latency"][1:]
     assert [float(row[1]) for row in latency] == [facts["latency"][k]["median_ms"] for k in ("threads_1",
                                                                                                "threads_all")]
@@ -176,14 +188,32 @@ def test_the_report_holds_the_manifests_values(converted):
     assert page.svgs == len(facts["graph_pages"]) + len(outs)  # the graph pages and one histogram per output
 
 
+def hosts(requests):
+    """The hosts of proxied request lines ("CONNECT h:443 HTTP/1.1", "GET http://h/p HTTP/1.1")."""
+    found = set()
+    for line in requests:
+        parts = line.split()
+        if len(parts) >= 2:
+            target = parts[1]
+            found.add(urllib.parse.urlsplit(target).hostname if "://" in target else target.rsplit(":", 1)[0])
+    return found
+
+
 def test_the_report_renders_in_chromium_with_no_error_and_no_request(converted, tmp_path):
     out, _ = converted
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    # the browser's own traffic, from a blank page; and a page that fetches, which the proxy must see
+    blank, canary = tmp_path / "blank.html", tmp_path / "canary.html"
+    blank.write_text("<!DOCTYPE html><title>blank</title>")
+    canary.write_text('<!DOCTYPE html><title>canary</title><img src="http://canary.invalid/pixel.png">')
+    background = hosts(render(blank, tmp_path / "b", tmp_path / "blank.png")[2])
+    assert "canary.invalid" in hosts(render(canary, tmp_path / "c", tmp_path / "canary.png")[2])
     screenshot = ARTIFACTS / "report-keras-int8.png"
-    dom, log, requests = render(out / "report.html", tmp_path, screenshot)
+    dom, log, requests = render(out / "report.html", tmp_path / "r", screenshot)
+    background |= hosts(render(blank, tmp_path / "b2", tmp_path / "blank2.png")[2])  # before and after
     page = parsed(dom)
     assert "steps" in page.tables and "latency" in page.tables and page.svgs >= 2
-    assert requests == 0, "the report made a network request"
+    assert hosts(requests) - background == set(), f"the page made requests: {requests}"
     console = [ln for ln in log.splitlines() if "CONSOLE" in ln or "Refused to" in ln or "Failed to load" in ln]
     assert console == [], console
     assert screenshot.is_file() and screenshot.stat().st_size > 10_000
@@ -248,7 +278,7 @@ def test_inspect_agrees_with_the_models_own_facts(zoo, converted):
     found = json.loads(cli("inspect", out / "model.tflite", "--json", "--quiet").stdout)
     for key in ("inputs", "outputs", "ops", "op_kinds", "parameters", "size_bytes"):
         assert found[key] == facts[key], key
-    assert any(t.get("scale") for t in [*found["inputs"], *found["outputs"]]) is False  # float I/O kept
+    assert all(t["scale"] > 0 and t["dtype"] == "int8" for t in [*found["inputs"], *found["outputs"]])
     h5 = json.loads(cli("inspect", zoo["keras-h5"][0], "--json", "--quiet").stdout)
     layers = json.loads(cli("inspect", zoo["tfjs_layers_model"][0], "--json", "--quiet").stdout)
     assert h5["parameters"] == layers["parameters"] and h5["ops"] == layers["ops"]
@@ -282,7 +312,9 @@ def test_compare_a_source_and_its_conversion(keras_cnn, float_and_tampered):
     found = json.loads(proc.stdout)
     assert found["passed"] and found["a"]["format"] == "keras" and found["b"]["format"] == "tflite"
     assert found["b"]["facts"]["latency"]["threads_1"]["median_ms"] > 0
-    assert found["a"]["facts"]["parameters"] == found["b"]["facts"]["parameters"]
+    outputs = found["verification"]["outputs"]
+    assert [o["name"] for o in outputs] == [t["name"] for t in found["a"]["facts"]["outputs"]] == ["probs"]
+    assert all(o["passed"] and o["max_abs_err"] < 1e-4 for o in outputs)
 
 
 def test_compare_catches_a_perturbed_model(float_and_tampered):
@@ -299,10 +331,10 @@ def test_compare_shows_what_quantization_moved(converted, keras_cnn, float_and_t
     proc = cli("compare", good, int8 / "model.tflite", "--quantize", "int8", "--sample_input",
                keras_cnn / "calibration.npy", "--quiet")
     assert proc.returncode == 0, proc.stdout + proc.stderr[-2000:]
-    lines = proc.stdout.splitlines()
-    size = next(ln for ln in lines if ln.strip().startswith("size (bytes)"))
-    before, after = (int(x.replace(",", "")) for x in size.split(":")[1].replace("(moved)", "").split("->"))
-    assert after < before and "QUANTIZE 0 -> " in proc.stdout
+    lines = [ln.strip() for ln in proc.stdout.splitlines()]
+    # int8 inputs and outputs (the route's default), the same ops, a size that moved
+    assert "inputs: image float32 -> int8" in lines and "outputs: probs float32 -> int8" in lines
+    assert "ops: the same" in lines and any(ln.startswith("size (bytes)") and ln.endswith("(moved)") for ln in lines)
 
 
 # -- check ---------------------------------------------------------------------------------------------------
