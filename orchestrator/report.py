@@ -19,6 +19,7 @@ from orchestrator.errors import EnvironmentProblem, StepFailed, StepRejectedInpu
 from orchestrator.runner import StepRun, execute
 
 REPORT_SCRIPT = "report_model.py"
+FLOAT_REFERENCE = "float_reference.tflite"  # a quantized TFLite conversion's float twin (tflite_convert.py)
 RENDER_SCRIPT = "render_graph.py"
 FILE = "report.html"
 TEMPLATE = "report.html.j2"
@@ -50,7 +51,9 @@ def model_facts(engine, job, produced, ready, work, memory="8g", timeout=3600.0,
     mounts = {str(final.folder): "/model"}
     path = f"/model/{final.artifact}"
     if job.to == "tflite":
-        run = StepRun("report", ready[stack], REPORT_SCRIPT, ["--input", path], mounts, work / "report")
+        twin = ["--float_reference", f"/model/{FLOAT_REFERENCE}"] if (final.folder / FLOAT_REFERENCE).is_file() \
+            else []
+        run = StepRun("report", ready[stack], REPORT_SCRIPT, ["--input", path] + twin, mounts, work / "report")
     else:
         run = StepRun("report", ready[stack], INSPECT_SCRIPT, ["--format", job.to, "--input", path], mounts,
                       work / "report")

@@ -2,8 +2,9 @@
 model_info's facts, a latency benchmark in the interpreter, and the op graph as Graphviz DOT pages (rendered to
 SVG by the stack that has Graphviz: a steps/render_graph.py).
 
-    report_model.py --input MODEL.tflite --out DIR [--runs N] [--page_ops N]
-Writes graph-K.dot into DIR and step.json (info: model_info's dict, "latency", "graph_pages").
+    report_model.py --input MODEL.tflite --out DIR [--runs N] [--page_ops N] [--float_reference FLOAT.tflite]
+Writes graph-K.dot into DIR and step.json (info: model_info's dict, "latency", "graph_pages", and with a float
+reference "layer_errors": the quantized model's activations against the float model's, worst first).
 """
 
 import argparse
@@ -57,6 +58,53 @@ def latency(path, runs):
     except Exception as exc:  # an op this interpreter lacks, e.g. a custom op the app registers
         found["error"] = first_line(exc)
     return found
+
+
+def layer_errors(path, float_path, top=12):
+    """The quantized model's activations against its float twin's, on one seeded input, where tensor names match:
+    {"compared", "activations", "layers": the `top` worst [{tensor, shape, dtype, max_abs_err, rel_err}]}, rel_err
+    being max|q - f| / max|f| with q dequantized. Weights (constant tensors) are left out."""
+    import tflite_runtime
+
+    api, _ = tflite_runtime.interpreter_module()
+    graph = model_info.TFLiteGraph(path)
+    quant = api.Interpreter(model_path=path, experimental_preserve_all_tensors=True)
+    ref = api.Interpreter(model_path=float_path, experimental_preserve_all_tensors=True)
+    quant.allocate_tensors()
+    ref.allocate_tensors()
+    rng = np.random.default_rng(0)
+    for q, f in zip(quant.get_input_details(), ref.get_input_details()):
+        x = _feed(f, rng)
+        ref.set_tensor(f["index"], x)
+        quant.set_tensor(q["index"], tflite_runtime.quantize(x, q) if tflite_runtime.quantized(q) else
+                         x.astype(q["dtype"]))
+    quant.invoke()
+    ref.invoke()
+    floats = {d["name"]: d for d in ref.get_tensor_details()}
+    rows, activations = [], 0
+    for d in quant.get_tensor_details():
+        if d["index"] >= len(graph.tensors) or graph.is_constant(d["index"]):
+            continue
+        activations += 1
+        f = floats.get(d["name"])
+        if f is None or list(f["shape"]) != list(d["shape"]):
+            continue
+        try:
+            qv, fv = quant.get_tensor(d["index"]), ref.get_tensor(f["index"])
+        except ValueError:  # a tensor the interpreter did not keep
+            continue
+        if np.dtype(fv.dtype).kind != "f" or not fv.size:
+            continue
+        qv = tflite_runtime.dequantize(qv, d).astype(np.float64) if tflite_runtime.quantized(d) else \
+            qv.astype(np.float64)
+        scale = float(np.max(np.abs(fv)))
+        if scale == 0 or not np.all(np.isfinite(qv)):
+            continue
+        err = float(np.max(np.abs(qv - fv.astype(np.float64))))
+        rows.append({"tensor": d["name"], "shape": [int(v) for v in d["shape"]],
+                     "dtype": np.dtype(d["dtype"]).name, "max_abs_err": err, "rel_err": err / scale})
+    rows.sort(key=lambda r: -r["rel_err"])
+    return {"compared": len(rows), "activations": activations, "layers": rows[:top]}
 
 
 def _quote(text):
@@ -118,9 +166,15 @@ def main():
     p.add_argument("--out", required=True)
     p.add_argument("--runs", type=int, default=RUNS)
     p.add_argument("--page_ops", type=int, default=PAGE_OPS)
+    p.add_argument("--float_reference", help="the same model converted without quantization: per-layer errors")
     args = p.parse_args()
     facts = model_info.tflite(args.input)
     facts["latency"] = latency(args.input, args.runs)
+    if args.float_reference:
+        try:
+            facts["layer_errors"] = layer_errors(args.input, args.float_reference)
+        except Exception as exc:  # an interpreter that cannot keep every tensor, an op it lacks
+            facts["notes"].append("no per-layer errors: " + first_line(exc))
     facts["graph_pages"] = graph_pages(model_info.TFLiteGraph(args.input), args.out, args.page_ops)
     step_done(args.out, [page["file"] for page in facts["graph_pages"]], **facts)
 

@@ -116,8 +116,29 @@ def needs_flex(message):
             f"interpreter cannot run; {FLEX_HINT}")
 
 
-def convert(converter, args, samples, **info):
-    """Run the converter, write model.tflite and step.json (with the model's tensors); return its path."""
+FLOAT_REFERENCE = "float_reference.tflite"  # a quantized conversion's float twin, beside it (not an artifact)
+
+
+def float_reference(make_converter, args):
+    """For a quantized conversion: the same model converted without quantization, written beside it for the report's
+    per-layer error table (report_model.py); what went wrong instead, as a note (it never fails the step)."""
+    import tensorflow as tf
+
+    try:
+        converter = make_converter()
+        if boolean(args.allow_flex_ops):
+            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS, tf.lite.OpsSet.SELECT_TF_OPS]
+        converter.allow_custom_ops = boolean(args.allow_custom_ops)
+        with open(os.path.join(args.out, FLOAT_REFERENCE), "wb") as fh:
+            fh.write(converter.convert())
+        return None
+    except Exception as exc:  # the quantized model is the result; its float twin is only for the report
+        return "no float reference for the per-layer errors: " + str(exc).strip().splitlines()[0][:200]
+
+
+def convert(converter, args, samples, make_float=None, **info):
+    """Run the converter, write model.tflite and step.json (with the model's tensors); return its path.
+    `make_float`: makes a fresh converter of the same model, for a quantized conversion's float twin."""
     from tflite_runtime import TFLiteModel, op_set
 
     try:
@@ -130,6 +151,10 @@ def convert(converter, args, samples, **info):
     with open(path, "wb") as fh:
         fh.write(flatbuffer)
     tfl = TFLiteModel(path, logits=False)
+    if make_float is not None and args.quantize != "none":
+        note = float_reference(make_float, args)
+        if note:
+            info["float_reference"] = note
     step_done(args.out, ["model.tflite"], quantize=args.quantize, size_bytes=len(flatbuffer),
               calibration_samples=len(samples), tflite=tfl.details(), op_set=op_set(tfl.op_counts()), **info)
     return path

@@ -180,6 +180,15 @@ def test_the_report_holds_the_manifests_values(converted):
                                                                                                "threads_all")]
     assert all(facts["latency"][k]["p90_ms"] >= facts["latency"][k]["median_ms"] > 0 for k in ("threads_1",
                                                                                                  "threads_all"))
+    # the per-layer table: the int8 model's activations against its float twin's, worst first
+    layers = facts["layer_errors"]
+    assert 0 < layers["compared"] <= layers["activations"] and layers["layers"]
+    rel = [row["rel_err"] for row in layers["layers"]]
+    assert rel == sorted(rel, reverse=True) and rel[0] > 0
+    rows = page.tables["layer_errors"][1:]
+    assert [row[0] for row in rows] == [row["tensor"] for row in layers["layers"]]
+    assert [float(row[4]) for row in rows] == pytest.approx(rel, rel=1e-2)
+    assert not (out / "float_reference.tflite").exists() and "float_reference.tflite" not in m["artifacts"]
     sizes = {row[0]: int(row[1]) for row in page.tables["sizes"][1:]}
     assert sizes["model.tflite"] == (out / "model.tflite").stat().st_size == facts["size_bytes"]
     # one picture per page of ops, every op on one page

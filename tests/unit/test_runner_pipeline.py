@@ -397,3 +397,17 @@ def test_a_step_in_a_worker_past_the_write_limit_takes_its_worker_down(built_eng
     with pytest.raises(StepFailed, match="stopped: it wrote 3 MiB into its folders"):
         pipeline.convert(workers.WorkerPool(built_engine), "keras", keras_file, tmp_path / "out")
     assert built_engine.boxes == {} and not (tmp_path / "out").exists()
+
+
+def test_a_quantized_conversions_float_twin_feeds_the_report_and_is_not_placed(built_engine, keras_file, tmp_path):
+    def with_twin(spec, out):
+        result = ok_step(spec, out)
+        (out / "float_reference.tflite").write_bytes(b"\x00\x00\x00\x00TFL3twin")
+        return result
+
+    built_engine.behaviours["to_tflite.py"] = with_twin
+    pipeline.convert(built_engine, "keras", keras_file, tmp_path / "out", options={"quantize": "dynamic"})
+    report = next(s.command for s in built_engine.specs if s.command[1].endswith("report_model.py"))
+    assert report[report.index("--float_reference") + 1] == "/model/float_reference.tflite"
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["manifest.json", "model.tflite", "report.html",
+                                                                    "verification"]

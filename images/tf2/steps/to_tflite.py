@@ -39,7 +39,7 @@ def main():
     args = tflite_convert.arguments()
     converter, specs = make_converter(args)
     samples = tflite_convert.quantize(converter, args, specs, by_name=args.source in ("tf_saved_model", "tf_hub"))
-    tflite_convert.convert(converter, args, samples)
+    tflite_convert.convert(converter, args, samples, make_float=lambda: make_converter(args)[0])
 
 
 if __name__ == "__main__":
