@@ -245,7 +245,7 @@ class Orchestrator:
         return text
 
     def convert(self, *paths, to="tflite", verify=True, force=False, build=True,
-                memory="8g", timeout=3600, quiet=False, cache=True, verbose=False, report=True, json=False,
+                memory="8g", timeout=3600, quiet=False, cache=True, verbose=False, report=None, json=False,
                 **options):
         """[FROM] INPUT OUTPUT_DIR: convert INPUT (a model in format FROM) into OUTPUT_DIR (format TO, default tflite).
 
@@ -267,7 +267,8 @@ class Orchestrator:
         with (_json_events() if json else _progress(quiet, verbose)) as log:
             result = pipeline.convert(
                 _step_engine(cache), source, input, output_dir, to=to, options=options, verify=verify, force=force,
-                build_missing=build, memory=str(memory), timeout=float(timeout), log=log, report=bool(report),
+                build_missing=build, memory=str(memory), timeout=float(timeout), log=log,
+                report=None if report is None else bool(report),
             )
         if json:
             _emit({"event": "result", "summary": pipeline.summary(result), "manifest": result})

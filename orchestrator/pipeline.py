@@ -421,10 +421,12 @@ def resolve_source(source, input_path, log=None):
 
 def convert(engine, source, input_path, output_dir, to=routes.DEFAULT_TARGET, options=None, verify=True, force=False,
             build_missing=True, memory="8g", timeout=3600.0, log=None, build_options=None, work_root=None,
-            report=True):
+            report=None):
     """Convert and return the manifest (a dict). Raises OrchestratorError subclasses. `work_root`: where the steps'
     folders go (a batch's shared one), else inside the staging folder beside OUTPUT_DIR."""
     started = time.monotonic()
+    if report is None:  # not said: ORCHESTRATOR_NO_REPORT=1 leaves the report out (as --no-report does)
+        report = report_mod.enabled()
     source, detected = resolve_source(source, input_path, log)
     job = plan_job(source, input_path, to, options, verify, report)
     with Staging(output_dir, force, work_root, inputs=input_paths(job)) as stage:

@@ -9,6 +9,7 @@ rendered here from a Jinja2 template, self-contained: inline CSS and SVG, no scr
 
 import dataclasses
 import html
+import os
 import re
 from pathlib import Path
 
@@ -23,6 +24,11 @@ FLOAT_REFERENCE = "float_reference.tflite"  # a quantized TFLite conversion's fl
 RENDER_SCRIPT = "render_graph.py"
 FILE = "report.html"
 TEMPLATE = "report.html.j2"
+
+
+def enabled():
+    """Whether conversions write report.html when the command does not say (ORCHESTRATOR_NO_REPORT=1: not)."""
+    return os.environ.get("ORCHESTRATOR_NO_REPORT", "").lower() not in ("1", "true", "yes")
 
 
 def facts_stack(to, chain):

@@ -34,6 +34,9 @@ def cli_env(**extra):
     return {**os.environ, "PYTHONPATH": path, **extra}
 
 
+REPORT_ON = {"ORCHESTRATOR_NO_REPORT": ""}  # cli_env(**REPORT_ON): conversions write report.html
+
+
 def cli(*args, timeout=1800, **kw):
     """Run the orchestrator CLI as a user would; return the CompletedProcess (text)."""
     return subprocess.run([sys.executable, "-m", "orchestrator", *map(str, args)], capture_output=True, text=True,

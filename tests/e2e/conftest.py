@@ -1,13 +1,16 @@
 """End-to-end tests: the real CLI, a real Docker engine, real stack images and converters.
 
 Under CI=true a missing engine is a failure, never a skip. Every test's conversions run for real: the conversion
-cache is off here (ORCHESTRATOR_NO_CACHE), except in test_e2e_cache.py, which turns it on with a folder of its own."""
+cache is off here (ORCHESTRATOR_NO_CACHE), except in test_e2e_cache.py, which turns it on with a folder of its own.
+report.html is off too (ORCHESTRATOR_NO_REPORT), except where a test checks it (clihelp.REPORT_ON): the report's
+runs are checked on every stack that makes one in test_e2e_report.py, not repeated by every conversion."""
 
 import os
 
 import pytest
 
 os.environ["ORCHESTRATOR_NO_CACHE"] = "1"
+os.environ["ORCHESTRATOR_NO_REPORT"] = "1"  # on where a test checks the report (REPORT_ON)
 
 from clihelp import cli, engine_or_skip, make_samples
 

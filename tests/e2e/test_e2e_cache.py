@@ -11,7 +11,8 @@ pytestmark = pytest.mark.e2e
 
 
 def test_a_repeated_conversion_comes_from_the_cache(samples, tmp_path):
-    env = dict(os.environ, ORCHESTRATOR_NO_CACHE="", ORCHESTRATOR_CACHE_DIR=str(tmp_path / "cache"))
+    env = dict(os.environ, ORCHESTRATOR_NO_CACHE="", ORCHESTRATOR_NO_REPORT="",
+               ORCHESTRATOR_CACHE_DIR=str(tmp_path / "cache"))
     model = samples[("keras", "cnn")] / "model.h5"
 
     def convert(out, *extra, quantize="float16"):

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from clihelp import cli, last_line, make_samples, manifest
+from clihelp import REPORT_ON, cli, cli_env, last_line, make_samples, manifest
 from test_e2e_verify import tamper
 
 pytestmark = pytest.mark.e2e
@@ -137,7 +137,7 @@ def converted(keras_cnn, tmp_path_factory):
     """A Keras sample converted with no FROM, to int8: the format detected, a quantized result to report."""
     out = tmp_path_factory.mktemp("report") / "int8"
     proc = cli("convert", keras_cnn / "model.h5", out, "--quantize", "int8", "--calibration",
-               keras_cnn / "calibration.npy")
+               keras_cnn / "calibration.npy", env=cli_env(**REPORT_ON))
     assert proc.returncode == 0, proc.stderr[-3000:]
     return out, proc
 
@@ -394,9 +394,30 @@ def test_check_flags_a_flex_op_and_the_flag_it_names_converts_it(flex_model, tmp
         "--allow_flex_ops" in last_line(proc)
     proc = cli("check", flex_model, "--allow_flex_ops", "--quiet")
     assert proc.returncode == 0 and "check passed" in proc.stdout
-    proc = cli("convert", flex_model, tmp_path / "out", "--allow_flex_ops")
+    proc = cli("convert", flex_model, tmp_path / "out", "--allow_flex_ops", env=cli_env(**REPORT_ON))
     assert proc.returncode == 0, proc.stderr[-3000:]
     m = manifest(tmp_path / "out")
     assert m["verification"]["passed"] and m["model"]["op_kinds"]["flex"] == {"FlexMatrixInverse": 1}
     page = parsed((tmp_path / "out" / "report.html").read_text())
     assert ["flex", "FlexMatrixInverse", "1"] in page.tables["ops"]
+
+
+# -- the report from every stack that writes one -------------------------------------------------------------
+@pytest.mark.parametrize("case, stack, fmt", [("onnx", "onnx2tf", "tflite"), ("litert", "litert_torch", "tflite"),
+                                              ("tfjs", "tf2", "tfjs_layers_model")])
+def test_every_stack_that_reads_a_result_writes_its_report(zoo, keras_cnn, tmp_path, case, stack, fmt):
+    args = {"onnx": [zoo["onnx"][0]],
+            "litert": [zoo["exported_program"][0], "--converter", "litert-torch", "--input_shape", "1,3,32,32"],
+            "tfjs": [keras_cnn / "model.h5", "--to", "tfjs_layers_model"]}[case]
+    proc = cli("convert", args[0], tmp_path / "out", *args[1:], env=cli_env(**REPORT_ON))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    m = manifest(tmp_path / "out")
+    facts = m["model"]
+    assert facts["format"] == fmt and facts["read_in"]["stack"] == stack and "error" not in facts
+    page = parsed((tmp_path / "out" / "report.html").read_text())
+    assert [row[1] for row in page.tables["steps"][1:]] == [s["name"] for s in m["steps"]]
+    assert [row[0] for row in page.tables["outputs"][1:]] == [t["name"] for t in facts["outputs"]]
+    if fmt == "tflite":  # the interpreter of the stack that verified it timed it, and the graph was drawn
+        assert facts["latency"]["threads_1"]["median_ms"] > 0 and page.details == len(facts["graph_pages"]) > 0
+    else:
+        assert "latency" not in page.tables and facts["parameters"] > 0

@@ -8,7 +8,7 @@ import tarfile
 
 import pytest
 
-from clihelp import cli, last_line, manifest
+from clihelp import REPORT_ON, cli, cli_env, last_line, manifest
 
 pytestmark = pytest.mark.e2e
 
@@ -27,8 +27,8 @@ def ssd(stack_images, tmp_path_factory):
     return made
 
 
-def convert(src, out, *flags):
-    proc = cli("convert", "ssd", src, out, *flags)
+def convert(src, out, *flags, env=None):
+    proc = cli("convert", "ssd", src, out, *flags, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return manifest(out)
 
@@ -80,7 +80,7 @@ def test_uint8_with_quantization_aware_graph(ssd, tmp_path):
 
 
 def test_graphviz(ssd, tmp_path):
-    m = convert(ssd["float"] / "ssd_model", tmp_path / "out", "--graphviz")
+    m = convert(ssd["float"] / "ssd_model", tmp_path / "out", "--graphviz", env=cli_env(**REPORT_ON))
     dot = (tmp_path / "out" / "model.dot").read_text()
     svg = (tmp_path / "out" / "model.svg").read_text()
     assert dot.lstrip().startswith("digraph") and "<svg" in svg

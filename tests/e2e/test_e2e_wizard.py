@@ -38,7 +38,7 @@ def terminal(tmp_path):
             pytest.fail("tmux is not installed (make test installs it: scripts/test-tools.sh)")
         pytest.skip("tmux is not installed")
     session = f"wizard-{os.getpid()}"
-    env = f"PYTHONPATH={REPO} ORCHESTRATOR_NO_CACHE=1 TERM=xterm-256color"
+    env = f"PYTHONPATH={REPO} ORCHESTRATOR_NO_CACHE=1 ORCHESTRATOR_NO_REPORT= TERM=xterm-256color"
     tmux("new-session", "-d", "-s", session, "-x", "160", "-y", "50",
          f"cd {tmp_path} && env {env} python -m orchestrator wizard; echo WIZARD-EXIT=$?; sleep 3600")
     yield session
