@@ -12,6 +12,13 @@ from orchestrator import images  # noqa: E402
 H5 = KERAS_H5
 
 
+@pytest.fixture(autouse=True)
+def reports_by_default(monkeypatch):
+    """Conversions write report.html unless told not to: tests/e2e/conftest.py turns it off for its process, which
+    may run unit tests too."""
+    monkeypatch.delenv("ORCHESTRATOR_NO_REPORT", raising=False)
+
+
 @pytest.fixture
 def keras_file(tmp_path):
     p = tmp_path / "model.h5"
