@@ -9,8 +9,10 @@ go to one work root, and the workers see the folders holding the jobs' inputs, r
 """
 
 import json
+import os
 import shutil
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -69,7 +71,8 @@ def read_jobs(path):
 
 
 def prepare(engine, jobs, build_missing=True, log=None):
-    """Plan every job and make the images they need ready; {name: error} for jobs that cannot even be planned."""
+    """Plan every job and make the images they need ready (and, on a swarm, placeable: engine.place); {name: error}
+    for jobs that cannot even be planned."""
     stacks, errors = [], {}
     for job in jobs:
         try:
@@ -79,7 +82,10 @@ def prepare(engine, jobs, build_missing=True, log=None):
             continue
         stacks += [s for s in planned.stacks() if s not in stacks]
     if stacks:
-        images.ready(engine, stacks, build_missing, log=log)
+        ready = images.ready(engine, stacks, build_missing, log=log)
+        place = getattr(engine, "place", None)
+        if place is not None:
+            place([image.tag for image in ready.values()])
     return errors
 
 
@@ -98,11 +104,28 @@ def read_only_roots(jobs):
     return roots
 
 
-def run_one(make_engine, job, memory, timeout, log, work_root=None):
+CURRENT = threading.local()  # .job: the name of the job this thread runs (a swarm service's label)
+
+
+def run_one(make_engine, job, memory, timeout, log, work_root=None, status=None):
     started = time.monotonic()
     prefixed = (lambda line: log(f"[{job.name}] {line}")) if log else None
     record = {"name": job.name, "from": job.source, "to": job.to, "input": str(job.input),
               "output_dir": str(job.output_dir)}
+    CURRENT.job = job.name
+    if status is not None:
+        status.update(job.name, state="running", started=time.time())
+    try:
+        record = _run_one(make_engine, job, memory, timeout, prefixed, work_root, record, started)
+    finally:
+        CURRENT.job = None
+    if status is not None:
+        status.update(job.name, state="passed" if record["passed"] else "failed", seconds=record["seconds"],
+                      error=record.get("error"))
+    return record
+
+
+def _run_one(make_engine, job, memory, timeout, prefixed, work_root, record, started):
     try:
         manifest = pipeline.convert(make_engine(), job.source, job.input, job.output_dir, to=job.to,
                                     options=dict(job.options), verify=job.verify, force=job.force, memory=memory,
@@ -121,28 +144,109 @@ def run_one(make_engine, job, memory, timeout, log, work_root=None):
                 runs=len(runs), artifacts=manifest["artifacts"])
 
 
-def run_batch(make_engine, jobs, workers=1, build_missing=True, memory="8g", timeout=3600.0, log=None):
-    """Run the jobs, at most `workers` at once; return one record per job, in the file's order."""
+def run_batch(make_engine, jobs, workers=1, build_missing=True, memory="8g", timeout=3600.0, log=None,
+              work_dir=None, status=None, on_interrupt=None):
+    """Run the jobs, at most `workers` at once; return one record per job, in the file's order. `work_dir`: where
+    the steps' folders go (a swarm's shared root; default the user cache); `status`: a BatchStatus told each job's
+    progress; `on_interrupt`: called when the batch is interrupted, before the running jobs are waited for (a swarm
+    engine's close, which removes their services)."""
     if int(workers) < 1:
         raise UsageError(f"-j {workers}: run at least one job at a time")
     unplanned = prepare(make_engine(), jobs, build_missing, log)
     records = {name: {"name": name, "passed": False, "exit_code": exc.exit_code, "error": str(exc), "seconds": 0.0}
                for name, exc in unplanned.items()}
     todo = [job for job in jobs if job.name not in unplanned]
-    from orchestrator.cache import default_root
+    if status is not None:
+        status.start(jobs, records)
+    if work_dir is None:
+        from orchestrator.cache import default_root
 
-    (default_root() / "work").mkdir(parents=True, exist_ok=True)  # disk, not the memory of a tmpfs /tmp
-    work_root = Path(tempfile.mkdtemp(prefix="batch-", dir=default_root() / "work"))
+        work_dir = default_root() / "work"  # disk, not the memory of a tmpfs /tmp
+    Path(work_dir).mkdir(parents=True, exist_ok=True)
+    work_root = Path(tempfile.mkdtemp(prefix="batch-", dir=work_dir))
     try:
         with make_engine().session(rw=[work_root], ro=read_only_roots(todo)) as engine:
             with ThreadPoolExecutor(max_workers=int(workers)) as pool:
-                futures = {job.name: pool.submit(run_one, lambda: engine, job, memory, timeout, log, work_root)
+                futures = {job.name: pool.submit(run_one, lambda: engine, job, memory, timeout, log, work_root,
+                                                 status)
                            for job in todo}
-                for name, future in futures.items():
-                    records[name] = future.result()
+                try:
+                    for name, future in futures.items():
+                        records[name] = future.result()
+                except BaseException:
+                    for future in futures.values():
+                        future.cancel()
+                    if on_interrupt is not None:
+                        on_interrupt()
+                    raise
     finally:
         shutil.rmtree(work_root, ignore_errors=True)
+        if status is not None:
+            status.finish()
     return [records[job.name] for job in jobs]
+
+
+class BatchStatus:
+    """A batch's progress in a JSON file (written whole, then renamed), for `batch --swarm --status` to read while
+    it runs: each job's state (pending, running, passed, failed), start and seconds."""
+
+    def __init__(self, path):
+        self.path, self._lock, self.doc = Path(path), threading.Lock(), {}
+
+    def start(self, jobs, failed):
+        self.doc = {"pid": os.getpid(), "started": time.time(), "finished": None,
+                    "jobs": {job.name: {"state": "failed" if job.name in failed else "pending", "started": None,
+                                        "seconds": 0.0 if job.name in failed else None,
+                                        "error": failed[job.name]["error"] if job.name in failed else None}
+                             for job in jobs}}
+        self._write()
+
+    def update(self, name, **fields):
+        with self._lock:
+            self.doc["jobs"][name].update(fields)
+            self._write()
+
+    def finish(self):
+        with self._lock:
+            if self.doc:
+                self.doc["finished"] = time.time()
+                self._write()
+
+    def _write(self):
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        partial = self.path.with_name(f".{self.path.name}.{os.getpid()}.partial")
+        partial.write_text(json.dumps(self.doc, indent=1))
+        partial.replace(self.path)
+
+
+def read_status(path):
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except ValueError as exc:
+        raise InputError(path, f"not a batch status file ({exc})") from None
+
+
+def status_table(doc, running, now=None):
+    """`batch --swarm --status`: one row per job (state, seconds; for a running job its live steps: step, node,
+    state, seconds) and a count."""
+    now = now or time.time()
+    rows = [("job", "state", "seconds", "step / error")]
+    for name, job in doc["jobs"].items():
+        seconds = job["seconds"] if job["seconds"] is not None else (now - job["started"] if job["started"] else None)
+        live = running.get(name) or []
+        detail = "; ".join(f"{r['step']} on {r['node']} ({r['state']}, {r['seconds']:.0f} s)" for r in live)
+        rows.append((name, job["state"], "-" if seconds is None else f"{seconds:.1f}", detail or job["error"] or ""))
+    widths = [max(len(str(row[i])) for row in rows) for i in range(3)]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(row[:3], widths)) + "  " + str(row[3]) for row in rows]
+    counts = {}
+    for job in doc["jobs"].values():
+        counts[job["state"]] = counts.get(job["state"], 0) + 1
+    lines.append(", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
+                 + ("; finished" if doc.get("finished") else "; running"))
+    return "\n".join(lines)
 
 
 def table(records, seconds):

@@ -25,6 +25,18 @@ def _engine():
     return Engine()
 
 
+def _shared_volume(shared_dir, driver, opts):
+    """The swarm batch's SharedVolume: --shared-dir (default the user cache's swarm/) and how the nodes reach it."""
+    from pathlib import Path
+
+    from orchestrator import swarm
+    from orchestrator.cache import default_root
+
+    root = Path(shared_dir).absolute() if shared_dir else default_root() / "swarm"
+    root.mkdir(parents=True, exist_ok=True)
+    return swarm.SharedVolume(root, str(driver or "local"), tuple(sorted(swarm.parse_volume_opts(opts).items())))
+
+
 def _step_engine(cache=True):
     """The engine steps run on: warm workers (unless ORCHESTRATOR_WORKERS=0), behind the conversion cache unless
     --no-cache (or ORCHESTRATOR_NO_CACHE=1)."""
@@ -165,11 +177,23 @@ class Images:
         refs = images.save_images(_engine(), file, stacks, log=_log)
         return f"saved {', '.join(refs)} to {file}"
 
-    def load(self, file):
-        """Load images saved by `images save` (a tar or .tar.gz)."""
+    def load(self, file, label_node=False, manager=None):
+        """Load images saved by `images save` (a tar or .tar.gz). --label-node labels this engine's swarm node
+        with the stacks it now holds, so that `batch --swarm` places their steps there; a worker's label is set
+        through --manager URL (a manager's engine, e.g. tcp://manager:2375)."""
         from orchestrator import images
 
-        return "loaded " + ", ".join(images.load_images(_engine(), file, log=_log))
+        engine = _engine()
+        loaded = images.load_images(engine, file, log=_log)
+        line = "loaded " + ", ".join(loaded)
+        if label_node:
+            from orchestrator import swarm
+
+            manager_api = swarm.manager_api(manager) if manager else None
+            refs = [t for t in loaded if t.startswith(images.REPO + "/") and not t.startswith(images.BASE_REPO + ":")]
+            node = swarm.label_loaded(engine.client.api, refs, manager_api)
+            line += f"; labelled node {node} for {', '.join(refs) or 'no stack image'}"
+        return line
 
 
 class CacheCommands:
@@ -291,22 +315,77 @@ class Orchestrator:
                                            log=log, keep=keep)
         return f"{source} -> {to}: {result}: {verify.describe(record)}"
 
-    def batch(self, file, j=1, json=False, build=True, cache=True, memory="8g", timeout=3600, quiet=False):
+    def batch(self, file, j=1, json=False, build=True, cache=True, memory="8g", timeout=3600, quiet=False,
+              swarm=False, max_concurrent=None, shared_dir=None, volume_driver="local", volume_opt=None, retries=2,
+              status=False):
         """Run the conversions of a jobs FILE (YAML: `jobs:` of from, input, output_dir, to, flags, name; optional
         `defaults:`), at most -j N at once. A failed job does not stop the others. Prints one summary table (--json:
-        one JSON object) and exits 0 when every job passed, 6 when any failed."""
+        one JSON object) and exits 0 when every job passed, 6 when any failed.
+
+        --swarm runs every step as a Swarm service on the cluster this engine manages, at most --max-concurrent N
+        jobs at once (default: the active nodes), with data under --shared-dir (default: the user cache's swarm/),
+        which nodes reach through a volume: --volume-driver/--volume-opt 'k=v;k=v' (default: a bind of the same path
+        on each node). A task whose node is lost runs again elsewhere up to --retries times. --status shows the
+        progress of the FILE's batch that is running."""
         from orchestrator import batch
         from orchestrator.errors import BatchFailed
 
+        if status:
+            return self._batch_status(file, shared_dir, json)
         jobs = batch.read_jobs(file)
         started = time.monotonic()
-        records = batch.run_batch(lambda: _step_engine(cache), jobs, workers=int(j), build_missing=build,
-                                  memory=str(memory), timeout=float(timeout), log=None if quiet else _log)
+        if swarm:
+            records, workers = self._swarm_batch(file, jobs, max_concurrent or None, shared_dir, volume_driver,
+                                                 volume_opt, retries, build, cache, memory, timeout, quiet)
+        else:
+            workers = int(j)
+            records = batch.run_batch(lambda: _step_engine(cache), jobs, workers=workers, build_missing=build,
+                                      memory=str(memory), timeout=float(timeout), log=None if quiet else _log)
         seconds = time.monotonic() - started
-        _print_result(batch.as_json(records, seconds, int(j)) if json else batch.table(records, seconds))
+        _print_result(batch.as_json(records, seconds, workers) if json else batch.table(records, seconds))
         failed = [r["name"] for r in records if not r["passed"]]
         if failed:
             raise BatchFailed(f"{len(failed)} of {len(records)} jobs failed: {', '.join(failed)}")
+
+    @staticmethod
+    def _swarm_batch(file, jobs, max_concurrent, shared_dir, volume_driver, volume_opt, retries, build, cache,
+                     memory, timeout, quiet):
+        from orchestrator import batch, swarm
+        from orchestrator.cache import Cache, CachedEngine
+
+        volume = _shared_volume(shared_dir, volume_driver, volume_opt)
+        engine = swarm.SwarmEngine(_engine(), volume, batch=swarm.batch_id(file), retries=int(retries))
+        engine.swarm_info()
+        workers = int(max_concurrent) if max_concurrent else max(1, len(
+            [n for n in engine.nodes() if n["state"] == "ready" and n["availability"] == "active"]))
+        cached = cache and os.environ.get("ORCHESTRATOR_NO_CACHE", "").lower() not in ("1", "true", "yes")
+        with engine:
+            records = batch.run_batch(lambda: CachedEngine(engine, Cache()) if cached else engine, jobs,
+                                      workers=workers, build_missing=build, memory=str(memory),
+                                      timeout=float(timeout), log=None if quiet else _log,
+                                      work_dir=volume.root / "work",
+                                      status=batch.BatchStatus(swarm.status_path(volume, file)),
+                                      on_interrupt=engine.close)
+        for record in records:
+            record["nodes"] = sorted({node for job, _, node in engine.placements if job == record["name"]})
+        return records, workers
+
+    @staticmethod
+    def _batch_status(file, shared_dir, as_json):
+        import json as jsonlib
+
+        from orchestrator import batch, swarm
+
+        volume = _shared_volume(shared_dir, "local", None)
+        path = swarm.status_path(volume, file)
+        doc = batch.read_status(path)
+        if doc is None:
+            raise UsageError(f"{file}: no swarm batch of it has run here (no {path}; give the batch's --shared-dir)")
+        live = {} if doc.get("finished") else swarm.running(_engine().client.api, swarm.batch_id(file))
+        if as_json:
+            _print_result(jsonlib.dumps({**doc, "running": live}, sort_keys=True))
+            return None
+        return batch.status_table(doc, live)
 
     def inspect(self, model, format=None, json=False, build=True, quiet=False, **options):
         """MODEL: what it is, read in the stack that reads its format (detected unless --format F): inputs and outputs
