@@ -18,7 +18,8 @@ if [ -n "$need" ]; then
 fi
 LOG=${DOCKERD_LOG:-/var/log/dockerd.log}
 echo "engine: starting dockerd (log: $LOG)"
-nohup dockerd >"$LOG" 2>&1 &
+# a swarm task takes the local image (no registry is asked for it; air-gapped sites have none)
+DOCKER_SERVICE_PREFER_OFFLINE_IMAGE=1 nohup dockerd >"$LOG" 2>&1 &
 i=0
 until docker info >/dev/null 2>&1; do
     i=$((i + 1))
