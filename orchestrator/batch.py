@@ -229,6 +229,16 @@ def read_status(path):
         raise InputError(path, f"not a batch status file ({exc})") from None
 
 
+def process_alive(pid):
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, TypeError, ValueError):
+        return True
+    return True
+
+
 def status_table(doc, running, now=None):
     """`batch --swarm --status`: one row per job (state, seconds; for a running job its live steps: step, node,
     state, seconds) and a count."""
@@ -245,7 +255,8 @@ def status_table(doc, running, now=None):
     for job in doc["jobs"].values():
         counts[job["state"]] = counts.get(job["state"], 0) + 1
     lines.append(", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
-                 + ("; finished" if doc.get("finished") else "; running"))
+                 + ("; finished" if doc.get("finished") else "; running" if process_alive(doc.get("pid"))
+                    else f"; stopped (its process {doc.get('pid')} is gone)"))
     return "\n".join(lines)
 
 

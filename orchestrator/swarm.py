@@ -404,8 +404,11 @@ class SwarmEngine:
         return self
 
     def __exit__(self, *exc):
+        """The batch's end: its services and network go, and so do the inputs it copied to the shared root."""
         self.cancelled.set()
         remove_batch(self.api, self.batch)
+        for shipped in self._shipped.values():
+            shutil.rmtree(shipped.parent, ignore_errors=True)
         return False
 
 

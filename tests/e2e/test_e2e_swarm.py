@@ -1,0 +1,278 @@
+"""`orchestrator batch --swarm` on real Swarm clusters made here: the host's engine as the manager of a one-node
+swarm, then two more nodes (Docker-in-Docker containers of tests/cluster/node on a private bridge network) that get
+the stack images through `images save` / `images load --label-node` and run a batch between them, one of them
+stopped mid-batch. Everything made is removed at the end: the swarm is left, nodes, network and volumes removed.
+
+The tests of this file run in order in one process (pytest-xdist --dist loadfile): they share the cluster."""
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from clihelp import CI, REPO, cli, cli_env, last_line, manifest
+
+pytestmark = pytest.mark.e2e
+
+NODE_IMAGE = "orchestrator/cluster-node"
+NODE_LABEL = "org.orchestrator.e2e-cluster"
+
+
+def _docker(*args, check=True, env=None, timeout=600):
+    proc = subprocess.run(["docker", *map(str, args)], capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})})
+    if check and proc.returncode != 0:
+        raise AssertionError(f"docker {' '.join(map(str, args))}: {proc.stderr[-2000:]}")
+    return proc.stdout.strip()
+
+
+def _wait(what, predicate, timeout=120.0, every=0.5):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+class Cluster:
+    """The host's engine as a swarm manager advertising on a private bridge network, and nodes added on demand."""
+
+    def __init__(self, engine, root):
+        self.engine, self.api, self.root = engine, engine.client.api, Path(root)
+        self.name = f"orch-e2e-{uuid.uuid4().hex[:6]}"
+        self.nodes = {}  # name -> ip
+        self.created_swarm = False
+
+    def up(self):
+        state = (self.api.info().get("Swarm") or {}).get("LocalNodeState")
+        if state != "inactive":
+            pytest.fail("the Docker engine is already part of a swarm; this test makes and leaves its own "
+                        "(docker swarm leave --force first)")
+        _docker("network", "create", "--driver", "bridge", "--label", NODE_LABEL, self.name)
+        self.gateway = _docker("network", "inspect", self.name, "-f", "{{(index .IPAM.Config 0).Gateway}}")
+        _docker("swarm", "init", "--advertise-addr", self.gateway)
+        self.created_swarm = True
+        self.manager = self.api.info()["Name"]
+        return self
+
+    def add_nodes(self, count):
+        """Start `count` node containers (shared root bind-mounted at the same path) and join them as workers."""
+        image = self.node_image()
+        token = _docker("swarm", "join-token", "-q", "worker")
+        for i in range(1, count + 1):
+            name = f"{self.name}-node{i}"
+            _docker("run", "-d", "--name", name, "--hostname", name, "--network", self.name, "--label", NODE_LABEL,
+                    # everything --privileged grants but CAP_SYS_RESOURCE, which the host's engine may lack itself
+                    "--cap-add", "ALL", "--cap-drop", "SYS_RESOURCE", "--security-opt", "seccomp=unconfined",
+                    "--security-opt", "apparmor=unconfined", "--security-opt", "systempaths=unconfined",
+                    "--device-cgroup-rule", "a *:* rwm", "-v", "/sys/fs/cgroup:/sys/fs/cgroup",
+                    "-v", f"{self.root}:{self.root}", image, f"--cgroup-parent=/{name}")
+            self.nodes[name] = _docker("inspect", "-f",
+                                       f'{{{{(index .NetworkSettings.Networks "{self.name}").IPAddress}}}}', name)
+        for name, ip in self.nodes.items():
+            _wait(f"{name}'s engine", lambda: subprocess.run(["docker", "-H", f"tcp://{ip}:2375", "info"],
+                                                             capture_output=True).returncode == 0, timeout=90)
+            _docker("-H", f"tcp://{ip}:2375", "swarm", "join", "--token", token, f"{self.gateway}:2377")
+        _wait("the nodes ready", lambda: sum(1 for n in self.api.nodes() if n["Status"]["State"] == "ready"
+                                             and n["Description"]["Hostname"] in self.nodes) == count)
+        return self.nodes
+
+    def node_image(self):
+        """The node image, built from the project's Debian base and Debian's docker.io (no registry)."""
+        import hashlib
+
+        from orchestrator import images
+
+        folder = REPO / "tests" / "cluster" / "node"
+        digest = hashlib.sha256()
+        for path in sorted(folder.iterdir()):
+            digest.update(path.name.encode() + b"\0" + path.read_bytes())
+        tag = f"{NODE_IMAGE}:{digest.hexdigest()[:12]}"
+        if self.engine.image(tag) is None:
+            self.engine.build(folder, tag, buildargs={"BASE_IMAGE": images.base_ref("bookworm")},
+                              labels={NODE_LABEL: "1"})
+            self.engine.prune_images({NODE_LABEL: "1"})
+        return tag
+
+    def down(self):
+        for name in self.nodes:
+            _docker("rm", "-f", "-v", name, check=False)
+        if self.created_swarm:
+            _docker("swarm", "leave", "--force", check=False)
+        _docker("network", "rm", self.name, check=False)
+
+
+@pytest.fixture(scope="module")
+def cluster(engine, stack_images, tmp_path_factory):
+    # the shared root: a folder every node sees at the same path (bind-mounted into the node containers)
+    root = Path(tmp_path_factory.mktemp("swarm-shared"))
+    made = Cluster(engine, root).up()
+    try:
+        yield made
+    finally:
+        made.down()
+        assert (engine.client.api.info().get("Swarm") or {}).get("LocalNodeState") == "inactive"
+        assert not engine.client.api.networks(filters={"label": NODE_LABEL})
+        assert not engine.client.api.containers(all=True, filters={"label": NODE_LABEL})
+
+
+def _jobs(tmp_path, model, names, extra=""):
+    jobs = tmp_path / "jobs.yaml"
+    body = "\n".join(f"  - {{name: {n}, output_dir: out/{n}}}" for n in names)
+    jobs.write_text(f"defaults: {{from: keras, input: {model}}}\njobs:\n{body}\n{extra}")
+    return jobs
+
+
+def _no_batch_left(api, jobs):
+    from orchestrator import swarm
+
+    label = f"{swarm.BATCH_LABEL}={swarm.batch_id(jobs)}"
+    return not api.services(filters={"label": label}) and not api.networks(filters={"label": label})
+
+
+def test_one_node_swarm_batch_verifies_and_leaves_nothing(cluster, samples, tmp_path):
+    model = samples[("keras", "cnn")] / "model.h5"
+    jobs = _jobs(tmp_path, model, ["a", "b"], "  - {name: broken, input: missing.h5, output_dir: out/broken}\n")
+    proc = cli("batch", jobs, "--swarm", "--shared-dir", cluster.root, "--json")
+    assert proc.returncode == 6, proc.stderr[-3000:]
+    assert last_line(proc) == "orchestrator: error: 1 of 3 jobs failed: broken"
+    doc = json.loads(proc.stdout)
+    by = {r["name"]: r for r in doc["jobs"]}
+    for name in ("a", "b"):
+        assert by[name]["passed"] and by[name]["verified"], by[name]
+        assert by[name]["nodes"] == [cluster.manager]  # the manager holds the images: it was labelled for them
+        m = manifest(tmp_path / "out" / name)
+        assert m["verification"]["passed"] is True and m["artifacts"] == ["model.tflite"]
+        assert all(s["worker"] is False for s in m["steps"])
+    assert by["broken"]["exit_code"] == 2 and not (tmp_path / "out" / "broken").exists()
+    assert _no_batch_left(cluster.api, jobs)
+    assert not list((cluster.root / "work").iterdir()) and not list((cluster.root / "mounts").iterdir())
+    # the status of a finished batch: every job's end
+    status = cli("batch", jobs, "--swarm", "--status", "--shared-dir", cluster.root)
+    assert status.returncode == 0, status.stderr
+    assert status.stdout.strip().splitlines()[-1] == "1 failed, 2 passed; finished"
+
+
+def _session_containers(api, session):
+    return api.containers(filters={"label": [f"org.orchestrator.session={session}", "com.docker.swarm.service.id"]})
+
+
+def test_swarm_task_hardening_status_and_interrupt(cluster, keras_mobilenet, tmp_path):
+    """A live task's container carries the hardening; --status shows it running; SIGINT removes the batch's
+    services and network and leaves no output."""
+    import docker
+
+    jobs = _jobs(tmp_path, keras_mobilenet, ["mobile"])
+    session = f"e2e-swarm-{uuid.uuid4().hex[:8]}"
+    proc = subprocess.Popen([sys.executable, "-m", "orchestrator", "batch", str(jobs), "--swarm", "--shared-dir",
+                             str(cluster.root), "--memory", "3g"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=cli_env(ORCHESTRATOR_SESSION=session))
+    try:
+        found = _wait("the step's task", lambda: _session_containers(cluster.api, session), timeout=180)
+        container = docker.from_env().containers.get(found[0]["Id"])
+        host, config = container.attrs["HostConfig"], container.attrs["Config"]
+        assert host["ReadonlyRootfs"] and host["CapDrop"] == ["ALL"] and not host["Privileged"]
+        assert host["Memory"] == 3 << 30 and host["PidsLimit"] == 4096
+        assert [u["Name"] for u in host["Ulimits"] or []] == ["fsize"]
+        assert config["User"] == f"{os.getuid()}:{os.getgid()}"
+        tmpfs = [m for m in host["Mounts"] if m["Type"] == "tmpfs"]
+        assert tmpfs == [{"Type": "tmpfs", "Target": "/tmp", "TmpfsOptions": {"SizeBytes": 512 << 20, "Mode": 1023}}]
+        assert not any("docker.sock" in str(m) for m in host["Mounts"])
+        # the only network: the batch's internal overlay (no gateway, no route out)
+        networks = container.attrs["NetworkSettings"]["Networks"]
+        assert len(networks) == 1, networks
+        net = cluster.api.inspect_network(next(iter(networks)))
+        assert net["Internal"] is True and net["Driver"] == "overlay"
+        code = container.exec_run(["python", "-c", "import socket; s = socket.socket(); s.settimeout(3); "
+                                   f"s.connect(('{cluster.gateway}', 2377))"])
+        assert code.exit_code != 0 and b"unreachable" in code.output, code.output
+        # Swarm on this engine cannot set no-new-privileges (API < 1.46, README: Swarm): say exactly that
+        api_version = tuple(int(x) for x in cluster.api.version()["ApiVersion"].split("."))
+        if api_version < (1, 46):
+            assert not host["SecurityOpt"] or "no-new-privileges" not in str(host["SecurityOpt"])
+        else:
+            assert "no-new-privileges" in str(host["SecurityOpt"])
+        status = cli("batch", jobs, "--swarm", "--status", "--shared-dir", cluster.root)
+        assert status.returncode == 0, status.stderr
+        row = next(ln for ln in status.stdout.splitlines() if ln.startswith("mobile"))
+        assert " running " in row and f"on {cluster.manager} (running" in row, status.stdout
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err[-2000:]
+    assert len([ln for ln in err.splitlines() if ln.startswith("orchestrator:")]) == 1
+    assert _wait("the batch's services and network gone", lambda: _no_batch_left(cluster.api, jobs), timeout=60)
+    assert not (tmp_path / "out" / "mobile").exists()
+    assert not [p for p in (tmp_path / "out").glob(".*partial*")] if (tmp_path / "out").exists() else True
+
+
+def test_swarm_timeout_removes_the_service(cluster, keras_mobilenet, tmp_path):
+    jobs = _jobs(tmp_path, keras_mobilenet, ["slow"])
+    proc = cli("batch", jobs, "--swarm", "--shared-dir", cluster.root, "--timeout", "4", "--json")
+    assert proc.returncode == 6, proc.stderr[-2000:]
+    record = json.loads(proc.stdout)["jobs"][0]
+    assert record["exit_code"] == 3 and "timed out after 4 s" in record["error"], record
+    assert _no_batch_left(cluster.api, jobs) and not (tmp_path / "out" / "slow").exists()
+
+
+def test_two_node_swarm_spreads_jobs_and_survives_a_lost_node(cluster, samples, tmp_path):
+    """Two worker nodes get the tf2 image by save/load, the manager is drained: six jobs spread over both nodes and
+    every output verifies; then a node stopped mid-batch: the batch completes, or names the jobs that failed."""
+    nodes = cluster.add_nodes(2)
+    archive = tmp_path / "stacks.tar"
+    proc = cli("images", "save", archive, "tf2")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    for name, ip in nodes.items():
+        proc = cli("images", "load", archive, "--label-node", "--manager", "unix:///var/run/docker.sock",
+                   env=cli_env(DOCKER_HOST=f"tcp://{ip}:2375"))
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert f"labelled node {name} for orchestrator/tf2:" in proc.stdout
+    _docker("node", "update", "--availability", "drain", cluster.manager)
+    model = samples[("keras", "cnn")] / "model.h5"
+    names = [f"j{i}" for i in range(6)]
+    jobs = _jobs(tmp_path, model, names)
+    proc = cli("batch", jobs, "--swarm", "--shared-dir", cluster.root, "--max-concurrent", "4", "--json")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    doc = json.loads(proc.stdout)
+    assert doc["workers"] == 4 and doc["passed"]
+    used = {node for r in doc["jobs"] for node in r["nodes"]}
+    assert used == set(nodes), used  # spread over both workers, none on the drained manager
+    for name in names:
+        assert manifest(tmp_path / "out" / name)["verification"]["passed"] is True
+    assert _no_batch_left(cluster.api, jobs)
+
+    # a node stopped mid-batch
+    jobs.write_text(jobs.read_text().replace("defaults: {", "defaults: {force: true, "))
+    victim = sorted(nodes)[1]
+    batch = subprocess.Popen([sys.executable, "-m", "orchestrator", "batch", str(jobs), "--swarm", "--shared-dir",
+                              str(cluster.root), "--max-concurrent", "4", "--json", "--retries", "2"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env())
+    try:
+        _wait(f"a task on {victim}", lambda: any(
+            t["Status"]["State"] == "running" and cluster.api.inspect_node(t["NodeID"])["Description"]["Hostname"]
+            == victim for t in cluster.api.tasks(filters={"desired-state": "running"})), timeout=180, every=0.3)
+        _docker("kill", victim)
+        out, err = batch.communicate(timeout=900)
+    finally:
+        if batch.poll() is None:
+            batch.kill()
+    doc = json.loads(out)
+    assert batch.returncode in (0, 6), err[-3000:]
+    for record in doc["jobs"]:
+        if record["passed"]:
+            assert manifest(tmp_path / "out" / record["name"])["verification"]["passed"] is True
+        else:  # reported, naming the node it lost
+            assert victim in record["error"], record
+    assert "lost the task" in err or batch.returncode == 6
+    assert _no_batch_left(cluster.api, jobs)
