@@ -5,7 +5,7 @@ ORCH   := $(PYTHON) -m orchestrator
 STACK  ?= tf2
 DEMO   ?= demo-out
 
-.PHONY: help install engine base images demo test test-tools unit e2e robustness lock bench clean
+.PHONY: help install engine base images demo test test-tools unit e2e e2e-cluster robustness lock bench bench-swarm clean
 
 help:
 	@echo "make demo   - install, start a Docker engine, build images, convert a generated Keras model"
@@ -14,6 +14,8 @@ help:
 	@echo "make robustness - the bad-input corpus only (tests/robustness: every format, OUTPUT_DIR; prints a tally)"
 	@echo "make lock STACK=tf2 - re-resolve images/STACK/requirements.lock with hashes"
 	@echo "make bench  - time conversions against bench/targets.json (bench/results.json, bench/results.md)"
+	@echo "make bench-swarm - batch throughput, local -j 2 against a two-node swarm on this machine (bench/swarm.md)"
+	@echo "make e2e-cluster - only the Swarm end-to-end tests (one-node and two-node clusters made here)"
 
 install:
 	$(PYTHON) -m pip install -q --root-user-action=ignore -e '.[test]'
@@ -58,6 +60,12 @@ robustness: images
 
 bench: images
 	$(PYTHON) bench/run.py
+
+bench-swarm: images
+	$(PYTHON) bench/swarm.py
+
+e2e-cluster: images test-tools
+	CI=true $(PYTHON) -m pytest -v -rA tests/e2e/test_e2e_swarm.py
 
 lock:
 	if [ "$(STACK)" = tf1 ]; then sh scripts/lock-tf1.sh; else sh scripts/lock.sh $(STACK); fi

@@ -5,117 +5,32 @@ stopped mid-batch. Everything made is removed at the end: the swarm is left, nod
 
 The tests of this file run in order in one process (pytest-xdist --dist loadfile): they share the cluster."""
 
-import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
 import pytest
 
-from clihelp import CI, REPO, cli, cli_env, last_line, manifest
+from clihelp import REPO, cli, cli_env, last_line, manifest
+
+sys.path.insert(0, str(REPO / "tests" / "cluster"))
+from swarm_cluster import NODE_LABEL, Cluster, docker_cli, wait  # noqa: E402
 
 pytestmark = pytest.mark.e2e
-
-NODE_IMAGE = "orchestrator/cluster-node"
-NODE_LABEL = "org.orchestrator.e2e-cluster"
-
-
-def _docker(*args, check=True, env=None, timeout=600):
-    proc = subprocess.run(["docker", *map(str, args)], capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, **(env or {})})
-    if check and proc.returncode != 0:
-        raise AssertionError(f"docker {' '.join(map(str, args))}: {proc.stderr[-2000:]}")
-    return proc.stdout.strip()
-
-
-def _wait(what, predicate, timeout=120.0, every=0.5):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-class Cluster:
-    """The host's engine as a swarm manager advertising on a private bridge network, and nodes added on demand."""
-
-    def __init__(self, engine, root):
-        self.engine, self.api, self.root = engine, engine.client.api, Path(root)
-        self.name = f"orch-e2e-{uuid.uuid4().hex[:6]}"
-        self.nodes = {}  # name -> ip
-        self.created_swarm = False
-
-    def up(self):
-        state = (self.api.info().get("Swarm") or {}).get("LocalNodeState")
-        if state != "inactive":
-            pytest.fail("the Docker engine is already part of a swarm; this test makes and leaves its own "
-                        "(docker swarm leave --force first)")
-        _docker("network", "create", "--driver", "bridge", "--label", NODE_LABEL, self.name)
-        self.gateway = _docker("network", "inspect", self.name, "-f", "{{(index .IPAM.Config 0).Gateway}}")
-        _docker("swarm", "init", "--advertise-addr", self.gateway)
-        self.created_swarm = True
-        self.manager = self.api.info()["Name"]
-        return self
-
-    def add_nodes(self, count):
-        """Start `count` node containers (shared root bind-mounted at the same path) and join them as workers."""
-        image = self.node_image()
-        token = _docker("swarm", "join-token", "-q", "worker")
-        for i in range(1, count + 1):
-            name = f"{self.name}-node{i}"
-            _docker("run", "-d", "--name", name, "--hostname", name, "--network", self.name, "--label", NODE_LABEL,
-                    # everything --privileged grants but CAP_SYS_RESOURCE, which the host's engine may lack itself
-                    "--cap-add", "ALL", "--cap-drop", "SYS_RESOURCE", "--security-opt", "seccomp=unconfined",
-                    "--security-opt", "apparmor=unconfined", "--security-opt", "systempaths=unconfined",
-                    "--device-cgroup-rule", "a *:* rwm", "-v", "/sys/fs/cgroup:/sys/fs/cgroup",
-                    "-v", f"{self.root}:{self.root}", image, f"--cgroup-parent=/{name}")
-            self.nodes[name] = _docker("inspect", "-f",
-                                       f'{{{{(index .NetworkSettings.Networks "{self.name}").IPAddress}}}}', name)
-        for name, ip in self.nodes.items():
-            _wait(f"{name}'s engine", lambda: subprocess.run(["docker", "-H", f"tcp://{ip}:2375", "info"],
-                                                             capture_output=True).returncode == 0, timeout=90)
-            _docker("-H", f"tcp://{ip}:2375", "swarm", "join", "--token", token, f"{self.gateway}:2377")
-        _wait("the nodes ready", lambda: sum(1 for n in self.api.nodes() if n["Status"]["State"] == "ready"
-                                             and n["Description"]["Hostname"] in self.nodes) == count)
-        return self.nodes
-
-    def node_image(self):
-        """The node image, built from the project's Debian base and Debian's docker.io (no registry)."""
-        import hashlib
-
-        from orchestrator import images
-
-        folder = REPO / "tests" / "cluster" / "node"
-        digest = hashlib.sha256()
-        for path in sorted(folder.iterdir()):
-            digest.update(path.name.encode() + b"\0" + path.read_bytes())
-        tag = f"{NODE_IMAGE}:{digest.hexdigest()[:12]}"
-        if self.engine.image(tag) is None:
-            self.engine.build(folder, tag, buildargs={"BASE_IMAGE": images.base_ref("bookworm")},
-                              labels={NODE_LABEL: "1"})
-            self.engine.prune_images({NODE_LABEL: "1"})
-        return tag
-
-    def down(self):
-        for name in self.nodes:
-            _docker("rm", "-f", "-v", name, check=False)
-        if self.created_swarm:
-            _docker("swarm", "leave", "--force", check=False)
-        _docker("network", "rm", self.name, check=False)
 
 
 @pytest.fixture(scope="module")
 def cluster(engine, stack_images, tmp_path_factory):
     # the shared root: a folder every node sees at the same path (bind-mounted into the node containers)
     root = Path(tmp_path_factory.mktemp("swarm-shared"))
-    made = Cluster(engine, root).up()
+    try:
+        made = Cluster(engine, root).up()
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
     try:
         yield made
     finally:
@@ -177,7 +92,7 @@ def test_swarm_task_hardening_status_and_interrupt(cluster, keras_mobilenet, tmp
                              str(cluster.root), "--memory", "3g"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, env=cli_env(ORCHESTRATOR_SESSION=session))
     try:
-        found = _wait("the step's task", lambda: _session_containers(cluster.api, session), timeout=180)
+        found = wait("the step's task", lambda: _session_containers(cluster.api, session), timeout=180)
         container = docker.from_env().containers.get(found[0]["Id"])
         host, config = container.attrs["HostConfig"], container.attrs["Config"]
         assert host["ReadonlyRootfs"] and host["CapDrop"] == ["ALL"] and not host["Privileged"]
@@ -212,7 +127,7 @@ def test_swarm_task_hardening_status_and_interrupt(cluster, keras_mobilenet, tmp
             proc.kill()
     assert proc.returncode == 130, err[-2000:]
     assert len([ln for ln in err.splitlines() if ln.startswith("orchestrator:")]) == 1
-    assert _wait("the batch's services and network gone", lambda: _no_batch_left(cluster.api, jobs), timeout=60)
+    assert wait("the batch's services and network gone", lambda: _no_batch_left(cluster.api, jobs), timeout=60)
     assert not (tmp_path / "out" / "mobile").exists()
     assert not [p for p in (tmp_path / "out").glob(".*partial*")] if (tmp_path / "out").exists() else True
 
@@ -238,7 +153,7 @@ def test_two_node_swarm_spreads_jobs_and_survives_a_lost_node(cluster, samples, 
                    env=cli_env(DOCKER_HOST=f"tcp://{ip}:2375"))
         assert proc.returncode == 0, proc.stderr[-2000:]
         assert f"labelled node {name} for orchestrator/tf2:" in proc.stdout
-    _docker("node", "update", "--availability", "drain", cluster.manager)
+    docker_cli("node", "update", "--availability", "drain", cluster.manager)
     model = samples[("keras", "cnn")] / "model.h5"
     names = [f"j{i}" for i in range(6)]
     jobs = _jobs(tmp_path, model, names)
@@ -259,10 +174,10 @@ def test_two_node_swarm_spreads_jobs_and_survives_a_lost_node(cluster, samples, 
                               str(cluster.root), "--max-concurrent", "4", "--json", "--retries", "2"],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env())
     try:
-        _wait(f"a task on {victim}", lambda: any(
+        wait(f"a task on {victim}", lambda: any(
             t["Status"]["State"] == "running" and cluster.api.inspect_node(t["NodeID"])["Description"]["Hostname"]
             == victim for t in cluster.api.tasks(filters={"desired-state": "running"})), timeout=180, every=0.3)
-        _docker("kill", victim)
+        docker_cli("kill", victim)
         out, err = batch.communicate(timeout=900)
     finally:
         if batch.poll() is None:
