@@ -171,7 +171,7 @@ class SwarmEngine:
         self._network = None
         self._services = set()
         self.cancelled = threading.Event()
-        self.placements = []  # (step, node name) of every finished task, for the batch's summary and tests
+        self.placements = []  # (job, step, node name) of every finished task: the batch summary's `nodes`
 
     def __getattr__(self, name):  # info, image, build, layers, prune_images, save, load, start, state, remove, ...
         return getattr(self.base, name)
@@ -339,7 +339,7 @@ class SwarmEngine:
                 if state == "complete" or state == "failed" and status.get("ContainerStatus", {}).get("ExitCode"):
                     code = int((status.get("ContainerStatus") or {}).get("ExitCode") or 0)
                     out, err = self._logs(service)
-                    self.placements.append((spec.name_hint, self._node_name(node_id)))
+                    self.placements.append((labels[JOB_LABEL], spec.name_hint, self._node_name(node_id)))
                     return RunResult(code, out, err, time.monotonic() - start, stopped=stopped), None
                 if state in TERMINAL:
                     return None, (node_id, self._node_name(node_id), status.get("Err") or state)
