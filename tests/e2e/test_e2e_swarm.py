@@ -66,7 +66,7 @@ def test_one_node_swarm_batch_verifies_and_leaves_nothing(cluster, samples, tmp_
         assert by[name]["passed"] and by[name]["verified"], by[name]
         assert by[name]["nodes"] == [cluster.manager]  # the manager holds the images: it was labelled for them
         m = manifest(tmp_path / "out" / name)
-        assert m["verification"]["passed"] is True and m["artifacts"] == ["model.tflite"]
+        assert m["verification"]["passed"] is True and list(m["artifacts"]) == ["model.tflite"]
         assert all(s["worker"] is False for s in m["steps"])
     assert by["broken"]["exit_code"] == 2 and not (tmp_path / "out" / "broken").exists()
     assert _no_batch_left(cluster.api, jobs)
