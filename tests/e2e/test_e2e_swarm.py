@@ -90,7 +90,9 @@ def test_swarm_task_hardening_status_and_interrupt(cluster, keras_mobilenet, tmp
     session = f"e2e-swarm-{uuid.uuid4().hex[:8]}"
     proc = subprocess.Popen([sys.executable, "-m", "orchestrator", "batch", str(jobs), "--swarm", "--shared-dir",
                              str(cluster.root), "--memory", "3g"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=cli_env(ORCHESTRATOR_SESSION=session))
+                            text=True, env=cli_env(ORCHESTRATOR_SESSION=session),
+                            # a shell without job control starts background jobs with SIGINT ignored: not this one
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         found = wait("the step's task", lambda: _session_containers(cluster.api, session), timeout=180)
         container = docker.from_env().containers.get(found[0]["Id"])
@@ -172,7 +174,8 @@ def test_two_node_swarm_spreads_jobs_and_survives_a_lost_node(cluster, samples, 
     victim = sorted(nodes)[1]
     batch = subprocess.Popen([sys.executable, "-m", "orchestrator", "batch", str(jobs), "--swarm", "--shared-dir",
                               str(cluster.root), "--max-concurrent", "4", "--json", "--retries", "2"],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env())
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env(),
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         wait(f"a task on {victim}", lambda: any(
             t["Status"]["State"] == "running" and cluster.api.inspect_node(t["NodeID"])["Description"]["Hostname"]
