@@ -305,7 +305,7 @@ class SwarmEngine:
                     return result
                 lost.append(node)
                 if len(lost) > self.retries:
-                    raise NodeLost(f"{spec.name_hint}: its task lost its node {len(lost)} times ("
+                    raise NodeLost(f"{spec.name_hint}: its task ended without an exit status {len(lost)} times ("
                                    + "; ".join(f"{name}: {why}" for _, name, why in lost)
                                    + f"); no retry left (--retries {self.retries})")
                 if log:
