@@ -43,8 +43,10 @@ demo: images
 # images first (one build, not one per test worker); the tests then run in 2 processes, one file per process at a
 # time (--dist loadfile: a file's fixtures are made once), so one conversion's container start overlaps another's
 TEST_WORKERS ?= 2
+# the two-node Swarm test (about 7 min: node image, images save/load, two batches) runs in `make e2e-cluster`; `make
+# test` keeps the one-node swarm tests (steps as services, live-task hardening, status, interrupt, timeout)
 test: images test-tools
-	$(PYTHON) -m pytest -v -rA -n $(TEST_WORKERS) --dist loadfile tests/unit tests/e2e tests/robustness
+	$(PYTHON) -m pytest -v -rA -n $(TEST_WORKERS) --dist loadfile -m "not cluster" tests/unit tests/e2e tests/robustness
 
 test-tools:
 	sh scripts/test-tools.sh

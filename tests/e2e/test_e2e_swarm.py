@@ -143,6 +143,7 @@ def test_swarm_timeout_removes_the_service(cluster, keras_mobilenet, tmp_path):
     assert _no_batch_left(cluster.api, jobs) and not (tmp_path / "out" / "slow").exists()
 
 
+@pytest.mark.cluster
 def test_two_node_swarm_spreads_jobs_and_survives_a_lost_node(cluster, samples, tmp_path):
     """Two worker nodes get the tf2 image by save/load, the manager is drained: six jobs spread over both nodes and
     every output verifies; then a node stopped mid-batch: the batch completes, or names the jobs that failed."""
