@@ -92,8 +92,11 @@ def tree_digest(folder):
 
 
 def bridge_gateway(engine):
-    net = engine.client.networks.get("bridge")
-    return net.attrs["IPAM"]["Config"][0]["Gateway"]
+    import ipaddress
+
+    config = engine.client.networks.get("bridge").attrs["IPAM"]["Config"][0]
+    # an engine started where docker0 already existed may leave Gateway out: it is then the subnet's first address
+    return config.get("Gateway") or str(next(ipaddress.ip_network(config["Subnet"]).hosts()))
 
 
 @pytest.fixture(scope="module")
