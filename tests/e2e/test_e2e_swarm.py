@@ -57,7 +57,7 @@ def _no_batch_left(api, jobs):
 def test_one_node_swarm_batch_verifies_and_leaves_nothing(cluster, samples, tmp_path):
     model = samples[("keras", "cnn")] / "model.h5"
     jobs = _jobs(tmp_path, model, ["a", "b"], "  - {name: broken, input: missing.h5, output_dir: out/broken}\n")
-    proc = cli("batch", jobs, "--swarm", "--shared-dir", cluster.root, "--json")
+    proc = cli("batch", jobs, "--swarm", "--shared-dir", cluster.root, "--max-concurrent", "2", "--json")
     assert proc.returncode == 6, proc.stderr[-3000:]
     assert last_line(proc) == "orchestrator: error: 1 of 3 jobs failed: broken"
     doc = json.loads(proc.stdout)
