@@ -31,6 +31,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from orchestrator.cache import parse_size
 from orchestrator.engine import RunResult, _engine_call
 from orchestrator.errors import EnvironmentProblem, UsageError
 
@@ -42,15 +43,6 @@ DOWN_GRACE = 2.0  # a task's node seen down this long: the task is lost
 PENDING_GIVE_UP = 30.0  # a task no node can take (every node that holds its image excluded or gone) fails then
 JOB_MODE_API = (1, 43)  # engines from 24.0 remove a replicated-job's tasks with its service (moby#42789)
 TERMINAL = {"complete", "failed", "shutdown", "rejected", "orphaned", "remove"}
-
-
-def parse_size(text):
-    """'8g', '512m', '1048576' -> bytes."""
-    text = str(text).strip().lower().rstrip("b")
-    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
-    if text and text[-1] in units:
-        return int(float(text[:-1]) * units[text[-1]])
-    return int(text)
 
 
 def parse_volume_opts(text):
@@ -393,12 +385,12 @@ class SwarmEngine:
         self._services.discard(service)
 
     def close(self):
-        """Remove every service this engine still has (an interrupted batch) and the batch's network."""
+        """An interrupted batch: stop its runs and remove the services they still have, before the threads running
+        them are waited for (the network and the copied inputs go when the engine's block ends)."""
         self.cancelled.set()
         for service in list(self._services):
             with contextlib.suppress(Exception):
                 self._remove(service)
-        remove_batch(self.api, self.batch)
 
     def __enter__(self):
         return self

@@ -11,24 +11,6 @@ import uuid
 from pathlib import Path
 
 
-def docker_cli(*args, check=True, env=None, timeout=600):
-    proc = subprocess.run(["docker", *map(str, args)], capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, **(env or {})})
-    if check and proc.returncode != 0:
-        raise AssertionError(f"docker {' '.join(map(str, args))}: {proc.stderr[-2000:]}")
-    return proc.stdout.strip()
-
-
-def wait(what, predicate, timeout=120.0, every=0.5):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 NODE_IMAGE = "orchestrator/cluster-node"
 NODE_LABEL = "org.orchestrator.e2e-cluster"
 
