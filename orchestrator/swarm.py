@@ -151,6 +151,16 @@ class NodeLost(EnvironmentProblem):
     """A step's task lost its node (it left the swarm, or rejected the task) and no retry was left."""
 
 
+class VolumeUnmountable(EnvironmentProblem):
+    """Every node that got a step's task could not mount the shared volume (its driver, options or file system)."""
+
+
+def _mount_failed(why):
+    """Whether a task's error says a volume could not be mounted (the engine's words when it creates the container)."""
+    text = str(why).lower()
+    return "volume" in text and "mount" in text
+
+
 class SwarmEngine:
     """A ContainerEngine whose runs are Swarm services (see the module's text). Images, builds and everything else
     are the local engine's (`base`, a manager of the swarm)."""
@@ -296,14 +306,31 @@ class SwarmEngine:
                         shutil.copytree(inside, source, dirs_exist_ok=True)
                     return result
                 lost.append(node)
-                if len(lost) > self.retries:
-                    raise NodeLost(f"{spec.name_hint}: its task ended without an exit status {len(lost)} times ("
-                                   + "; ".join(f"{name}: {why}" for _, name, why in lost)
-                                   + f"); no retry left (--retries {self.retries})")
+                others = self._holders(key, tag, exclude={node_id for node_id, _, _ in lost})
+                if len(lost) > self.retries or not others:
+                    raise self._lost(spec, lost, others)
                 if log:
                     log(f"[{spec.name_hint}] node {node[1]} lost the task ({node[2]}); running it again elsewhere")
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
+
+    def _holders(self, key, tag, exclude=()):
+        """Names of the ready, active nodes labelled for image `key`=`tag`, but those in `exclude` (ids)."""
+        with _engine_call("the swarm's nodes were listed"):
+            return [n["name"] for n in self.nodes() if n["state"] == "ready" and n["availability"] == "active"
+                    and n["labels"].get(key) == tag and n["id"] not in exclude]
+
+    def _lost(self, spec, lost, others):
+        """The error for a step whose tries all ended without an exit status: the shared volume's fault when every
+        node said it could not mount it, else the lost nodes (and why no retry was left)."""
+        tries = "; ".join(f"{name}: {why}" for _, name, why in lost)
+        if all(_mount_failed(why) for _, _, why in lost):
+            return VolumeUnmountable(
+                f"{spec.name_hint}: the shared volume could not be mounted ({tries}); check --volume-driver and "
+                "--volume-opt, and that every node can mount that file system")
+        left = f"--retries {self.retries}" if others else "no other node holds its image"
+        return NodeLost(f"{spec.name_hint}: its task ended without an exit status {len(lost)} times ({tries}); "
+                        f"no retry left ({left})")
 
     def _run_once(self, spec, mounts, constraints, log, watch):
         """(RunResult, None), or (None, (node id, node name, why)) when the task lost its node."""

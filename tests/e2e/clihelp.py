@@ -43,13 +43,49 @@ def cli(*args, timeout=1800, **kw):
                           timeout=timeout, cwd=kw.pop("cwd", None), env=kw.pop("env", None) or cli_env(), **kw)
 
 
+def shared_root(factory):
+    """A folder every xdist worker of this run sees (the parent of the workers' own tmp folders)."""
+    base = factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+SAMPLE_CACHE = None  # the run's folder of samples, shared by its xdist workers (set by the conftests: use_sample_cache)
+
+
+def use_sample_cache(factory):
+    global SAMPLE_CACHE
+    SAMPLE_CACHE = shared_root(factory) / "sample-cache"
+    SAMPLE_CACHE.mkdir(parents=True, exist_ok=True)
+    return SAMPLE_CACHE
+
+
+def cached_sample(fmt, kind, root=None):
+    """The folder of `orchestrator sample FMT --kind KIND`, made through the CLI once per test run (in `root`,
+    default the run's SAMPLE_CACHE), by whichever worker asks first (the others wait on its lock). Read it; copy
+    before changing anything (make_samples)."""
+    import fcntl
+
+    root = Path(root or SAMPLE_CACHE or "")
+    if root == Path(""):
+        raise RuntimeError("no sample cache: a conftest calls use_sample_cache(tmp_path_factory)")
+    folder = root / f"{fmt}-{kind}"
+    with open(root / f".{fmt}-{kind}.making", "w") as lock:  # not `.NAME.lock`: that is the output's own lock
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not folder.exists():  # `sample` commits its folder whole, or writes nothing
+            proc = cli("sample", fmt, folder, "--kind", kind, timeout=1200)
+            assert proc.returncode == 0, f"sample {fmt} --kind {kind}: {proc.stderr[-2000:]}"
+    return folder
+
+
 def make_samples(root, fmt, kinds):
-    """{kind: folder} of `orchestrator sample FMT` models, one per kind (made through the CLI, in their stacks)."""
+    """{kind: folder} of `orchestrator sample FMT` models, one per kind: a copy of the run's cached sample (made
+    through the CLI, in its stack, once per run), that the test may change."""
+    import shutil
+
     made = {}
     for kind in kinds:
-        proc = cli("sample", fmt, Path(root) / kind, "--kind", kind)
-        assert proc.returncode == 0, proc.stderr[-2000:]
         made[kind] = Path(root) / kind
+        shutil.copytree(cached_sample(fmt, kind), made[kind], symlinks=True)
     return made
 
 

@@ -12,7 +12,13 @@ import pytest
 os.environ["ORCHESTRATOR_NO_CACHE"] = "1"
 os.environ["ORCHESTRATOR_NO_REPORT"] = "1"  # on where a test checks the report (REPORT_ON)
 
-from clihelp import cli, engine_or_skip, make_samples
+from clihelp import cli, engine_or_skip, make_samples, use_sample_cache
+
+
+@pytest.fixture(scope="session", autouse=True)
+def sample_cache(tmp_path_factory):
+    """Samples are made once per run and shared by the xdist workers (clihelp.cached_sample); tests get copies."""
+    return use_sample_cache(tmp_path_factory)
 
 
 @pytest.fixture(scope="session")
@@ -34,10 +40,7 @@ def samples(stack_images, tmp_path_factory):
     made = {}
     for fmt, kind in [("keras", "cnn"), ("keras", "multi"), ("keras_saved_model", "cnn"),
                       ("tf_saved_model", "multi"), ("tf_frozen_model", "multi")]:
-        out = root / f"{fmt}-{kind}"
-        proc = cli("sample", fmt, out, "--kind", kind)
-        assert proc.returncode == 0, proc.stderr[-2000:]
-        made[(fmt, kind)] = out
+        made[(fmt, kind)] = make_samples(root / fmt, fmt, [kind])[kind]
     return made
 
 
@@ -45,19 +48,14 @@ def samples(stack_images, tmp_path_factory):
 # phase (test_e2e_runner.py, test_e2e_faults.py)
 @pytest.fixture(scope="session")
 def keras_mobilenet(stack_images, tmp_path_factory):
-    out = tmp_path_factory.mktemp("mobilenet") / "keras"
-    proc = cli("sample", "keras", out, "--kind", "mobilenetv2")
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    return out / "model.h5"
+    return make_samples(tmp_path_factory.mktemp("mobilenet"), "keras", ["mobilenetv2"])["mobilenetv2"] / "model.h5"
 
 
 # a trained head merged under a base network (the gesture-classifier case): test_e2e_tfjs.py, test_e2e_keras3.py
 @pytest.fixture(scope="session")
 def head_and_base(stack_images, tmp_path_factory):
     root = tmp_path_factory.mktemp("merge")
-    for kind in ("cnn", "head"):
-        proc = cli("sample", "keras", root / kind, "--kind", kind)
-        assert proc.returncode == 0, proc.stderr[-2000:]
+    make_samples(root, "keras", ("cnn", "head"))
     proc = cli("convert", "keras", root / "head" / "model.h5", root / "head_tfjs", "--to", "tfjs_layers_model")
     assert proc.returncode == 0, proc.stderr[-2000:]
     return root / "cnn" / "model.h5", root / "head_tfjs" / "model.json"

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from clihelp import cli, last_line, manifest
+from clihelp import cli, last_line, make_samples, manifest
 
 pytestmark = pytest.mark.e2e
 
@@ -117,9 +117,7 @@ def test_two_inputs_from_repeated_signatures(stack_images, tmp_path):
 
 
 def test_float16_weights_and_a_params_file(stack_images, tmp_path):
-    sample = tmp_path / "sample"
-    proc = cli("sample", "jax", sample, "--kind", "dense")
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    sample = make_samples(tmp_path, "jax", ["dense"])["dense"]
     out = tmp_path / "out"
     proc = cli("convert", "jax", f"{sample / 'module.py'}:build", out, "--to", "tfjs_graph_model",
                "--input-signature", "2,4:float32", "--params", sample / "params.msgpack", "--quantize_float16")

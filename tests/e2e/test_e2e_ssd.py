@@ -8,7 +8,7 @@ import tarfile
 
 import pytest
 
-from clihelp import REPORT_ON, cli, cli_env, last_line, manifest
+from clihelp import REPORT_ON, cli, cli_env, last_line, make_samples, manifest
 
 pytestmark = pytest.mark.e2e
 
@@ -18,13 +18,7 @@ POSTPROCESS = ["TFLite_Detection_PostProcess", "TFLite_Detection_PostProcess:1",
 
 @pytest.fixture(scope="session")
 def ssd(stack_images, tmp_path_factory):
-    made = {}
-    for kind in ("float", "quant"):
-        out = tmp_path_factory.mktemp("ssd") / kind
-        proc = cli("sample", "ssd", out, "--kind", kind)
-        assert proc.returncode == 0, proc.stderr[-2000:]
-        made[kind] = out
-    return made
+    return make_samples(tmp_path_factory.mktemp("ssd"), "ssd", ("float", "quant"))
 
 
 def convert(src, out, *flags, env=None):

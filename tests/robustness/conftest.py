@@ -20,7 +20,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parents[1] / "e2e"))
 
-from clihelp import cli, engine_or_skip  # noqa: E402
+from clihelp import cached_sample, engine_or_skip, use_sample_cache  # noqa: E402
 
 import corpus  # noqa: E402
 
@@ -36,34 +36,18 @@ def engine():
     return engine_or_skip()
 
 
-def _shared_root(factory):
-    """A folder every xdist worker of this run sees (the parent of the workers' own tmp folders)."""
-    base = factory.getbasetemp()
-    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
-
-
-def _make(root, fmt, kind):
-    out = root / f"{fmt}-{kind}"
-    proc = cli("sample", fmt, out, "--kind", kind, timeout=1200)
-    return (fmt, kind), out, proc
-
-
 @pytest.fixture(scope="session")
 def samples(engine, tmp_path_factory):
-    """corpus.Samples over one set of `orchestrator sample` models: the first worker makes them (three at a time),
-    the others wait for it and reuse them."""
-    root = Path(os.environ.get("ROBUSTNESS_SAMPLES") or _shared_root(tmp_path_factory) / "robustness-samples")
+    """corpus.Samples over one set of `orchestrator sample` models, made once per run (three at a time) in the
+    sample cache the e2e tests share (clihelp.cached_sample), or in ROBUSTNESS_SAMPLES."""
+    root = Path(os.environ.get("ROBUSTNESS_SAMPLES") or use_sample_cache(tmp_path_factory))
     root.mkdir(parents=True, exist_ok=True)
-    with open(root / ".lock", "w") as lock:
+    with ThreadPoolExecutor(3) as pool:
+        list(pool.map(lambda sample: cached_sample(*sample, root=root), SAMPLES))
+    with open(root / ".tfjs.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        ready = root / "ready.json"
-        if not ready.exists():
-            with ThreadPoolExecutor(3) as pool:
-                made = list(pool.map(lambda s: _make(root, *s), SAMPLES))
-            failed = [f"{fmt} {kind}: {proc.stderr[-1500:]}" for (fmt, kind), _, proc in made if proc.returncode]
-            assert not failed, "\n".join(failed)
+        if not (root / "tfjs-graph").exists():  # written last
             corpus.make_tfjs_samples(root)
-            ready.write_text(json.dumps({f"{fmt}-{kind}": str(out) for (fmt, kind), out, _ in made}))
     return corpus.Samples(root)
 
 

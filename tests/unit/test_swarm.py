@@ -152,3 +152,26 @@ def test_batch_id_names_the_jobs_file(tmp_path):
     assert swarm.batch_id(tmp_path / "a.yaml") != swarm.batch_id(tmp_path / "b.yaml")
     vol = swarm.SharedVolume(tmp_path)
     assert swarm.status_path(vol, tmp_path / "a.yaml").parent == tmp_path / "batches"
+
+
+@pytest.mark.parametrize("whys, kind, words", [
+    (["starting container failed: error while mounting volume '/var/lib/docker/volumes/x/_data': failed to mount "
+      "local volume: mount :/export/mounts/a:/var/lib/docker/volumes/x/_data, data: addr=10.0.0.5: "
+      "unknown filesystem type 'nfs'"] * 2, swarm.VolumeUnmountable,
+     ["shared volume could not be mounted", "unknown filesystem type 'nfs'", "--volume-opt"]),
+    (["the node is down", "the node is down"], swarm.NodeLost, ["2 times", "node-a: the node is down",
+                                                               "no other node holds its image"]),
+    (["the node is down", "failed to mount local volume"], swarm.NodeLost, ["no other node holds its image"]),
+])
+def test_a_step_whose_tries_all_failed_names_the_cause(whys, kind, words):
+    engine = swarm.SwarmEngine(base=None, volume=swarm.SharedVolume(Path("/shared")), retries=1)
+    lost = [(f"id{i}", f"node-{'ab'[i]}", why) for i, why in enumerate(whys)]
+    exc = engine._lost(spec(), lost, others=[])
+    assert type(exc) is kind and all(w in str(exc) for w in words), str(exc)
+    assert str(exc).startswith("keras_to_tflite: ")
+
+
+def test_a_node_lost_with_retries_left_elsewhere_says_the_retry_limit():
+    engine = swarm.SwarmEngine(base=None, volume=swarm.SharedVolume(Path("/shared")), retries=1)
+    exc = engine._lost(spec(), [("i", "n1", "the node is down"), ("j", "n2", "rejected")], others=["n3"])
+    assert isinstance(exc, swarm.NodeLost) and "(--retries 1)" in str(exc)
