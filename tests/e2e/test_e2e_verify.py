@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from clihelp import cli, last_line, manifest
+from clihelp import cli, cli_env, last_line, manifest
 
 pytestmark = pytest.mark.e2e
 
@@ -137,15 +137,18 @@ def test_saturated_model_without_findable_logits_is_inconclusive(stack_images, t
 
 
 def test_tampered_conversions_are_all_caught(engine, saturated, tmp_path):
-    """Each way of breaking the converted model fails `orchestrator verify` with exit 4 and one line."""
+    """Each way of breaking the converted model fails `orchestrator verify` with exit 4 and one line. The source
+    model's run is the same every time: a cache of this test's own keeps it from the first verify (the cache's
+    keys are tested in test_e2e_cache.py); each tampered result runs for real."""
     model = saturated["keras"]
     good = saturated["tflite"] / "model.tflite"
-    proc = cli("verify", "keras", model, good)
+    env = cli_env(ORCHESTRATOR_NO_CACHE="", ORCHESTRATOR_CACHE_DIR=str(tmp_path / "cache"))
+    proc = cli("verify", "keras", model, good, env=env)
     assert proc.returncode == 0 and "verified on 24 inputs" in proc.stdout, proc.stderr[-2000:]
     caught = {}
     for kind in KERAS_TAMPERS:
         bad = tamper(engine, good, tmp_path / kind, kind)
-        proc = cli("verify", "keras", model, bad)
+        proc = cli("verify", "keras", model, bad, env=env)
         caught[kind] = proc.returncode == 4 and last_line(proc).startswith("orchestrator: error: verification failed")
         assert "Traceback" not in proc.stderr
     assert caught == {kind: True for kind in KERAS_TAMPERS}
