@@ -25,7 +25,8 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture(scope="module")
 def cluster(engine, stack_images, tmp_path_factory):
-    # the shared root: a folder every node sees at the same path (bind-mounted into the node containers)
+    # the shared root: a folder every node sees at the same path (the manager's own; the two-node test's nodes mount
+    # it over sshfs from the cluster's file server)
     root = Path(tmp_path_factory.mktemp("swarm-shared"))
     try:
         made = Cluster(engine, root).up()
@@ -146,8 +147,16 @@ def test_swarm_timeout_removes_the_service(cluster, keras_mobilenet, tmp_path):
 @pytest.mark.cluster
 def test_two_node_swarm_spreads_jobs_and_survives_a_lost_node(cluster, samples, tmp_path):
     """Two worker nodes get the tf2 image by save/load, the manager is drained: six jobs spread over both nodes and
-    every output verifies; then a node stopped mid-batch: the batch completes, or names the jobs that failed."""
+    every output verifies; then a node stopped mid-batch: the batch completes, or names the jobs that failed. The
+    nodes reach the shared root over a network file system (sshfs from the cluster's file server; this kernel has no
+    NFS client), never a bind of the host's folder; the NFS volume options are tried up to the mount."""
+    from orchestrator import swarm
+
     nodes = cluster.add_nodes(2)
+    for name in nodes:
+        assert cluster.root_fstype(name) == "fuse.sshfs", name
+        binds = json.loads(docker_cli("inspect", "-f", "{{json .Mounts}}", name))
+        assert not [m for m in binds if m["Type"] == "bind" and Path(m["Source"]) == cluster.root], binds
     archive = tmp_path / "stacks.tar"
     proc = cli("images", "save", archive, "tf2")
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -156,6 +165,25 @@ def test_two_node_swarm_spreads_jobs_and_survives_a_lost_node(cluster, samples, 
                    env=cli_env(DOCKER_HOST=f"tcp://{ip}:2375"))
         assert proc.returncode == 0, proc.stderr[-2000:]
         assert f"labelled node {name} for orchestrator/tf2:" in proc.stdout
+
+    # NFS as far as this machine goes: the orchestrator's volume for --volume-opt 'type=nfs;...' (pointed at the file
+    # server, which serves no NFS), made on a node by its local driver, fails at the mount itself
+    shared = swarm.SharedVolume(cluster.root, "local", tuple(swarm.parse_volume_opts(
+        f"type=nfs;o=addr={cluster.share_ip},rw,nfsvers=4;device=:{cluster.root}").items()))
+    opts = shared.mount(cluster.root / "work", "/data", True)["VolumeOptions"]["DriverConfig"]["Options"]
+    node_cli = ("-H", f"tcp://{nodes[sorted(nodes)[0]]}:2375")
+    volume = docker_cli(*node_cli, "volume", "create", *[x for k, v in opts.items() for x in ("--opt", f"{k}={v}")])
+    try:
+        tf2 = docker_cli(*node_cli, "images", "--format", "{{.Repository}}:{{.Tag}}", "orchestrator/tf2").split()[0]
+        mounted = subprocess.run(["docker", *node_cli, "run", "--rm", "-v", f"{volume}:/data", "--entrypoint", "true",
+                                  tf2], capture_output=True, text=True, timeout=300)
+    finally:
+        docker_cli(*node_cli, "volume", "rm", "-f", volume, check=False)
+    assert mounted.returncode != 0 and "error while mounting volume" in mounted.stderr, mounted.stderr
+    assert f"mount :{cluster.root}/work:" in mounted.stderr and f"addr={cluster.share_ip}" in mounted.stderr
+    if "\tnfs\n" not in Path("/proc/filesystems").read_text():  # this machine: the kernel knows no nfs
+        assert "no such device" in mounted.stderr, mounted.stderr
+
     docker_cli("node", "update", "--availability", "drain", cluster.manager)
     model = samples[("keras", "cnn")] / "model.h5"
     names = [f"j{i}" for i in range(6)]
