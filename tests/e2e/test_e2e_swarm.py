@@ -1,7 +1,7 @@
 """`orchestrator batch --swarm` on real Swarm clusters made here: the host's engine as the manager of a one-node
-swarm, then two more nodes (Docker-in-Docker containers of tests/cluster/node on a private bridge network) that get
-the stack images through `images save` / `images load --label-node` and run a batch between them, one of them
-stopped mid-batch. Everything made is removed at the end: the swarm is left, nodes, network and volumes removed.
+swarm, then two more nodes (Docker-in-Docker containers of tests/cluster/node on a private bridge network, which
+mount the shared root over sshfs from the file server of tests/cluster/share) that get the stack images through
+`images save` / `images load --label-node` and run a batch between them, one of them stopped mid-batch. Everything made is removed at the end: the swarm is left, nodes, network and volumes removed.
 
 The tests of this file run in order in one process (pytest-xdist --dist loadfile): they share the cluster."""
 
@@ -142,6 +142,21 @@ def test_swarm_timeout_removes_the_service(cluster, keras_mobilenet, tmp_path):
     record = json.loads(proc.stdout)["jobs"][0]
     assert record["exit_code"] == 3 and "timed out after 4 s" in record["error"], record
     assert _no_batch_left(cluster.api, jobs) and not (tmp_path / "out" / "slow").exists()
+
+
+def test_a_shared_volume_no_node_can_mount_fails_the_job_in_one_line(cluster, samples, tmp_path):
+    """--volume-opt for an NFS export nobody serves (and, on this machine, a kernel with no NFS client): the engine
+    rejects the task at the mount; the job fails at once saying the shared volume could not be mounted, with the
+    engine's reason, and leaves nothing."""
+    model = samples[("keras", "cnn")] / "model.h5"
+    jobs = _jobs(tmp_path, model, ["nfs"])
+    proc = cli("batch", jobs, "--swarm", "--shared-dir", cluster.root, "--json",
+               "--volume-opt", f"type=nfs;o=addr=127.0.0.1,rw,port=1,soft,timeo=10,retrans=1;device=:{cluster.root}")
+    assert proc.returncode == 6, proc.stderr[-2000:]
+    record = json.loads(proc.stdout)["jobs"][0]
+    assert "the shared volume could not be mounted" in record["error"] and "--volume-opt" in record["error"], record
+    assert "mount" in record["error"].split("mounted (", 1)[1], record  # the engine's own words follow
+    assert not (tmp_path / "out" / "nfs").exists() and _no_batch_left(cluster.api, jobs)
 
 
 @pytest.mark.cluster
