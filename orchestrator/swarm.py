@@ -214,10 +214,8 @@ class SwarmEngine:
         me = self.swarm_info()["NodeID"]
         held = [ref for ref in refs if self.base.image(ref) is not None]
         label_node(self.api, me, held)
-        nodes = [n for n in self.nodes() if n["state"] == "ready" and n["availability"] == "active"]
         for ref in refs:
-            key, tag = image_label(ref)
-            if not any(n["labels"].get(key) == tag for n in nodes):
+            if not self._holders(*image_label(ref)):
                 raise EnvironmentProblem(f"--swarm: no active node holds {ref}; load it on the nodes with "
                                          "`orchestrator images save` and `orchestrator images load FILE --label-node`")
 

@@ -65,9 +65,9 @@ def cached_sample(fmt, kind, root=None):
     before changing anything (make_samples)."""
     import fcntl
 
-    root = Path(root or SAMPLE_CACHE or "")
-    if root == Path(""):
+    if (root or SAMPLE_CACHE) is None:
         raise RuntimeError("no sample cache: a conftest calls use_sample_cache(tmp_path_factory)")
+    root = Path(root or SAMPLE_CACHE)
     folder = root / f"{fmt}-{kind}"
     with open(root / f".{fmt}-{kind}.making", "w") as lock:  # not `.NAME.lock`: that is the output's own lock
         fcntl.flock(lock, fcntl.LOCK_EX)

@@ -44,7 +44,7 @@ def samples(engine, tmp_path_factory):
     root.mkdir(parents=True, exist_ok=True)
     with ThreadPoolExecutor(3) as pool:
         list(pool.map(lambda sample: cached_sample(*sample, root=root), SAMPLES))
-    with open(root / ".tfjs.lock", "w") as lock:
+    with open(root / ".tfjs.making", "w") as lock:  # as clihelp.cached_sample
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not (root / "tfjs-graph").exists():  # written last
             corpus.make_tfjs_samples(root)
