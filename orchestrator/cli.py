@@ -37,12 +37,15 @@ def _shared_volume(shared_dir, driver, opts):
     return swarm.SharedVolume(root, str(driver or "local"), tuple(sorted(swarm.parse_volume_opts(opts).items())))
 
 
-def _step_engine(cache=True):
+def _step_engine(cache=True, jobs=1):
     """The engine steps run on: warm workers (unless ORCHESTRATOR_WORKERS=0), behind the conversion cache unless
-    --no-cache (or ORCHESTRATOR_NO_CACHE=1)."""
+    --no-cache (or ORCHESTRATOR_NO_CACHE=1). `jobs` conversions at once share each stack's worker (workers.SLOTS
+    steps at once for each)."""
     from orchestrator import workers
 
-    engine = workers.WorkerPool(_engine()) if workers.enabled() else _engine()
+    engine = _engine()
+    if workers.enabled():
+        engine = workers.WorkerPool(engine, slots=workers.SLOTS * max(1, int(jobs)))
     if not cache or os.environ.get("ORCHESTRATOR_NO_CACHE", "").lower() in ("1", "true", "yes"):
         return engine
     from orchestrator.cache import Cache, CachedEngine
@@ -339,8 +342,9 @@ class Orchestrator:
                                                  volume_opt, retries, build, cache, memory, timeout, quiet)
         else:
             workers = int(j)
-            records = batch.run_batch(lambda: _step_engine(cache), jobs, workers=workers, build_missing=build,
-                                      memory=str(memory), timeout=float(timeout), log=None if quiet else _log)
+            records = batch.run_batch(lambda: _step_engine(cache, workers), jobs, workers=workers,
+                                      build_missing=build, memory=str(memory), timeout=float(timeout),
+                                      log=None if quiet else _log)
         seconds = time.monotonic() - started
         _print_result(batch.as_json(records, seconds, workers) if json else batch.table(records, seconds))
         failed = [r["name"] for r in records if not r["passed"]]

@@ -13,6 +13,13 @@ The pool is an engine decorator: `with pool.session(rw=[work], ro=[inputs]) as e
 `run` uses a worker when the spec's stack has one and every mount lies under the session's roots, and a fresh
 container otherwise. A step that times out or dies of a signal (the memory limit) takes its worker down; the next
 step of that stack starts a new one. Leaving the session removes its workers, also on an error or Ctrl-C.
+
+A worker runs up to `slots` steps at once (the server forks each one): a conversion's source run and its conversion
+share one, and a batch of N jobs at a time shares one per stack with 2N slots, so the stack's libraries are imported
+once for the batch and its steps still run side by side on every core. Its memory limit is `slots` times the steps'
+(what that many fresh containers had together). A step that takes its worker down lets its neighbours end first:
+the worker takes no new step and is removed once the last one is over; a step stopped by its `watch` is killed alone
+(CONTROL/ID.kill).
 """
 
 import contextlib
@@ -39,6 +46,8 @@ READY_TIMEOUT = 300.0  # a worker that has not imported its libraries by then is
 GRACE_SECONDS = 30.0  # past a step's timeout, the host removes a worker that did not report it
 HEARTBEAT_EVERY = 5.0  # the host touches each worker's CONTROL/alive this often ...
 HEARTBEAT_TIMEOUT = 60.0  # ... and a worker whose host has been silent this long kills its steps and exits
+SLOTS = 2  # steps a conversion's worker runs at once: its conversion step and the verification's source run
+KILL_WAIT = 10.0  # a step told to stop (CONTROL/ID.kill) that has not ended by then takes its whole worker down
 
 
 def enabled():
@@ -126,6 +135,14 @@ def step_map(spec, roots):
     return PathMap(pairs)
 
 
+def scaled_memory(memory, times):
+    """A Docker memory size (`8g`, `512m`, bytes) times `times`, in the same unit; as given when it is not one."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([bkmg]?)b?\s*", str(memory).lower())
+    if times == 1 or not match:
+        return memory
+    return f"{float(match.group(1)) * times:g}{match.group(2)}"
+
+
 def worker_key(spec):
     """Steps whose specs agree on this run in the same worker: the same image and the same container settings."""
     return (spec.image, tuple(spec.worker), spec.user, spec.network, spec.memory, spec.read_only_root,
@@ -136,12 +153,14 @@ def worker_key(spec):
 class Worker:
     """One running worker container and its control folder."""
 
-    def __init__(self, engine, spec, roots, control_parent):
+    def __init__(self, engine, spec, roots, control_parent, slots=1):
         self.engine = engine
         self.stack = spec.name_hint
         self.control = Path(tempfile.mkdtemp(prefix="worker-", dir=control_parent))
         self.beat()
-        self.dead = False
+        self.dead = False  # its container is gone (or going): a step waiting on it fails as the container's would
+        self.retiring = False  # it takes no new step, and goes once the ones it runs are over
+        self.slots, self.inflight = int(slots), 1  # the step that started it
         # a step's working folder (its HOME and TMPDIR) is its own /scratch mount, on the disk of the conversion's
         # work folder (not the /tmp tmpfs, which counts against the memory limit); a step with none gets one under
         # the session's first writable root
@@ -152,11 +171,20 @@ class Worker:
             spec, command=list(spec.worker) + ["--control", CONTROL, "--heartbeat", str(HEARTBEAT_TIMEOUT),
                                                *scratch_args],
             mounts=roots.mounts() + [Mount(str(self.control), CONTROL, read_only=False)],
+            memory=scaled_memory(spec.memory, self.slots),
             name_hint=f"worker:{spec.image}", working_dir="/tmp", worker=None,
             labels={**spec.labels, "org.orchestrator.worker": spec.image},
         )
         self.spec = worker_spec
-        self.container = engine.start(worker_spec)
+        self.container = None
+        self._launched = threading.Event()  # set once engine.start has answered (container None: it failed)
+
+    def launch(self):
+        """Start its container (steps that took a slot meanwhile wait for it in wait_ready)."""
+        try:
+            self.container = self.engine.start(self.spec)
+        finally:
+            self._launched.set()
 
     def beat(self):
         (self.control / "alive").touch()
@@ -167,6 +195,8 @@ class Worker:
 
     def wait_ready(self):
         deadline = time.monotonic() + READY_TIMEOUT
+        if not self._launched.wait(READY_TIMEOUT) or self.container is None or self.dead:
+            return False
         while not (self.control / "ready").exists():
             running, state = self.alive()
             if not running or time.monotonic() > deadline:
@@ -176,7 +206,7 @@ class Worker:
 
     def execute(self, spec, paths, log=None, watch=None):
         """Run one step's command in this worker; a RunResult as a fresh container's run would give (`watch` as
-        for engine.run: its reason to stop the step takes the worker down)."""
+        for engine.run: its reason to stop the step kills that step and retires the worker)."""
         rid = uuid.uuid4().hex[:12]
         argv = [paths.to_worker(str(a)) for a in spec.command]
         request = self.control / f"{rid}.req"
@@ -190,7 +220,7 @@ class Worker:
         done = self.control / f"{rid}.done"
         tails = {name: _Tail(self.control / f"{rid}.{name}", paths, log) for name in ("out", "err")}
         last_state = last_watch = started
-        result = None
+        result, stopped = None, None  # stopped: (why, when) once `watch` asked for the step to end
         while result is None:
             if done.exists():
                 result = json.loads(done.read_text())
@@ -207,23 +237,25 @@ class Worker:
                     code = 137 if oom else int((state or {}).get("exit_code") or 137)
                     result = {"exit_code": code, "timed_out": False, "seconds": now - started, "oom_killed": oom}
                     break
-                if now - started > spec.timeout + GRACE_SECONDS:
-                    self.dead = True
-                    result = {"exit_code": -1, "timed_out": True, "seconds": now - started}
+                if now - started > spec.timeout + GRACE_SECONDS or (stopped and now - stopped[1] > KILL_WAIT):
+                    self.dead = True  # the server did not end it: the whole worker goes, and the step with it
+                    result = ({"exit_code": 137, "timed_out": False, "seconds": now - started, "stopped": stopped[0]}
+                              if stopped else {"exit_code": -1, "timed_out": True, "seconds": now - started})
                     break
-            if watch and now - last_watch > WATCH_EVERY:
+            if watch and not stopped and now - last_watch > WATCH_EVERY:
                 last_watch = now
                 why = watch()
-                if why:  # the worker goes, and the step with it
-                    self.dead = True
-                    result = {"exit_code": 137, "timed_out": False, "seconds": now - started, "stopped": why}
-                    break
+                if why:  # the step is killed alone; its neighbours in this worker go on
+                    stopped = (why, now)
+                    (self.control / f"{rid}.kill").touch()
             time.sleep(POLL_SECONDS)
         for tail in tails.values():
             tail.pump(final=True)
-        if result.get("timed_out") or result.get("signal") or result["exit_code"] < 0:
-            self.dead = True  # a step killed mid-way takes its worker down with it
-        for name in ("req", "taken", "done", "out", "err"):
+        if stopped:
+            result = dict(result, exit_code=137, stopped=stopped[0])
+        if result.get("timed_out") or result.get("signal") or result["exit_code"] < 0 or stopped:
+            self.retiring = True  # a step killed mid-way takes its worker down with it, once its neighbours end
+        for name in ("req", "taken", "done", "out", "err", "kill"):
             (self.control / f"{rid}.{name}").unlink(missing_ok=True)
         return RunResult(result["exit_code"] if not result.get("timed_out") else -1,
                          tails["out"].text(), tails["err"].text(), float(result.get("seconds", 0.0)),
@@ -233,7 +265,8 @@ class Worker:
     def stop(self):
         self.dead = True
         try:
-            self.engine.remove(self.container)
+            if self.container is not None:
+                self.engine.remove(self.container)
         except Exception:  # e.g. the engine went away: the worker's own heartbeat check ends it then
             pass
         finally:
@@ -271,8 +304,10 @@ class _Tail:
 class WorkerPool:
     """A ContainerEngine that runs steps in warm workers inside a session, and as the engine it wraps otherwise."""
 
-    def __init__(self, engine):
-        self.inner = engine
+    def __init__(self, engine, slots=SLOTS):
+        if int(slots) < 1:
+            raise ValueError(f"a worker runs at least one step at a time, not {slots}")
+        self.inner, self.slots = engine, int(slots)
         self._lock = threading.Lock()
 
     def __getattr__(self, name):  # info, image, build, import_rootfs, save, load, start, state, remove
@@ -295,7 +330,7 @@ class Session:
     def __init__(self, pool, roots):
         self.pool, self.inner, self.roots = pool, pool.inner, roots
         self._lock = threading.Lock()
-        self._idle = {}  # worker_key -> [Worker]
+        self._live = {}  # worker_key -> [Worker] that take steps (each up to pool.slots at once)
         self._workers = []
         self._control = None
         self._broken = set()  # keys whose worker could not start: their steps run in fresh containers
@@ -333,43 +368,61 @@ class Session:
     def close(self):
         self._closed.set()
         with self._lock:
-            workers, self._workers, self._idle = self._workers, [], {}
+            workers, self._workers, self._live = self._workers, [], {}
         for worker in workers:
             worker.stop()
         if self._control:
             shutil.rmtree(self._control, ignore_errors=True)
 
     def _checkout(self, spec):
+        """A worker for the spec's stack with a free slot (its count of running steps taken), a new one when there
+        is none, or None when it did not start (the spec's steps then run in fresh containers)."""
         key = worker_key(spec)
         with self._lock:
-            idle = self._idle.get(key) or []
-            while idle:
-                worker = idle.pop()
-                if not worker.dead:
-                    return key, worker
-            if self._control is None:
-                self._control = tempfile.mkdtemp(prefix="orchestrator-workers-")
-                self._heart = threading.Thread(target=self._beat, daemon=True, name="worker-heartbeat")
-                self._heart.start()
-        worker = Worker(self.inner, spec, self.roots, self._control)
+            live = self._live.setdefault(key, [])
+            live[:] = [w for w in live if not (w.dead or w.retiring)]
+            free = [w for w in live if w.inflight < w.slots]
+            first = not free
+            if free:
+                worker = min(free, key=lambda w: w.inflight)
+                worker.inflight += 1
+            else:
+                if self._control is None:
+                    self._control = tempfile.mkdtemp(prefix="orchestrator-workers-")
+                    self._heart = threading.Thread(target=self._beat, daemon=True, name="worker-heartbeat")
+                    self._heart.start()
+                # listed before it starts: a step of the same stack that comes meanwhile takes a slot, waits for it
+                worker = Worker(self.inner, spec, self.roots, self._control, slots=self.pool.slots)
+                self._workers.append(worker)
+                live.append(worker)
+        if first:
+            try:
+                worker.launch()
+            except BaseException:
+                worker.dead = True
+                raise
+            if self._closed.is_set():  # closed while it started: close() may have missed it
+                worker.stop()
+        return key, self._ready_or_broken(key, worker)
+
+    def _ready_or_broken(self, key, worker):
+        """The worker once it is ready; None when it never gets there (its stack then runs in fresh containers)."""
+        if worker.wait_ready():
+            return worker
         with self._lock:
-            self._workers.append(worker)
-        if self._closed.is_set():  # closed while it started: close() may have missed it
-            worker.stop()
-            return key, None
-        if not worker.wait_ready():
-            worker.stop()
-            with self._lock:
-                self._broken.add(key)
-            return key, None
-        return key, worker
+            self._broken.add(key)
+        worker.inflight -= 1
+        worker.stop()
+        return None
 
     def _checkin(self, key, worker):
-        if worker.dead:
-            worker.stop()
-            return
         with self._lock:
-            self._idle.setdefault(key, []).append(worker)
+            worker.inflight -= 1
+            done = (worker.dead or worker.retiring) and worker.inflight == 0
+            if done and worker in self._workers:
+                self._workers.remove(worker)
+        if worker.dead or done:
+            worker.stop()  # a dead one at once (its container is gone); a retiring one once its last step ended
 
     def _open(self):
         if self._closed.is_set():

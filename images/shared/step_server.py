@@ -8,6 +8,7 @@ hardening, and talks to it through files in a control folder that both see:
                       "scratch", the server makes one under --scratch)
     CONTROL/ID.out    the step's stdout          CONTROL/ID.err    its stderr (the child's fds 1 and 2)
     CONTROL/ID.done   {"exit_code", "signal", "timed_out", "seconds", "oom_killed"}   (renamed into place)
+    CONTROL/ID.kill   (by the host) stop that step now: it is killed with its process group, as at its timeout
     CONTROL/ready     written once the libraries are imported
     CONTROL/alive     touched by the host every few seconds: when it is older than --heartbeat seconds, the host
                       is gone (killed, say), and the worker kills its steps and exits instead of lingering
@@ -155,10 +156,16 @@ class Server(object):
                         "seconds": round(time.time() - step["started"], 3)})
 
     def enforce_timeouts(self):
+        """Kill the steps past their timeout, and those the host asked to stop (CONTROL/ID.kill): the other steps
+        this server runs side by side go on."""
         now = time.time()
         for pid, step in self.running.items():
-            if not step["timed_out"] and now > step["deadline"]:
-                step["timed_out"] = True
+            if step.get("killed"):
+                continue
+            told = os.path.exists(os.path.join(self.control, step["id"] + ".kill"))
+            if told or now > step["deadline"]:
+                step["killed"] = True
+                step["timed_out"] = not told
                 try:
                     os.killpg(pid, signal.SIGKILL)
                 except OSError:

@@ -1,9 +1,11 @@
 """Helpers for the end-to-end tests: run the real CLI as a user would."""
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 
@@ -41,6 +43,25 @@ def cli(*args, timeout=1800, **kw):
     """Run the orchestrator CLI as a user would; return the CompletedProcess (text)."""
     return subprocess.run([sys.executable, "-m", "orchestrator", *map(str, args)], capture_output=True, text=True,
                           timeout=timeout, cwd=kw.pop("cwd", None), env=kw.pop("env", None) or cli_env(), **kw)
+
+
+@contextlib.contextmanager
+def worker_starts(session_id):
+    """The images of the warm workers started with ORCHESTRATOR_SESSION=session_id while the block ran (the list
+    is filled in as it ends): other tests run beside this one, so only that session's are counted."""
+    events = subprocess.Popen(["docker", "events", "--format", "{{json .}}", "--filter", "type=container",
+                               "--filter", "event=start", "--filter", "label=org.orchestrator.worker",
+                               "--filter", f"label=org.orchestrator.session={session_id}"],
+                              stdout=subprocess.PIPE, text=True)
+    started = []
+    try:
+        time.sleep(0.5)
+        yield started
+    finally:
+        time.sleep(1)
+        events.terminate()
+        started.extend(json.loads(line)["Actor"]["Attributes"]["org.orchestrator.worker"]
+                       for line in events.communicate()[0].splitlines() if line.strip())
 
 
 def shared_root(factory):

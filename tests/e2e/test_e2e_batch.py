@@ -1,10 +1,12 @@
 """`orchestrator batch` through the real CLI: several conversions at once from one YAML file, one summary."""
 
 import json
+import os
+import time
 
 import pytest
 
-from clihelp import cli, last_line, manifest
+from clihelp import cli, cli_env, last_line, manifest, worker_starts
 
 pytestmark = pytest.mark.e2e
 
@@ -19,8 +21,12 @@ jobs:
   - {{name: layers, output_dir: out/layers, to: tfjs_layers_model}}
   - {{name: broken, input: missing.h5, output_dir: out/broken}}
 """)
-    proc = cli("batch", jobs, "-j", "2", "--json")
+    session_id = f"batch-{os.getpid()}-{time.monotonic_ns()}"
+    with worker_starts(session_id) as started:
+        proc = cli("batch", jobs, "-j", "2", "--json", env=cli_env(ORCHESTRATOR_SESSION=session_id))
     assert proc.returncode == 6, proc.stderr[-3000:]
+    # both jobs, each with its conversion and its source run at once, share one warm worker per stack
+    assert started and len(started) == len(set(started)), started
     assert last_line(proc) == "orchestrator: error: 1 of 3 jobs failed: broken"
     doc = json.loads(proc.stdout)
     by = {r["name"]: r for r in doc["jobs"]}

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from clihelp import assert_hardened, cli, manifest
+from clihelp import assert_hardened, cli, manifest, worker_starts
 from orchestrator import images, protocol, workers
 from orchestrator.runner import StackImage, StepRun, container_spec, scratch_dir
 
@@ -97,7 +97,7 @@ def test_a_worker_keeps_the_step_hardening_and_runs_its_steps_forked_after_the_i
             results.append((run, session.run(spec_of(run, memory="2g"))))
         live = session_containers(session_id, engine)
         assert len(live) == 1  # both steps ran in one worker
-        assert_hardened(live[0], memory=2 << 30)
+        assert_hardened(live[0], memory=workers.SLOTS * (2 << 30))  # the steps' 2g for each step it runs at once
         mounts = {m["Destination"]: m for m in live[0].attrs["Mounts"]}
         assert mounts["/w/1"]["RW"] is False and mounts["/w/0"]["RW"] is True
     assert session_containers(session_id, engine) == []
@@ -164,26 +164,17 @@ def test_a_killed_host_leaves_no_worker_behind(engine, stack_images, tmp_path):
 
 
 def test_a_conversion_starts_its_workers_once_and_records_them(samples, tmp_path):
-    session_id = f"workers-count-{os.getpid()}-{time.monotonic_ns()}"  # other tests run beside this one
-    events = subprocess.Popen(["docker", "events", "--format", "{{json .}}", "--filter", "type=container",
-                               "--filter", "event=start", "--filter", "label=org.orchestrator.worker",
-                               "--filter", f"label=org.orchestrator.session={session_id}"],
-                              stdout=subprocess.PIPE, text=True)
-    try:
-        time.sleep(0.5)
+    session_id = f"workers-count-{os.getpid()}-{time.monotonic_ns()}"
+    with worker_starts(session_id) as started:
         proc = cli("convert", "keras", samples[("keras", "cnn")] / "model.h5", tmp_path / "out",
                    env=dict(os.environ, ORCHESTRATOR_SESSION=session_id))
         assert proc.returncode == 0, proc.stderr[-2000:]
-    finally:
-        time.sleep(1)
-        events.terminate()
-    started = [json.loads(line) for line in events.communicate()[0].splitlines() if line.strip()]
     m = manifest(tmp_path / "out")
     runs = m["steps"] + m["verification"]["steps"]
     assert all(r["worker"] for r in runs) and len(runs) == 4
-    # keras -> tflite and its verification all run in tf2: the conversion's worker, and one for the source run
-    # beside it (it needs nothing the conversion makes); the result run and the compare reuse them
-    assert len(started) == 2
+    # keras -> tflite and its verification all run in tf2, in one worker: the source run (it needs nothing the
+    # conversion makes) beside the conversion in a second slot; the result run and the compare after them
+    assert len(started) == 1
 
 
 @pytest.mark.parametrize("in_worker", [True, False], ids=["warm-worker", "fresh-container"])
@@ -198,7 +189,7 @@ def test_scratch_is_on_disk_and_a_child_killed_for_memory_is_said_to_be(engine, 
     (tmp_path / "code").mkdir()
     (tmp_path / "work").mkdir()
     monkeypatch.setenv("ORCHESTRATOR_SESSION", f"workers-{os.getpid()}-{time.monotonic_ns()}")
-    pool = workers.WorkerPool(engine) if in_worker else engine
+    pool = workers.WorkerPool(engine, slots=1) if in_worker else engine  # the limit is the step's own
     with pool.session(rw=[tmp_path / "work"], ro=[tmp_path / "code"]) as session:
         wrote = session.run(spec_of(probe_run(tmp_path, "scratch-write", "scratch"), memory="1g"))
         assert wrote.exit_code == 0 and "scratch written" in wrote.stdout, wrote.stderr[-2000:]

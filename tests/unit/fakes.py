@@ -213,7 +213,26 @@ def _serve(engine, box):
             text = re.sub(rf"(?<![\w./-]){re.escape(m.target)}(?=/|$|[^\w.-])", m.source, text)
         return text
 
-    while box["running"]:
+    def play(rid, argv):
+        out = Path(host(argv[argv.index("--out") + 1]))
+        step = ContainerSpec(image=spec.image, command=argv, mounts=[Mount(str(out), "/out", read_only=False)])
+        engine.specs.append(step)
+        behaviour = engine.behaviours.get(Path(argv[1]).name, ok_step)
+        result = behaviour(step, out) or RunResult(0, "", "", 0.1)
+        if not box["running"]:
+            return
+        if result.exit_code == 137 and box.get("die_on_kill", True):
+            box["running"], box["oom_killed"] = False, True  # the memory limit takes the whole worker down
+            return
+        (control / f"{rid}.out").write_text(result.stdout)
+        (control / f"{rid}.err").write_text(result.stderr)
+        done(rid, {"exit_code": result.exit_code, "signal": 0, "timed_out": result.timed_out, "seconds": 0.1})
+
+    def done(rid, doc):  # renamed into place, as the server writes it
+        (control / f"{rid}.done.tmp").write_text(json.dumps(doc))
+        (control / f"{rid}.done.tmp").replace(control / f"{rid}.done")
+
+    while box["running"]:  # each request in a thread of its own, as the server forks each step
         for req in sorted(control.glob("*.req")):
             rid = req.name[:-4]
             request = json.loads(req.read_text())
@@ -221,18 +240,11 @@ def _serve(engine, box):
             if "scratch" in request:  # the step's working folder: the host made it, it exists while the step runs
                 engine.scratches.append((host(request["scratch"]), Path(host(request["scratch"])).is_dir()))
             req.rename(control / f"{rid}.taken")
-            out = Path(host(argv[argv.index("--out") + 1]))
-            step = ContainerSpec(image=spec.image, command=argv, mounts=[Mount(str(out), "/out", read_only=False)])
-            engine.specs.append(step)
-            behaviour = engine.behaviours.get(Path(argv[1]).name, ok_step)
-            result = behaviour(step, out) or RunResult(0, "", "", 0.1)
-            if result.exit_code == 137 and box.get("die_on_kill", True):
-                box["running"], box["oom_killed"] = False, True  # the memory limit takes the whole worker down
-                return
-            (control / f"{rid}.out").write_text(result.stdout)
-            (control / f"{rid}.err").write_text(result.stderr)
-            (control / f"{rid}.done").write_text(json.dumps({"exit_code": result.exit_code, "signal": 0,
-                                                             "timed_out": result.timed_out, "seconds": 0.1}))
+            threading.Thread(target=play, args=(rid, argv), daemon=True).start()
+        for kill in control.glob("*.kill"):  # the host stops one step: it ends as killed, the others go on
+            rid = kill.name[:-5]
+            if not (control / f"{rid}.done").exists():
+                done(rid, {"exit_code": 137, "signal": 9, "timed_out": False, "seconds": 0.1})
         time.sleep(0.01)
 
 

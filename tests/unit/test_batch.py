@@ -56,7 +56,7 @@ def test_failed_jobs_do_not_stop_the_others_and_exit_6(built_engine, tmp_path, k
         return exit_with(1, "boom\n")(spec, out) if "dynamic" in spec.command else ok_step(spec, out)
 
     built_engine.behaviours["to_tflite.py"] = step
-    monkeypatch.setattr(cli, "_step_engine", lambda cache=True: built_engine)
+    monkeypatch.setattr(cli, "_step_engine", lambda cache=True, jobs=1: built_engine)
     with pytest.raises(SystemExit) as exc:
         cli.main(["batch", str(jobs_file(tmp_path, keras_file)), "-j", "2", "--json", "--quiet"])
     out, err = capsys.readouterr()

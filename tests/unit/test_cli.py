@@ -143,7 +143,7 @@ def test_known_flags_and_negations_pass_the_check():
 def test_convert_json_prints_events_then_the_result(capsys, monkeypatch, built_engine, keras_file, tmp_path):
     import json
 
-    monkeypatch.setattr(cli, "_step_engine", lambda cache=True: built_engine)
+    monkeypatch.setattr(cli, "_step_engine", lambda cache=True, jobs=1: built_engine)
     code, out, _ = run(capsys, "convert", str(keras_file), str(tmp_path / "o"), "--json")
     events = [json.loads(line) for line in out.splitlines()]
     assert code == 0 and events[0] == {"event": "log", "message": f"detected keras: {keras_file} is an HDF5 file "

@@ -150,3 +150,32 @@ def test_the_worker_exits_when_the_host_stops_its_heartbeat(tmp_path):
     proc = subprocess.run([sys.executable, str(SERVER), "--control", str(control), "--heartbeat", "5"],
                           capture_output=True, text=True, timeout=30)
     assert proc.returncode == 0 and "heartbeats" in proc.stderr
+
+
+def test_a_step_the_host_stops_is_killed_alone_and_its_neighbour_finishes(server, tmp_path):
+    proc, control, _ = server
+    sleeper = script(tmp_path, "import time\ntime.sleep(60)\n", "sleeper.py")
+    neighbour = script(tmp_path, "import time\ntime.sleep(1.0)\nprint('finished')\n", "neighbour.py")
+    for rid, step in (("s", sleeper), ("n", neighbour)):
+        (control / f"{rid}.req.tmp").write_text(json.dumps({"argv": ["python", step], "timeout": 120}))
+        (control / f"{rid}.req.tmp").rename(control / f"{rid}.req")
+    while not (control / "s.taken").exists():
+        time.sleep(0.02)
+    started = time.monotonic()
+    (control / "s.kill").touch()
+    deadline = time.monotonic() + 30
+    while not (control / "s.done").exists():
+        assert time.monotonic() < deadline
+        (control / "alive").touch()
+        time.sleep(0.02)
+    killed = json.loads((control / "s.done").read_text())
+    assert killed["exit_code"] == 137 and killed["signal"] == 9 and not killed["timed_out"]
+    assert time.monotonic() - started < 10
+    done, out, _ = run(control, ["python", neighbour], rid="n2")  # and a new one runs meanwhile
+    while not (control / "n.done").exists():
+        assert time.monotonic() < deadline
+        (control / "alive").touch()
+        time.sleep(0.02)
+    assert json.loads((control / "n.done").read_text())["exit_code"] == 0
+    assert (control / "n.out").read_text().strip() == "finished" and done["exit_code"] == 0
+    assert proc.poll() is None

@@ -66,7 +66,9 @@ def test_worker_specs_keep_the_step_hardening_and_mount_only_the_session_roots(b
     pipeline.convert(_pool(built_engine), "keras", keras_file, tmp_path / "out")
     spec = built_engine.started[0]
     assert spec.network == "none" and spec.read_only_root and "ALL" in spec.cap_drop
-    assert "no-new-privileges" in spec.security_opt and spec.memory == "8g" and spec.user
+    # its memory limit: the step's 8g for each of the steps it may run at once (the conversion and the source run)
+    assert "no-new-privileges" in spec.security_opt and spec.memory == "16g" and spec.user
+    assert workers.SLOTS == 2 and workers.scaled_memory("512m", 3) == "1536m" and workers.scaled_memory("1g", 1) == "1g"
     assert spec.command[1:2] == ["/opt/steps/step_server.py"] and "--preload" in spec.command
     mounts = {m.target: m for m in spec.mounts}
     assert mounts["/w/0"].read_only is False and Path(mounts["/w/0"].source).name == ".work"
@@ -150,15 +152,16 @@ def test_a_batch_reuses_its_workers_job_after_job(built_engine, tmp_path, keras_
 
     text = "jobs:\n" + "".join(f"  - {{from: keras, input: {keras_file}, output_dir: o{i}}}\n" for i in range(4))
     (tmp_path / "jobs.yaml").write_text(text)
-    for j, most in ((1, 2), (2, 4)):  # a job's source run overlaps its conversion, in a worker of its own
+    for j in (1, 2):  # as `batch -j J` makes it: jobs share the stack's worker, two steps for each job at once
         built_engine.started.clear()
         for i in range(4):
             if (tmp_path / f"o{i}").exists():
                 import shutil
                 shutil.rmtree(tmp_path / f"o{i}")
-        records = batch.run_batch(lambda: _pool(built_engine), batch.read_jobs(tmp_path / "jobs.yaml"), workers=j)
+        pool = workers.WorkerPool(built_engine, slots=workers.SLOTS * j)
+        records = batch.run_batch(lambda: pool, batch.read_jobs(tmp_path / "jobs.yaml"), workers=j)
         assert all(r["passed"] for r in records), records
-        assert 1 <= len(built_engine.started) <= most  # 4 jobs x 4 runs in tf2, in at most two workers per job slot
+        assert len(built_engine.started) == 1  # 4 jobs x 4 runs in tf2, J of them at once: one worker
         assert built_engine.boxes == {}
         assert all((tmp_path / f"o{i}" / "model.tflite").is_file() for i in range(4))
 
@@ -213,3 +216,78 @@ def test_a_failed_conversion_stops_the_overlapping_source_run_and_leaves_no_work
     release.set()
     assert time.monotonic() - started < 8  # the step's failure did not wait for the source run to end
     assert built_engine.boxes == {} and not (tmp_path / "out").exists()
+
+
+def _shared_session_specs(tmp_path, names):
+    (tmp_path / "work").mkdir()
+    specs = []
+    for name in names:
+        out = tmp_path / "work" / name
+        specs.append(ContainerSpec(image=images.get_stack("tf2").tag(), worker=("python", "/opt/steps/step_server.py"),
+                                   command=["python", f"/opt/steps/{name}.py", "--out", "/out"],
+                                   mounts=[Mount(str(out), "/out", read_only=False)]))
+    return specs
+
+
+@pytest.mark.parametrize("ending", ["stopped", "timed-out"])
+def test_a_step_ended_in_a_shared_worker_leaves_its_neighbour_running_then_the_worker_goes(
+        built_engine, tmp_path, monkeypatch, ending):
+    """Two steps side by side in one worker: the one stopped by its watch (killed alone, CONTROL/ID.kill) or past
+    its timeout ends as a fresh container's would; its neighbour finishes; the worker then goes, and the next step
+    gets a new one."""
+    import threading
+
+    monkeypatch.setattr(workers, "WATCH_EVERY", 0.05)
+    release, neighbour_running = threading.Event(), threading.Event()
+
+    def neighbour(spec, out):
+        neighbour_running.set()
+        release.wait(10)
+        return RunResult(0, "finished\n", "", 0.1)
+
+    built_engine.behaviours.update({"neighbour.py": neighbour, "ending.py": (
+        lambda spec, out: RunResult(-1, "", "", 0.1, timed_out=True)) if ending == "timed-out" else (
+        lambda spec, out: release.wait(10) and None)})
+    slow, ends, after = _shared_session_specs(tmp_path, ["neighbour", "ending", "after"])
+    results = {}
+    with workers.WorkerPool(built_engine, slots=2).session(rw=[tmp_path / "work"]) as session:
+        first = threading.Thread(target=lambda: results.setdefault("neighbour", session.run(slow)))
+        first.start()
+        assert neighbour_running.wait(10)
+        watch = (lambda: "the disk limit") if ending == "stopped" else None
+        results["ending"] = session.run(ends, watch=watch)
+        assert first.is_alive() and len(built_engine.started) == 1  # the same worker, its neighbour still running
+        assert len(built_engine.boxes) == 1  # the worker stays while its neighbour runs ...
+        release.set()
+        first.join(10)
+        assert built_engine.boxes == {}  # ... and goes once it ended
+        results["after"] = session.run(after)
+    assert results["neighbour"].exit_code == 0 and results["neighbour"].stdout == "finished\n"
+    if ending == "stopped":
+        assert results["ending"].exit_code == 137 and results["ending"].stopped == "the disk limit"
+    else:
+        assert results["ending"].timed_out
+    assert results["after"].exit_code == 0 and len(built_engine.started) == 2 and built_engine.boxes == {}
+
+
+def test_steps_that_come_while_a_worker_starts_share_it_up_to_its_slots(built_engine, tmp_path):
+    import threading
+
+    gate = threading.Barrier(3, timeout=10)
+
+    def together(spec, out):
+        gate.wait()  # all three run at once
+        return RunResult(0, "", "", 0.1)
+
+    built_engine.behaviours.update({f"s{i}.py": together for i in range(3)})
+    specs = _shared_session_specs(tmp_path, ["s0", "s1", "s2"])
+    with workers.WorkerPool(built_engine, slots=2).session(rw=[tmp_path / "work"]) as session:
+        threads = [threading.Thread(target=session.run, args=(s,)) for s in specs]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(20)
+    assert len(built_engine.started) == 2  # two slots each: three steps at once need a second worker, not a third
+    assert all(s.memory == "16g" for s in built_engine.started) and built_engine.boxes == {}
+    with pytest.raises(ValueError):
+        workers.WorkerPool(built_engine, slots=0)
