@@ -1,19 +1,27 @@
-"""One onnx2tf conversion, in a fresh interpreter of its own (onnx2tf keeps global state and may sys.exit on
-errors; and a child forked from the step would inherit onnxruntime's state mid-use from the step's reference, which
-deadlocked an int8 calibration's conversion).
+"""One onnx2tf conversion in a process of its own: onnx2tf keeps global state and may sys.exit on errors, and an
+attempt killed for memory must not take the step with it.
 
-    onnx2tf_attempt.py PARAMS.json
+The process is forked, not started afresh (which imported TensorFlow and onnx2tf again, about 7 s an attempt), and
+not forked from the step as it runs either: the step's reference runs onnxruntime meanwhile, and a child forked
+from it inherited onnxruntime's state mid-use (it deadlocked an int8 calibration's conversion). So the step makes an
+AttemptForker before it does anything else: a process that imports onnx2tf once and forks a child of itself for
+each attempt, a copy of the step as it was before any of its work.
+
+    onnx2tf_attempt.py PARAMS.json      (the same conversion in a fresh interpreter, by hand)
 PARAMS.json holds onnx2tf.convert keyword arguments; calibration entries carry mean/std as lists.
 """
 
 import json
+import os
+import signal
 import sys
+import traceback
 
 import numpy as np
 
 
-def main():
-    with open(sys.argv[1]) as fh:
+def convert(params_file):
+    with open(params_file) as fh:
         params = json.load(fh)
     cind = params.get("custom_input_op_name_np_data_path")
     if cind:
@@ -24,5 +32,112 @@ def main():
     onnx2tf.convert(**params)
 
 
+class Attempt:
+    """A running attempt, as subprocess.Popen gives one: wait() -> its exit status (-N for signal N), kill()."""
+
+    def __init__(self, forker, pid):
+        self.forker, self.pid, self.returncode = forker, pid, None
+
+    def wait(self):
+        if self.returncode is None:
+            line = self.forker.replies.readline()
+            self.returncode = json.loads(line)["status"] if line else -signal.SIGKILL  # the forker itself died
+        return self.returncode
+
+    def kill(self):
+        try:
+            os.kill(self.pid, signal.SIGKILL)
+        except OSError:
+            pass
+
+
+class AttemptForker:
+    """The process that forks the attempts (module docstring). It stays in the step's process group, so whatever
+    ends the step ends it and its attempts; it exits when the step closes its end of the pipe."""
+
+    def __init__(self):
+        req_r, req_w = os.pipe()
+        rep_r, rep_w = os.pipe()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:
+            os.close(req_w)
+            os.close(rep_r)
+            code = 0
+            try:
+                self._serve(os.fdopen(req_r), os.fdopen(rep_w, "w"))
+            except BaseException:
+                code = 1
+            os._exit(code)
+        os.close(req_r)
+        os.close(rep_w)
+        self.pid, self.requests, self.replies = pid, os.fdopen(req_w, "w"), os.fdopen(rep_r)
+
+    def start(self, params_file, log_path, cwd):
+        """Start one attempt: onnx2tf.convert with PARAMS_FILE's arguments, its output into LOG_PATH."""
+        self.requests.write(json.dumps({"params": params_file, "log": log_path, "cwd": cwd}) + "\n")
+        self.requests.flush()
+        return Attempt(self, json.loads(self.replies.readline())["pid"])
+
+    def close(self):
+        for stream in (self.requests, self.replies):
+            try:
+                stream.close()
+            except OSError:
+                pass
+        try:
+            os.waitpid(self.pid, 0)
+        except OSError:
+            pass
+
+    @staticmethod
+    def _serve(requests, replies):
+        try:
+            import onnx2tf  # noqa: F401  (once, here: every attempt forked after this has it)
+        except Exception:  # the attempt says why, in its own log
+            pass
+        for line in requests:
+            req = json.loads(line)
+            pid = os.fork()
+            if pid == 0:
+                AttemptForker._attempt(req)
+            replies.write(json.dumps({"pid": pid}) + "\n")
+            replies.flush()
+            _, status = os.waitpid(pid, 0)
+            code = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+            replies.write(json.dumps({"status": code}) + "\n")
+            replies.flush()
+
+    @staticmethod
+    def _attempt(req):
+        """In the attempt's process: run it and never return."""
+        code = 1
+        try:
+            log = os.open(req["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            for fd in (1, 2):
+                os.dup2(log, fd)
+            os.close(log)
+            # Python's streams on those descriptors, whatever the step had made of sys.stdout and sys.stderr
+            sys.stdout = os.fdopen(1, "w", buffering=1, closefd=False)
+            sys.stderr = os.fdopen(2, "w", buffering=1, closefd=False)
+            os.chdir(req["cwd"])
+            code = 0
+            try:
+                convert(req["params"])
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        except BaseException:
+            traceback.print_exc()
+            code = 1
+        finally:
+            for stream in (sys.stdout, sys.stderr):
+                try:
+                    stream.flush()
+                except Exception:
+                    pass
+            os._exit(code)
+
+
 if __name__ == "__main__":
-    main()
+    convert(sys.argv[1])

@@ -27,7 +27,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
 
@@ -38,6 +37,7 @@ import parity
 import runtimes
 import verify_io
 from common import boolean, csv, fail, first_line, reject, run_batch, step_done
+from onnx2tf_attempt import AttemptForker
 from step_sdk import oom_kills, stop_if_killed
 from tflite_runtime import FLEX_HINT, op_counts, op_set
 
@@ -132,19 +132,18 @@ def calibration_arrays(path, model, keep_names, mean, std):
     return result
 
 
-def run_attempt(name, params, work, meanwhile=None):
-    """Run one onnx2tf attempt in an interpreter of its own, its output into NAME.log; (its output folder, exit
-    status, log). `meanwhile` (a function) runs in this process while the attempt converts: the first attempt's
-    wait computes the reference on the other core."""
+def run_attempt(forker, name, params, work, meanwhile=None):
+    """Run one onnx2tf attempt in a process of its own (forked by `forker`, an onnx2tf_attempt.AttemptForker), its
+    output into NAME.log; (its output folder, exit status, log). `meanwhile` (a function) runs in this process while
+    the attempt converts: the first attempt's wait computes the reference on the other core."""
     folder = os.path.join(work, name)
     shutil.rmtree(folder, ignore_errors=True)
     params_file, log_path = os.path.join(work, f"{name}.json"), os.path.join(work, f"{name}.log")
     with open(params_file, "w") as fh:
         json.dump(dict(params, output_folder_path=folder), fh)
     before = oom_kills()
-    with open(log_path, "w") as log_file:  # a file, not a pipe: nothing blocks the attempt while `meanwhile` runs
-        child = subprocess.Popen([sys.executable, os.path.join(os.path.dirname(__file__), "onnx2tf_attempt.py"),
-                                  params_file], cwd=work, stdout=log_file, stderr=subprocess.STDOUT)
+    open(log_path, "w").close()  # a file, not a pipe: nothing blocks the attempt while `meanwhile` runs
+    child = forker.start(params_file, log_path, work)
     try:
         if meanwhile is not None:
             meanwhile()
@@ -270,7 +269,15 @@ def main():
     p.add_argument("--allow_flex_ops", default="false")
     p.add_argument("--plan", help="the verification's input plan (JSON): attempts are judged on the same inputs")
     args = p.parse_args()
+    # first of all, before onnxruntime runs here: the attempts are forked from a copy of the step as it is now
+    forker = AttemptForker()
+    try:
+        convert_with(forker, args)
+    finally:
+        forker.close()
 
+
+def convert_with(forker, args):
     work = os.path.join(tempfile.gettempdir(), "onnx2tf")  # the step's own scratch (in a warm worker, per step)
     os.makedirs(work, exist_ok=True)
     np.save(os.path.join(work, SAMPLE_NAME),
@@ -353,7 +360,8 @@ def main():
         if name.startswith("accuracy_check") and args.param_replacement:
             continue  # the user's replacement JSON is in force; no automatic search over it
         print(f"onnx2tf: attempt '{name}'", file=sys.stderr, flush=True)
-        folder, code, log = run_attempt(name, params, work, meanwhile=make_reference if reference is None else None)
+        folder, code, log = run_attempt(forker, name, params, work,
+                                        meanwhile=make_reference if reference is None else None)
         record = {"remedy": name, "options": sorted(extra)}
         if name == "rewrite_graph":
             record["rewrites"] = [name_map.speak(r, names) for r in rewrites]
@@ -364,8 +372,9 @@ def main():
             if found:
                 record["generated_json"] = os.path.basename(found[0])
                 shutil.copyfile(found[0], os.path.join(work, "auto_param_replacement.json"))
-                folder, code, log = run_attempt(name + "_converted", dict(base, param_replacement_file=os.path.join(
-                    work, "auto_param_replacement.json")), work)
+                replacement = os.path.join(work, "auto_param_replacement.json")
+                folder, code, log = run_attempt(forker, name + "_converted",
+                                                dict(base, param_replacement_file=replacement), work)
             else:
                 record["generated_json"] = None
         if code != 0:

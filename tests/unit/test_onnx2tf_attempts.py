@@ -1,0 +1,72 @@
+"""onnx2tf's attempts forked by AttemptForker (images/onnx2tf/steps/onnx2tf_attempt.py) as a local process tree, with
+a stand-in for onnx2tf.convert: what the step relies on (status, log, kill, and that the forker goes with the step).
+The real conversions are in tests/e2e (test_e2e_torch.py, test_e2e_onnx_wild.py)."""
+
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "images" / "onnx2tf" / "steps"))
+import onnx2tf_attempt  # noqa: E402
+
+
+def stand_in(params_file):
+    """onnx2tf.convert for these tests: PARAMS.json's "do" says what to do."""
+    params = json.loads(Path(params_file).read_text())
+    what = params["do"]
+    print(f"converting in {os.getcwd()} pid {os.getpid()}", flush=True)
+    if what == "exit":
+        sys.exit(params["code"])
+    if what == "raise":
+        raise ValueError("onnx2tf gave up")
+    if what == "sleep":
+        time.sleep(60)
+    if what == "die":
+        os.kill(os.getpid(), signal.SIGKILL)
+    Path("marker").write_text("converted")
+
+
+@pytest.fixture
+def forker(monkeypatch):
+    monkeypatch.setattr(onnx2tf_attempt, "convert", stand_in)  # before the fork: the forked copies have it
+    f = onnx2tf_attempt.AttemptForker()
+    yield f
+    f.close()
+
+
+def attempt(forker, tmp_path, name, **params):
+    (tmp_path / f"{name}.json").write_text(json.dumps(params))
+    (tmp_path / f"{name}.log").write_text("")
+    return forker.start(str(tmp_path / f"{name}.json"), str(tmp_path / f"{name}.log"), str(tmp_path))
+
+
+def test_attempts_run_forked_one_after_another_with_their_status_and_log(forker, tmp_path):
+    ok = attempt(forker, tmp_path, "ok", do="convert")
+    assert ok.wait() == 0 and (tmp_path / "marker").read_text() == "converted"
+    log = (tmp_path / "ok.log").read_text()
+    assert f"converting in {tmp_path} pid {ok.pid}" in log and ok.pid not in (os.getpid(), forker.pid)
+    assert attempt(forker, tmp_path, "exit", do="exit", code=3).wait() == 3
+    assert attempt(forker, tmp_path, "raise", do="raise").wait() == 1
+    assert "ValueError: onnx2tf gave up" in (tmp_path / "raise.log").read_text()  # the traceback, in its log
+    assert attempt(forker, tmp_path, "die", do="die").wait() == -signal.SIGKILL  # as Popen says a signal
+
+
+def test_a_killed_attempt_ends_at_once_and_the_next_one_runs(forker, tmp_path):
+    slow = attempt(forker, tmp_path, "slow", do="sleep")
+    started = time.monotonic()
+    slow.kill()
+    assert slow.wait() == -signal.SIGKILL and time.monotonic() - started < 10
+    assert attempt(forker, tmp_path, "after", do="convert").wait() == 0
+
+
+def test_the_forker_exits_when_the_step_closes_it(monkeypatch):
+    monkeypatch.setattr(onnx2tf_attempt, "convert", stand_in)
+    f = onnx2tf_attempt.AttemptForker()
+    f.close()
+    with pytest.raises(ChildProcessError):  # it exited, and close() reaped it
+        os.waitpid(f.pid, os.WNOHANG)
