@@ -41,6 +41,32 @@ def fail(message):
     _stop(message, EX_SOFTWARE)
 
 
+def end_process(body):
+    """Run body() as all a forked process does, then end that process at once (os._exit: nothing of the parent it
+    was forked from runs on): status 0, SystemExit's status (its message on stderr when it is not a number), or 1
+    with the traceback for any other exception, as the interpreter would exit."""
+    import traceback
+
+    code = 1
+    try:
+        body()
+        code = 0
+    except SystemExit as exc:
+        if exc.code is None or isinstance(exc.code, int):
+            code = exc.code or 0
+        else:
+            print(exc.code, file=sys.stderr)
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:
+                pass
+        os._exit(code)
+
+
 def oom_kills():
     """How many processes the kernel's out-of-memory killer has stopped in this container's memory cgroup (cgroup
     v2 or v1); None where neither file can be read."""

@@ -34,9 +34,8 @@ import signal
 import sys
 import tempfile
 import time
-import traceback
 
-from step_sdk import oom_kills
+from step_sdk import end_process, oom_kills
 
 POLL_SECONDS = 0.01
 
@@ -59,8 +58,7 @@ def preload(names):
 
 def run_step(req, rid, control, scratch):
     """In the forked child: become the step's process and never return."""
-    code = 1
-    try:
+    def step():
         os.setpgid(0, 0)
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
             signal.signal(sig, signal.SIG_DFL)
@@ -74,25 +72,9 @@ def run_step(req, rid, control, scratch):
         script = req["argv"][1]
         sys.argv = list(req["argv"][1:])
         sys.path[0] = os.path.dirname(script)
-        code = 0
-        try:
-            runpy.run_path(script, run_name="__main__")
-        except SystemExit as exc:
-            if exc.code is None or isinstance(exc.code, int):
-                code = exc.code or 0
-            else:
-                print(exc.code, file=sys.stderr)
-                code = 1
-    except BaseException:  # what the interpreter would print for an uncaught exception, and its exit status
-        traceback.print_exc()
-        code = 1
-    finally:
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except Exception:
-                pass
-        os._exit(code)
+        runpy.run_path(script, run_name="__main__")
+
+    end_process(step)
 
 
 class Server(object):

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "images" / "onnx2tf" / "steps"))
+IMAGES = Path(__file__).resolve().parents[2] / "images"
+sys.path[:0] = [str(IMAGES / "onnx2tf" / "steps"), str(IMAGES / "shared")]
 import onnx2tf_attempt  # noqa: E402
 
 

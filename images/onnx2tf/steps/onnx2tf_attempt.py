@@ -15,9 +15,10 @@ import json
 import os
 import signal
 import sys
-import traceback
 
 import numpy as np
+
+from step_sdk import end_process
 
 
 def convert(params_file):
@@ -112,8 +113,7 @@ class AttemptForker:
     @staticmethod
     def _attempt(req):
         """In the attempt's process: run it and never return."""
-        code = 1
-        try:
+        def attempt():
             log = os.open(req["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
             for fd in (1, 2):
                 os.dup2(log, fd)
@@ -122,22 +122,9 @@ class AttemptForker:
             sys.stdout = os.fdopen(1, "w", buffering=1, closefd=False)
             sys.stderr = os.fdopen(2, "w", buffering=1, closefd=False)
             os.chdir(req["cwd"])
-            code = 0
-            try:
-                convert(req["params"])
-            except SystemExit as exc:
-                code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-        except BaseException:
-            traceback.print_exc()
-            code = 1
-        finally:
-            for stream in (sys.stdout, sys.stderr):
-                try:
-                    stream.flush()
-                except Exception:
-                    pass
-            os._exit(code)
+            convert(req["params"])
 
+        end_process(attempt)
 
 if __name__ == "__main__":
     convert(sys.argv[1])
