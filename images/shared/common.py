@@ -5,8 +5,8 @@ never on the host."""
 import os
 import sys
 
-from step_sdk import (EX_DATAERR, boolean, fail, first_line, oom_kills, reject, runner_done,  # noqa: F401
-                      step_done, stop_if_killed, versions, write_json)
+from step_sdk import (EX_DATAERR, boolean, end_process, fail, first_line, oom_kills, reject,  # noqa: F401
+                      runner_done, step_done, stop_if_killed, versions, write_json)
 
 
 def run_child(argv, what, **kwargs):
@@ -18,6 +18,38 @@ def run_child(argv, what, **kwargs):
     proc = subprocess.run(argv, **kwargs)
     stop_if_killed(proc.returncode, what, before)
     return proc
+
+
+def output_to(path):
+    """Send this process's stdout and stderr (the descriptors and Python's streams on them) to the end of `path`."""
+    log = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    for fd in (1, 2):
+        os.dup2(log, fd)
+    os.close(log)
+    # whatever the step had made of sys.stdout and sys.stderr, they write to those descriptors now
+    sys.stdout = os.fdopen(1, "w", buffering=1, closefd=False)
+    sys.stderr = os.fdopen(2, "w", buffering=1, closefd=False)
+
+
+def run_forked(body, what, log_path):
+    """body() in a forked copy of this step, its output into log_path; its exit status (-N for signal N). No new
+    interpreter starts: what the stack's warm worker imported (TensorFlow) is there already, where run_child's
+    fresh process imported it again. Fork before this step has run its libraries (a copy of a library's threads
+    mid-use can deadlock). A child killed by a signal stops the step, as with run_child."""
+    before = oom_kills()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:
+        def child():
+            output_to(log_path)
+            body()
+
+        end_process(child)
+    _, status = os.waitpid(pid, 0)
+    code = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+    stop_if_killed(code, what, before)
+    return code
 
 
 class Spec:

@@ -154,28 +154,27 @@ def test_the_worker_exits_when_the_host_stops_its_heartbeat(tmp_path):
 
 def test_a_step_the_host_stops_is_killed_alone_and_its_neighbour_finishes(server, tmp_path):
     proc, control, _ = server
-    sleeper = script(tmp_path, "import time\ntime.sleep(60)\n", "sleeper.py")
+    sleeper = script(tmp_path, "import time\ntime.sleep(300)\n", "sleeper.py")
     neighbour = script(tmp_path, "import time\ntime.sleep(1.0)\nprint('finished')\n", "neighbour.py")
     for rid, step in (("s", sleeper), ("n", neighbour)):
-        (control / f"{rid}.req.tmp").write_text(json.dumps({"argv": ["python", step], "timeout": 120}))
+        (control / f"{rid}.req.tmp").write_text(json.dumps({"argv": ["python", step], "timeout": 600}))
         (control / f"{rid}.req.tmp").rename(control / f"{rid}.req")
-    while not (control / "s.taken").exists():
-        time.sleep(0.02)
-    started = time.monotonic()
+    wait_for(control, "s.taken")
     (control / "s.kill").touch()
-    deadline = time.monotonic() + 30
-    while not (control / "s.done").exists():
-        assert time.monotonic() < deadline
-        (control / "alive").touch()
-        time.sleep(0.02)
-    killed = json.loads((control / "s.done").read_text())
+    killed = json.loads(wait_for(control, "s.done").read_text())
     assert killed["exit_code"] == 137 and killed["signal"] == 9 and not killed["timed_out"]
-    assert time.monotonic() - started < 10
+    assert killed["seconds"] < 200  # killed, not slept out
     done, out, _ = run(control, ["python", neighbour], rid="n2")  # and a new one runs meanwhile
-    while not (control / "n.done").exists():
-        assert time.monotonic() < deadline
-        (control / "alive").touch()
-        time.sleep(0.02)
-    assert json.loads((control / "n.done").read_text())["exit_code"] == 0
+    assert json.loads(wait_for(control, "n.done").read_text())["exit_code"] == 0
     assert (control / "n.out").read_text().strip() == "finished" and done["exit_code"] == 0
     assert proc.poll() is None
+
+
+def wait_for(control, name, seconds=120):
+    """CONTROL/NAME once it exists (the host's heartbeat kept up meanwhile)."""
+    deadline = time.monotonic() + seconds
+    while not (control / name).exists():
+        assert time.monotonic() < deadline, f"no {name} after {seconds} s"
+        (control / "alive").touch()
+        time.sleep(0.02)
+    return control / name

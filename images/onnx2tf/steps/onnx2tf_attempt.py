@@ -18,7 +18,7 @@ import sys
 
 import numpy as np
 
-from step_sdk import end_process
+from common import end_process, output_to
 
 
 def convert(params_file):
@@ -114,13 +114,7 @@ class AttemptForker:
     def _attempt(req):
         """In the attempt's process: run it and never return."""
         def attempt():
-            log = os.open(req["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-            for fd in (1, 2):
-                os.dup2(log, fd)
-            os.close(log)
-            # Python's streams on those descriptors, whatever the step had made of sys.stdout and sys.stderr
-            sys.stdout = os.fdopen(1, "w", buffering=1, closefd=False)
-            sys.stderr = os.fdopen(2, "w", buffering=1, closefd=False)
+            output_to(req["log"])
             os.chdir(req["cwd"])
             convert(req["params"])
 

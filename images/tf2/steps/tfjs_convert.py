@@ -9,8 +9,9 @@ import json
 import os
 import shutil
 import sys
+import tempfile
 
-from common import fail, first_line, reject, run_child, step_done
+from common import fail, first_line, reject, run_forked, step_done
 
 # flags passed through unchanged (value flags)
 VALUE_FLAGS = ("signature_name", "saved_model_tags", "weight_shard_size_bytes", "output_node_names", "metadata")
@@ -58,14 +59,17 @@ def main():
     base = converter_argv(args)
     argv = base[:3] + [args.input, target.rstrip("/")] + base[3:]
     print("running: " + " ".join(argv), flush=True)
-    # TensorFlow's oneDNN rewrites (on by default on x86 CPUs with AVX512_VNNI, AVX512_BF16 or AMX) would fuse Sigmoid
-    # and Tanh into MatMul, and the TF.js runtime has no fused tanh: the same graph on every host, one TF.js runs
-    proc = run_child(argv, "tensorflowjs_converter", capture_output=True, text=True,
-                     env=dict(os.environ, TF_ENABLE_ONEDNN_OPTS="0"))
-    sys.stdout.write(proc.stdout)
-    sys.stderr.write(proc.stderr)
-    if proc.returncode != 0:
-        lines = [ln.strip() for ln in (proc.stderr + proc.stdout).splitlines() if ln.strip()]
+    # the converter runs in a forked copy of this step (the warm worker's TensorFlow is imported already), not a new
+    # interpreter. TensorFlow's oneDNN rewrites (on by default on x86 CPUs with AVX512_VNNI, AVX512_BF16 or AMX) would
+    # fuse Sigmoid and Tanh into MatMul, and the TF.js runtime has no fused tanh: the tf2 stack's environment turns
+    # them off (stack.json), before TensorFlow is imported, for the same graph on every host, one TF.js runs
+    log_path = os.path.join(tempfile.gettempdir(), "tensorflowjs_converter.log")
+    code = run_forked(lambda: run_converter(argv[1:]), "tensorflowjs_converter", log_path)
+    with open(log_path, errors="replace") as fh:
+        output = fh.read()
+    sys.stderr.write(output)
+    if code != 0:
+        lines = [ln.strip() for ln in output.splitlines() if ln.strip()]
         keys = ("Unsupported", "Error", "error:", "not supported")
         detail = next((ln for ln in reversed(lines) if any(k in ln for k in keys)), lines[-1] if lines else "")
         fail(f"tensorflowjs_converter failed: {detail}")
@@ -96,6 +100,13 @@ def main():
     import tensorflowjs
 
     step_done(args.out, artifacts, tensorflowjs=tensorflowjs.__version__, **info)
+
+
+def run_converter(arguments):
+    """tensorflowjs_converter ARGUMENTS, in this process (its console script does the same)."""
+    from tensorflowjs.converters import converter
+
+    converter.convert(arguments)
 
 
 # ops TF.js runs only with executeAsync(): control flow and ops whose output size depends on values
