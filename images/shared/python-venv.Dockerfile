@@ -1,14 +1,18 @@
-# The Python 3 stacks' recipe (tf2, torch, onnx2tf: stack.json "recipe": "python-venv"). Built by
-# `orchestrator images build STACK`, which supplies BASE_IMAGE (a debootstrapped Debian imported without a
-# registry, or a registry base), SMOKE_TEST (stack.json "smoke_test") and a _build/ folder holding an optional
+# The Python 3 stacks' recipe (tf2, keras3, onnx2tf, torch, litert_torch: stack.json "recipe": "python-venv"). Built
+# by `orchestrator images build STACK`, which supplies BASE_IMAGE (a debootstrapped Debian imported without a
+# registry, or a registry base), SMOKE_TEST (stack.json "smoke_test"), PRELOAD and STACK_ENVIRONMENT (below),
+# CONTENT_HASH (the build stage's label) and a _build/ folder holding an optional
 # extra CA bundle, an optional wheelhouse (torch's CPU-only wheel) and these shared step helpers. The CA bundle,
 # the wheelhouse and any index URL live only in the `build` stage: the final image receives the finished
 # virtualenv, the stack's steps/ and nothing else. The stack's requirements.lock decides what is installed; pip,
 # apt caches, the packages' test suites and C headers and the libraries' symbol tables stay behind (slim.sh).
-# The packages' bytecode is compiled here, once: a step's root is read-only, so without it every container would
-# compile TensorFlow's or torch's Python at each import (measured: `import tensorflow` 15.0 s without, 7.1 s with).
-# unchecked-hash: the files never change in the image, so the interpreter need not compare them with the source.
-# (A few packages ship sources for other Python versions that do not compile; compileall skips them.)
+# The bytecode of the modules the steps import is compiled once, in the final stage (bytecode.py, its own small
+# layer): a step's root is read-only, so without it every container would compile TensorFlow's or torch's Python
+# at each import (measured: `import tensorflow` 15.0 s without, 7.1 s with). Only those modules: the smoke test's,
+# the worker's preload list (PRELOAD, stack.json "worker") and whatever the scripts in /opt/steps import, loaded
+# with the stack's environment (STACK_ENVIRONMENT, stack.json "environment"); compiling the whole virtualenv cost
+# about twice the bytes. unchecked-hash: the files never change in the image, so the interpreter need not compare
+# them with the source.
 ARG BASE_IMAGE=orchestrator/debian:bookworm
 
 # no CA certificates in the final image: a step has no network
@@ -41,8 +45,7 @@ RUN set -e; \
         --find-links /tmp/build/wheelhouse -r /tmp/requirements.lock; \
     /opt/venv/bin/python -m pip uninstall -q -y pip; \
     SP=$(echo /opt/venv/lib/python3*/site-packages); cp -R /tmp/build/site-packages/. "$SP/"; \
-    sh /tmp/build/slim.sh "$SP"; find /opt/venv -name __pycache__ -prune -exec rm -rf {} +; \
-    /opt/venv/bin/python -m compileall -q -j 0 --invalidation-mode unchecked-hash "$SP" >/dev/null || true
+    sh /tmp/build/slim.sh "$SP"; find /opt/venv -name __pycache__ -prune -exec rm -rf {} +
 
 FROM runtime
 COPY --from=build /opt/venv /opt/venv
@@ -52,4 +55,9 @@ COPY _build/shared/ /opt/steps/
 COPY steps/ /opt/steps/
 # the stack's smoke test (stack.json "smoke_test"): its main libraries import
 ARG SMOKE_TEST="import numpy"
+ARG PRELOAD=""
+ARG STACK_ENVIRONMENT="{}"
+# the bytecode of what the steps import, and nothing else (bytecode.py; it says how many modules and MB)
+RUN python /opt/steps/bytecode.py --root /opt/venv --smoke-test "$SMOKE_TEST" --preload "$PRELOAD" \
+        --environment "$STACK_ENVIRONMENT"
 RUN python -c "$SMOKE_TEST"

@@ -1,4 +1,5 @@
 import tarfile
+from ast import literal_eval
 
 import pytest
 
@@ -29,20 +30,33 @@ def test_unchanged_stack_is_not_rebuilt_and_is_listed(engine, stack_images):
 
 def test_images_are_lean_and_builds_leave_no_stages_behind(engine, stack_images):
     """No apt or pip or npm caches, no pip, npm or compiler, no test suites in any stack image; the Python stacks'
-    packages are compiled (bytecode that needs no check against its source: a step's root is read-only, so it could
-    never write its own); the build stages are gone once the images are built; `images list` totals them."""
+    modules that the steps import are compiled (bytecode that needs no check against its source: a step's root is
+    read-only, so it could never write its own), and only those; the build stages are gone once the images are
+    built; `images list` totals them."""
     from orchestrator.engine import ContainerSpec
 
     probe = ("ls /var/cache/apt/archives/*.deb /var/cache/apt/*.bin /root/.cache /root/.npm 2>/dev/null; "
              "for c in pip pip3 npm gcc g++ cc make; do command -v $c; done; "
              "find /opt /usr/local/lib -type d -name tests | head -3")
-    # the pyc header's flags (bytes 4-8): 1 = hash-based, not checked against the source (PEP 552)
-    bytecode = ("import importlib.util, numpy; f = importlib.util.cache_from_source(numpy.__file__); "
-                "print(int.from_bytes(open(f, 'rb').read()[4:8], 'little'))")
+    # numpy (every step imports it): its pyc's flags (header bytes 4-8) are 1 = hash-based, not checked against the
+    # source (PEP 552); numpy's conftest.py (pytest's, imported by nothing) and TensorBoard's server (where the
+    # stack has TensorBoard: tf.summary never imports it) have sources and no bytecode
+    bytecode = "\n".join([
+        "import importlib.util, os, numpy",
+        "def pyc(source): return importlib.util.cache_from_source(source)",
+        "print(int.from_bytes(open(pyc(numpy.__file__), 'rb').read()[4:8], 'little'))",
+        "unused = [os.path.join(os.path.dirname(numpy.__file__), 'conftest.py')]",
+        "board = importlib.util.find_spec('tensorboard')",
+        "unused += [os.path.join(os.path.dirname(board.origin), 'program.py')] if board else []",
+        "print([(os.path.basename(f), os.path.isfile(f), os.path.exists(pyc(f))) for f in unused])"])
     for name, stack in images.discover_stacks().items():
         assert engine.run(ContainerSpec(image=stack.tag(), command=["sh", "-c", probe])).stdout == "", name
         if stack.recipe == "python-venv":
-            assert engine.run(ContainerSpec(image=stack.tag(), command=["python", "-c", bytecode])).stdout == "1\n"
+            out = engine.run(ContainerSpec(image=stack.tag(), command=["python", "-c", bytecode])).stdout
+            flags, unused = out.splitlines()
+            assert flags == "1", (name, out)
+            assert literal_eval(unused)[0] == ("conftest.py", True, False), (name, out)
+            assert literal_eval(unused)[1:] in ([], [("program.py", True, False)]), (name, out)
         assert engine.prune_images({"org.orchestrator.content-hash": stack.content_hash()})["images"] == 0, name
     total = cli("images", "list").stdout.strip().splitlines()[-1]
     assert total.startswith(f"{len(images.discover_stacks())} stack images: ") and " GB on disk" in total, total
