@@ -26,8 +26,10 @@ engine:
 base: engine install
 	$(ORCH) images base
 
+# the stack images, two builds at once (much of a build waits on the network and the disk); BUILD_JOBS=1: one by one
+BUILD_JOBS ?= 2
 images: engine install
-	$(ORCH) images build
+	$(ORCH) images build -j $(BUILD_JOBS)
 
 demo: images
 	rm -rf $(DEMO)

@@ -132,10 +132,12 @@ class Images:
                                      log=_log)
         return f"{images.base_ref(suite)} {image_id}"
 
-    def build(self, *stacks, ca_bundle=None, index_url=None, extra_index_url=None, wheelhouse=None,
+    def build(self, *stacks, jobs=2, ca_bundle=None, index_url=None, extra_index_url=None, wheelhouse=None,
               no_cache=False, force=False, mirror=None, from_registry=False, verbose=False):
         """Build stack images (all when none named), tagged by the content hash of images/<stack>/.
 
+        -j/--jobs N         build at most N stacks at once (default 2); the missing base images come first. A
+                            failed build does not stop the others; each failure is said at the end
         --ca-bundle FILE    extra CA bundle for the build (default: SSL_CERT_FILE, REQUESTS_CA_BUNDLE or PIP_CERT)
         --index-url URL     package index (default: PIP_INDEX_URL or pip config)
         --wheelhouse DIR    local wheels offered to pip (hash-checked against the lock like any other)
@@ -144,17 +146,17 @@ class Images:
         """
         from orchestrator import images
 
+        if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+            raise UsageError(f"images build: -j/--jobs must be a whole number of at least 1, not {jobs!r}")
         engine = _engine()
         names = list(stacks) or list(images.discover_stacks())
         extra = None if extra_index_url is None else [u for u in str(extra_index_url).split() if u]
         opts = images.BuildOptions(ca_bundle=ca_bundle, index_url=index_url, extra_index_urls=extra,
                                    wheelhouse=wheelhouse, no_cache=no_cache, mirror=mirror,
                                    from_registry=from_registry, verbose=bool(verbose))
-        built = []
-        for name in names:
-            tag, image_id = images.build_stack(engine, images.get_stack(name), opts, force=force, log=_log)
-            built.append(f"{tag} {image_id}")
-        return "\n".join(built)
+        chosen = [images.get_stack(name) for name in dict.fromkeys(names)]
+        built = images.build_stacks(engine, chosen, opts, force=force, jobs=jobs, log=_log)
+        return "\n".join(f"{tag} {image_id}" for tag, image_id in built)
 
     def list(self):
         """Show every stack: tag, image id, size, built or not; then the stack images' total, as the sum of their

@@ -108,6 +108,19 @@ class BuildFailed(EnvironmentProblem):
         super().__init__(f"building {image} failed" + (f": {last[-1].strip()}" if last else ""))
 
 
+class BuildsFailed(BuildFailed):
+    """Several stacks' builds failed (`images build`, which goes on with the others): one line naming each, and the
+    exit code of the first failure (5 for a build, 2 for an unusable option such as a missing CA bundle)."""
+
+    def __init__(self, failures):
+        self.failures = list(failures)  # [(stack, the error)]
+        self.image = ", ".join(getattr(exc, "image", stack) for stack, exc in self.failures)
+        self.log_tail = ""
+        self.exit_code = self.failures[0][1].exit_code
+        EnvironmentProblem.__init__(self, f"{len(self.failures)} stack builds failed: "
+                                    + "; ".join(f"{stack} ({one_line(exc)})" for stack, exc in self.failures))
+
+
 class AttemptsFailed(OrchestratorError):
     """No attempt of a step-choosing option given "auto" (e.g. --converter auto) gave a verified result. The exit
     code is 4 when every attempt ran and failed verification, else 3 (an attempt's step failed)."""

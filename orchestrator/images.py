@@ -14,12 +14,15 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from orchestrator import machine, protocol
-from orchestrator.errors import BuildFailed, EnvironmentProblem, InputError, UsageError
+from orchestrator.engine import STEP_CONTAINER
+from orchestrator.errors import (BuildFailed, BuildsFailed, EnvironmentProblem, InputError, OrchestratorError,
+                                 UsageError, one_line)
 
 REPO = "orchestrator"
 BASE_REPO = f"{REPO}/debian"
@@ -198,10 +201,9 @@ def build_base(engine, suite="bookworm", mirror=None, from_registry=False, force
     with tempfile.TemporaryDirectory(prefix="orchestrator-base-") as tmp:
         rootfs = Path(tmp) / "rootfs"
         log(f"debootstrap --variant=minbase {suite} from {mirror}")
-        proc = subprocess.run(["debootstrap", "--variant=minbase", suite, str(rootfs), mirror],
-                              capture_output=True, text=True)
-        if proc.returncode != 0:
-            tail = (proc.stdout + proc.stderr).strip().splitlines()[-3:]
+        code, output = _run_child(["debootstrap", "--variant=minbase", suite, str(rootfs), mirror])
+        if code != 0:
+            tail = output.strip().splitlines()[-3:]
             raise EnvironmentProblem(f"debootstrap {suite} from {mirror} failed: {' | '.join(tail)}")
         # keep the image small and free of host traces
         for sub in ("var/cache/apt/archives", "var/lib/apt/lists"):
@@ -221,6 +223,34 @@ def build_base(engine, suite="bookworm", mirror=None, from_registry=False, force
         image_id = engine.import_rootfs(tarball, BASE_REPO, suite, changes)
     log(f"{ref} built ({image_id[:19]}; mirror {mirror}, {date})")
     return image_id
+
+
+_CHILDREN = set()  # the debootstrap processes running (build_base), for an interrupted parallel build to stop
+_CHILDREN_LOCK = threading.Lock()
+
+
+def _run_child(argv):
+    """Run a command to its end; (exit status, its stdout and stderr). Registered in _CHILDREN while it runs."""
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace")
+    with _CHILDREN_LOCK:
+        _CHILDREN.add(proc)
+    try:
+        output, _ = proc.communicate()
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    finally:
+        with _CHILDREN_LOCK:
+            _CHILDREN.discard(proc)
+    return proc.returncode, output
+
+
+def _stop_children():
+    with _CHILDREN_LOCK:
+        for proc in list(_CHILDREN):
+            with contextlib.suppress(OSError):
+                proc.terminate()
 
 
 # what a base image and every package installed on it leave out (dpkg path-exclude, as Debian's slim images do):
@@ -285,18 +315,21 @@ class BuildOptions:
 
 class BuildProgress:
     """A stack build's output: every line into a log file; on screen one progress bar (tqdm) on a terminal, or the
-    Dockerfile's steps as plain lines when stderr is not one. The last lines are there for a failure."""
+    Dockerfile's steps as plain lines when stderr is not one. The last lines are there for a failure.
+
+    `position`: the bar's line among those of builds running at once (build_stacks); such a bar is cleared when
+    its build ends, and the build's "built" or "failed" line stays instead."""
 
     STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)")
 
-    def __init__(self, stack, log, folder=None, tty=None):
+    def __init__(self, stack, log, folder=None, tty=None, position=None):
         from orchestrator.cache import default_root
 
         folder = Path(folder) if folder else default_root() / "logs"
         folder.mkdir(parents=True, exist_ok=True)
         stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
         self.path = folder / f"build-{stack}-{stamp}-{os.getpid()}.log"
-        self.stack, self.log, self.bar = stack, log, None
+        self.stack, self.log, self.bar, self.position = stack, log, None, position
         self.tty = sys.stderr.isatty() if tty is None else tty
         self.started = time.monotonic()
         self._file = open(self.path, "w")
@@ -312,7 +345,8 @@ class BuildProgress:
             if self.bar is None:
                 from tqdm import tqdm
 
-                self.bar = tqdm(total=total, desc=self.stack, unit="step", file=sys.stderr, leave=True,
+                self.bar = tqdm(total=total, desc=self.stack, unit="step", file=sys.stderr,
+                                position=self.position, leave=self.position is None,
                                 bar_format="{desc}: {bar:30} {n_fmt}/{total_fmt} steps {elapsed} {postfix}")
             self.bar.update(n - self.bar.n)
             self.bar.set_postfix_str(what[:50])
@@ -386,11 +420,11 @@ def build_args(opts, dockerfile_text=""):
     return args
 
 
-def stack_labels(stack, base_id):
+def stack_labels(stack, base_id, content_hash=None):
     lock = (stack.path / stack.lock).read_bytes()
     return {
         f"{LABEL}.stack": stack.name,
-        f"{LABEL}.content-hash": stack.content_hash(),
+        f"{LABEL}.content-hash": content_hash or stack.content_hash(),
         f"{LABEL}.lock-sha256": hashlib.sha256(lock).hexdigest(),
         f"{LABEL}.base-image": base_id,
         f"{LABEL}.built": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -431,18 +465,36 @@ def _build_lock(tag):
         fh.close()
 
 
-def build_stack(engine, stack, opts=None, force=False, log=print):
+def build_stack(engine, stack, opts=None, force=False, log=print, position=None, watch=None):
     """Build images/<stack> as orchestrator/<stack>:<content hash>; return (tag, image id).
 
     An unchanged stack folder is not rebuilt (unless `force`); a build of the same image by another process on this
-    host is waited for."""
-    with _build_lock(stack.tag()):
-        return _build_stack(engine, stack, opts, force, log)
+    host is waited for. `position`: its progress bar's line (build_stacks); `watch`: called with each line of the
+    engine's build output before it is shown (build_stacks).
+
+    The stack's content hash is taken once, as the build starts: the tag, the labels and the removal of the build
+    stage all use it, even when the stack's files change while it builds."""
+    content_hash = stack.content_hash()
+    with _build_lock(f"{stack.repository}:{content_hash[:12]}"):
+        return _build_stack(engine, stack, content_hash, opts, force, log, position, watch)
 
 
-def _build_stack(engine, stack, opts, force, log):
+def recipe_args(stack, dockerfile_text):
+    """The build arguments a Dockerfile takes from stack.json: SMOKE_TEST, and for the python-venv recipe's bytecode
+    step PRELOAD (the worker's preload list) and STACK_ENVIRONMENT (its "environment", as JSON)."""
+    args = {}
+    if stack.smoke_test:
+        args["SMOKE_TEST"] = stack.smoke_test
+    if "PRELOAD" in dockerfile_text and stack.preload:
+        args["PRELOAD"] = ",".join(stack.preload)
+    if "STACK_ENVIRONMENT" in dockerfile_text and stack.environment:
+        args["STACK_ENVIRONMENT"] = json.dumps(dict(stack.environment), sort_keys=True)
+    return args
+
+
+def _build_stack(engine, stack, content_hash, opts, force, log, position=None, watch=None):
     opts = opts or BuildOptions()
-    tag = stack.tag()
+    tag = f"{stack.repository}:{content_hash[:12]}"
     existing = engine.image(tag)
     if existing and not force:
         log(f"{tag} is up to date ({existing['id'][:19]})")
@@ -455,17 +507,18 @@ def _build_stack(engine, stack, opts, force, log):
         build_base(engine, stack.base, mirror=opts.mirror, from_registry=opts.from_registry, log=log)
         base_info = engine.image(base)
     # CONTENT_HASH labels the build stage, which is removed once the image is built (remove_build_stages)
-    args = dict(build_args(opts, stack.dockerfile.read_text()), BASE_IMAGE=base, CONTENT_HASH=stack.content_hash())
-    if stack.smoke_test:
-        args["SMOKE_TEST"] = stack.smoke_test
+    dockerfile = stack.dockerfile.read_text()
+    args = dict(build_args(opts, dockerfile), BASE_IMAGE=base, CONTENT_HASH=content_hash,
+                **recipe_args(stack, dockerfile))
     log(f"building {tag} from {stack.path} (base {base})")
     started = time.monotonic()
-    progress = None if opts.verbose else BuildProgress(stack.name, log)
+    progress = None if opts.verbose else BuildProgress(stack.name, log, position=position)
+    sink = _build_output(stack, log, progress, position, watch)
     try:
         with tempfile.TemporaryDirectory(prefix=f"orchestrator-build-{stack.name}-") as tmp:
             ctx = _prepare_context(stack, opts, tmp)
-            image_id = engine.build(ctx, tag, buildargs=args, labels=stack_labels(stack, base_info["id"]),
-                                    nocache=opts.no_cache, log=progress or log)
+            image_id = engine.build(ctx, tag, buildargs=args, labels=stack_labels(stack, base_info["id"], content_hash),
+                                    nocache=opts.no_cache, log=sink)
     except BaseException as exc:
         if progress is not None:
             progress.close()
@@ -473,30 +526,258 @@ def _build_stack(engine, stack, opts, force, log):
                 for line in progress.tail(40):
                     log(f"  {line}")
                 log(f"{stack.name}: the build failed; full log: {progress.path}")
+                exc.build_log = str(progress.path)
         if isinstance(exc, KeyboardInterrupt):
             # Ctrl-C or SIGTERM (errors.Terminated): the engine has stopped the build (Engine.build); what it
             # committed of the build stage meanwhile goes as after a finished build, so no half-made image stays
             # (best effort: an engine going away with the host must not turn the interrupt into a traceback)
             with contextlib.suppress(Exception):
-                remove_build_stages(engine, stack, log)
+                remove_build_stages(engine, stack, log, content_hash)
         raise
     if progress is not None:
         progress.close()
     where = f"; log: {progress.path}" if progress is not None else ""
     log(f"{tag} built in {time.monotonic() - started:.0f} s ({image_id[:19]}){where}")
-    remove_build_stages(engine, stack, log)
+    remove_build_stages(engine, stack, log, content_hash)
     return tag, image_id
 
 
-def remove_build_stages(engine, stack, log=print):
-    """Remove what a build of the stack's current content leaves untagged: its build stage (labelled with the
-    content hash by the Dockerfile; it holds the installed packages a second time) and an earlier image of the same
-    tag that a forced rebuild replaced. Images of other stacks, other content and tagged images stay."""
-    removed = engine.prune_images({f"{LABEL}.content-hash": stack.content_hash()})
+def _build_output(stack, log, progress, position, watch):
+    """Where the engine's build output goes: the progress (a bar or step lines), else (--verbose) the log, each line
+    named by its stack when builds run at once (a `position`); `watch` sees it first."""
+    def named(text):
+        for line in text.splitlines():
+            log(f"{stack.name}: {line}")
+
+    shown = progress or (named if position is not None else log)
+    if watch is None:
+        return shown
+
+    def watched(text):
+        watch(text)
+        shown(text)
+
+    return watched
+
+
+def remove_build_stages(engine, stack, log=print, content_hash=None):
+    """Remove what a build of the stack's current content (or of `content_hash`) leaves untagged: its build stage
+    (labelled with the content hash by the Dockerfile; it holds the installed packages a second time) and an earlier
+    image of the same tag that a forced rebuild replaced. Images of other stacks, other content and tagged images
+    stay."""
+    removed = engine.prune_images({f"{LABEL}.content-hash": content_hash or stack.content_hash()})
     if removed["images"]:
         log(f"{stack.name}: removed its build stage ({removed['images']} untagged images, "
             f"{removed['bytes'] / 1e6:.0f} MB)")
     return removed
+
+
+def build_stacks(engine, stacks, opts=None, force=False, jobs=2, log=print):
+    """Build several stacks (`images build`), at most `jobs` at once; return [(tag, image id)] in their order.
+
+    The base images they need are made first, each suite once (two suites at once). Builds then run in threads,
+    each with its own progress bar line (or its plain "stack: step n/m" lines). Two stacks of one Dockerfile (the
+    python-venv recipe) never start together: the second waits until the first has passed the first stage they
+    share (their runtime), which it then takes from the layer cache; started together, each would build its own copy
+    of it. A failed build does not stop the others. When builds failed, each is said in one line with its log, and
+    the error raised is the failure itself when one failed, else BuildsFailed (the first one's exit code).
+    Interrupted, the running builds are stopped and their stages removed before the interrupt goes on."""
+    opts = opts or BuildOptions()
+    stacks = list(stacks)
+    say = _Screen(log, False if opts.verbose else None)
+    results, failures = {}, {}
+    todo = [s for s in stacks if force or engine.image(s.tag()) is None]
+    for stack in stacks:
+        if stack not in todo:
+            results[stack.name] = build_stack(engine, stack, opts, log=say)  # "is up to date"
+    if opts.build_base:  # (else each missing base fails its stacks' builds, as build_stack says)
+        lost = _ensure_bases(engine, sorted({s.base for s in todo}), opts, jobs, say)
+        for stack in [s for s in todo if s.base in lost]:
+            failures[stack.name] = lost[stack.base]
+            todo.remove(stack)
+    if jobs <= 1 or len(todo) <= 1:
+        for stack in todo:
+            try:
+                results[stack.name] = build_stack(engine, stack, opts, force=force, log=say)
+            except OrchestratorError as exc:
+                failures[stack.name] = exc
+    else:
+        _build_parallel(engine, todo, opts, force, jobs, say, results, failures)
+    if failures:
+        failed = [(s.name, failures[s.name]) for s in stacks if s.name in failures]
+        if len(stacks) > 1:
+            say(f"{len(failed)} of {len(stacks)} stack builds failed:")
+            for name, exc in failed:
+                where = getattr(exc, "build_log", None)
+                say(f"  {name}: {one_line(exc)}" + (f" (log: {where})" if where else ""))
+        raise failed[0][1] if len(failed) == 1 else BuildsFailed(failed)
+    return [results[s.name] for s in stacks]
+
+
+class _Screen:
+    """The log of builds running at once: one line at a time, and on a terminal written around the progress bars
+    (tqdm clears them, the line is written, they are drawn again)."""
+
+    def __init__(self, log, tty=None):
+        self.log, self.lock = log, threading.RLock()
+        self.tty = sys.stderr.isatty() if tty is None else tty
+        self.muted = False  # once interrupted: the stopped builds' lines are not shown
+
+    def __call__(self, line):
+        with self.lock:
+            if self.muted:
+                return
+            if self.tty:
+                from tqdm import tqdm
+
+                with tqdm.external_write_mode(file=sys.stderr):
+                    self.log(line)
+            else:
+                self.log(line)
+
+
+def _start(target, calls, name):
+    """Run target(*args) for each args of `calls`, each in a thread of its own; the Events set as each ends. (Waiting
+    on these, not on Thread.join: a join interrupted by Ctrl-C can take a thread that still runs for ended.)"""
+    ends = []
+    for i, args in enumerate(calls):
+        end = threading.Event()
+
+        def run(args=args, end=end):
+            try:
+                target(*args)
+            finally:
+                end.set()
+
+        threading.Thread(target=run, name=f"{name}-{i}", daemon=True).start()
+        ends.append(end)
+    return ends
+
+
+def _wait_for(ends, seconds=None):
+    """Wait until every one of `ends` is set (or `seconds` passed: False); Ctrl-C and SIGTERM come through."""
+    deadline = None if seconds is None else time.monotonic() + seconds
+    for end in ends:
+        while not end.wait(0.2):
+            if deadline is not None and time.monotonic() > deadline:
+                return False
+    return True
+
+
+STOP_WAIT = 60  # seconds an interrupted build_stacks waits for its builds to stop and clean up
+
+
+def _ensure_bases(engine, suites, opts, jobs, log):
+    """Make the missing base images of `suites`, each once, up to `jobs` at once; {suite: the error} of those that
+    failed."""
+    missing = [suite for suite in suites if engine.image(base_ref(suite)) is None]
+    lost = {}
+
+    def make(suite):
+        try:
+            build_base(engine, suite, mirror=opts.mirror, from_registry=opts.from_registry, log=log)
+        except OrchestratorError as exc:
+            lost[suite] = exc
+            log(f"base {suite}: {one_line(exc)}")
+
+    if jobs <= 1 or len(missing) <= 1:
+        for suite in missing:
+            make(suite)
+        return lost
+    ends = _start(make, [(suite,) for suite in missing], "base")
+    try:
+        _wait_for(ends)
+    except BaseException:
+        log.muted = True
+        _stop_children()
+        with contextlib.suppress(BaseException):
+            _wait_for(ends, STOP_WAIT)
+        raise
+    return lost
+
+
+def _build_parallel(engine, todo, opts, force, jobs, say, results, failures):
+    """build_stacks' threads: `jobs` workers take the stacks in turn; fills `results` and `failures`."""
+    queue = list(todo)
+    shared = {s.dockerfile for s in todo if sum(t.dockerfile == s.dockerfile for t in todo) > 1}
+    gates = {}  # a shared Dockerfile -> set once its first build has passed its first stage (or ended)
+    containers = {}  # stack -> the build's running step containers (to stop them when interrupted)
+    stop = threading.Event()
+    turn = threading.Condition()
+
+    def take():
+        for stack in queue:
+            gate = gates.get(stack.dockerfile)
+            if gate is None or gate.is_set():
+                queue.remove(stack)
+                if gate is None and stack.dockerfile in shared:
+                    gates[stack.dockerfile] = gate = threading.Event()
+                    return stack, gate
+                return stack, None
+        return None, None
+
+    def watcher(stack, gate):
+        froms, running = [0], containers.setdefault(stack.name, set())
+
+        def watch(text):
+            if stop.is_set():
+                raise KeyboardInterrupt  # in the engine's build loop: it stops that build (Engine.build)
+            with turn:
+                for found in STEP_CONTAINER.finditer(text):
+                    (running.add if found.group(1) else running.discard)(found.group(2))
+            for line in text.splitlines():
+                step = BuildProgress.STEP.match(line.strip())
+                if gate is not None and step and step.group(3).upper().startswith("FROM "):
+                    froms[0] += 1
+                    if froms[0] == 2:  # the second stage begins: the first one is in the layer cache
+                        gate.set()
+                        with turn:
+                            turn.notify_all()
+        return watch
+
+    def work(slot):
+        while True:
+            with turn:
+                stack, gate = take()
+                while stack is None and queue and not stop.is_set():
+                    turn.wait(0.5)
+                    stack, gate = take()
+            if stack is None or stop.is_set():
+                return
+            content_hash = stack.content_hash()
+            try:
+                results[stack.name] = build_stack(engine, stack, opts, force=force, log=say, position=slot,
+                                                  watch=watcher(stack, gate))
+            except BaseException as exc:
+                failures[stack.name] = exc
+                if stop.is_set() and not isinstance(exc, KeyboardInterrupt):  # its step killed from outside
+                    with contextlib.suppress(Exception):
+                        remove_build_stages(engine, stack, say, content_hash)
+            finally:
+                if gate is not None:
+                    gate.set()
+                with turn:
+                    turn.notify_all()
+
+    ends = _start(work, [(slot,) for slot in range(min(jobs, len(todo)))], "build")
+    try:
+        _wait_for(ends)
+    except BaseException:
+        # interrupted: each build stops at its next line of output (watch), and the step a build is running is
+        # removed here so that its output comes now; then each removes its build stage, as a single build does
+        stop.set()
+        say.muted = True
+        with turn:
+            steps = [container for running in containers.values() for container in running]
+        for container in steps:
+            with contextlib.suppress(Exception):
+                engine.remove(container)
+        with contextlib.suppress(BaseException):
+            _wait_for(ends, STOP_WAIT)
+        raise
+    for name, exc in list(failures.items()):
+        if not isinstance(exc, OrchestratorError):
+            raise exc  # not a build's failure (a bug): as a single build would raise it
 
 
 def ensure_image(engine, stack, build_if_missing=True, opts=None, log=print):

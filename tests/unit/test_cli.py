@@ -152,3 +152,24 @@ def test_convert_json_prints_events_then_the_result(capsys, monkeypatch, built_e
     assert all(e["event"] == "log" for e in events[:-1]) and len(events) > 3
     code, out, err = run(capsys, "convert", str(keras_file), str(tmp_path / "o"), "--json")  # exists: refused
     assert code == 2 and json.loads(out.splitlines()[-1])["event"] == "error" and err.count("\n") == 1
+
+
+def test_images_build_takes_jobs(capsys, monkeypatch, built_engine, tmp_path):
+    from orchestrator import images
+
+    monkeypatch.setenv("ORCHESTRATOR_CACHE_DIR", str(tmp_path / "cache"))  # its build locks, not this host's
+    monkeypatch.setattr(cli, "_engine", lambda: built_engine)
+    asked = []
+    real = images.build_stacks
+    monkeypatch.setattr(images, "build_stacks", lambda engine, stacks, opts, force=False, jobs=2, log=None: asked.append(
+        ([s.name for s in stacks], jobs)) or real(engine, stacks, opts, force=force, jobs=jobs, log=log))
+    code, out, err = run(capsys, "images", "build", "tf2", "tfjs", "-j", "3")
+    assert code == 0 and asked == [(["tf2", "tfjs"], 3)] and "tf2 is up to date" not in err
+    assert out.split() == [images.get_stack("tf2").tag(), "sha256:tf2", images.get_stack("tfjs").tag(), "sha256:tfjs"]
+    assert f"{images.get_stack('tfjs').tag()} is up to date" in err
+    run(capsys, "images", "build", "tf2", "tf2")  # the default: two at once; a stack named twice is built once
+    assert asked[-1] == (["tf2"], 2)
+    for bad in ("0", "two"):
+        code, out, err = run(capsys, "images", "build", "--jobs", bad)
+        assert code == 2 and "-j/--jobs must be a whole number of at least 1" in err and out == ""
+    assert len(asked) == 2 and not built_engine.builds

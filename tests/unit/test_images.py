@@ -328,3 +328,249 @@ def test_quiet_build_shows_steps_keeps_the_log_and_its_tail_on_failure(stack_roo
     log_file = Path(said[-1].split("full log: ")[1])
     assert log_file.read_text().count("pip: collecting") == 100  # ... all of it
     assert len([s for s in said if s.startswith("  ")]) == 40  # ... and its last 40 lines on screen
+
+
+def test_the_recipe_gets_the_preload_list_and_the_environment_for_its_bytecode(stack_root):
+    meta = json.loads((stack_root / "tf2" / "stack.json").read_text())
+    meta["environment"] = {"KERAS_BACKEND": "jax", "A": "1"}
+    (stack_root / "tf2" / "stack.json").write_text(json.dumps(meta))
+    stack = images.discover_stacks(stack_root)["tf2"]
+    engine = FakeEngine(images={images.base_ref("bookworm"): {"id": "sha256:base"}})
+    images.build_stack(engine, stack, images.BuildOptions(), log=lambda _: None)
+    args = engine.builds[0]["buildargs"]
+    assert args["PRELOAD"] == ",".join(meta["worker"]["preload"]) and "tensorflow" in args["PRELOAD"]
+    assert json.loads(args["STACK_ENVIRONMENT"]) == {"KERAS_BACKEND": "jax", "A": "1"}
+    assert "_build/shared/bytecode.py" in engine.builds[0]["files"]
+    recipe = (stack_root / "shared" / "python-venv.Dockerfile").read_text()
+    assert "ARG PRELOAD" in recipe and "ARG STACK_ENVIRONMENT" in recipe and "compileall" not in recipe
+    # a Dockerfile that takes neither gets neither (no "build-args were not consumed" warning)
+    assert images.recipe_args(stack, "FROM scratch\n") == {"SMOKE_TEST": stack.smoke_test}
+
+
+# -- images build -j: several stacks at once ----------------------------------------------------------------------
+class ParallelEngine(FakeEngine):
+    """A fake engine whose builds take time and say their Dockerfile's steps, as the classic builder does, and may run
+    at once (thread-safe); `events` records (what, stack) in order: start, end, each FROM step, base builds."""
+
+    def __init__(self, images_=None, after=None, rest=0.2, fail=(), block=False):
+        import collections
+        import threading
+
+        super().__init__(images=images_)
+        self.after = dict(after or {})  # stack -> the stack whose build's end its first stage waits for
+        self.ended = collections.defaultdict(threading.Event)
+        self.lock, self.events, self.removed = threading.Lock(), [], []
+        self.rest, self.fail, self.block = rest, set(fail), block
+        self.gone = {}  # step container -> Event set when it is removed
+
+    def note(self, what, stack):
+        with self.lock:
+            self.events.append((what, stack))
+
+    def running(self):
+        """The most builds that ran at once."""
+        now = most = 0
+        for what, _ in self.events:
+            now += {"start": 1, "end": -1}.get(what, 0)
+            most = max(most, now)
+        return most
+
+    def build(self, context_dir, tag, buildargs=None, labels=None, nocache=False, log=None):
+        import threading
+        import time
+
+        from orchestrator.errors import BuildFailed
+
+        stack = tag.split("/")[1].split(":")[0]
+        self.note("start", stack)
+        try:
+            with self.lock:  # the classic builder leaves its labelled build stage behind as it goes
+                self.images[f"<stage of {stack}>"] = {"id": f"sha256:stage-{stack}", "tags": [], "size": 10,
+                                                      "labels": {"org.orchestrator.content-hash":
+                                                                 buildargs["CONTENT_HASH"]}}
+            log("Step 1/5 : ARG BASE_IMAGE=orchestrator/debian:bookworm")
+            log("Step 2/5 : FROM orchestrator/debian:bookworm AS runtime")
+            if stack in self.after:  # a long first stage
+                self.ended[self.after[stack]].wait(10)
+            time.sleep(0.05)
+            self.note("from2", stack)
+            log("Step 3/5 : FROM runtime AS build")
+            log("Step 4/5 : RUN pip install")
+            if self.block:  # a long step: runs until its container is removed
+                cid = stack[0] * 12 + "0123456789abcdef"  # hexadecimal, as the engine's
+                self.gone[cid] = threading.Event()
+                log(f" ---> Running in {cid}")
+                self.gone[cid].wait(10)
+                if stack.startswith("a"):  # the engine says the step failed ...
+                    raise BuildFailed(tag, "The command returned a non-zero code: 137")
+                log("Removing intermediate container " + cid)  # ... or goes on to its next line
+            time.sleep(self.rest)
+            if stack in self.fail:
+                log("ERROR: no matching distribution")
+                raise BuildFailed(tag, "ERROR: no matching distribution")
+            log("Step 5/5 : RUN python -c 'import numpy'")
+            with self.lock:
+                return super().build(context_dir, tag, buildargs=buildargs, labels=labels, nocache=nocache)
+        finally:
+            self.note("end", stack)
+            self.ended[stack].set()
+
+    def prune_images(self, labels):
+        with self.lock:
+            return super().prune_images(labels)
+
+    def remove(self, container):
+        self.removed.append(container)
+        self.gone[container].set()
+
+
+@pytest.fixture
+def many_stacks(stack_root, tmp_path, monkeypatch):
+    """a_venv and b_venv (the python-venv recipe, as tf2), c_own (its own Dockerfile, as tfjs), d_old (bullseye, as
+    tf1)."""
+    monkeypatch.setenv("ORCHESTRATOR_CACHE_DIR", str(tmp_path / "cache"))
+    for name, source in (("a_venv", None), ("b_venv", None), ("c_own", "tfjs"), ("d_old", "tf1")):
+        if source:
+            shutil.copytree(images.images_dir() / source, stack_root / name,
+                            ignore=shutil.ignore_patterns("__pycache__", "_build"))
+        else:
+            shutil.copytree(stack_root / "tf2", stack_root / name)
+    shutil.rmtree(stack_root / "tf2")
+    return images.discover_stacks(stack_root)
+
+
+BASES = {images.base_ref("bookworm"): {"id": "sha256:bookworm"}, images.base_ref("bullseye"): {"id": "sha256:bull"}}
+
+
+def test_two_stacks_build_at_once_but_not_two_of_one_recipe_before_its_first_stage(many_stacks):
+    engine = ParallelEngine(BASES, after={"a_venv": "c_own"})
+    stacks = [many_stacks[n] for n in ("a_venv", "b_venv", "c_own", "d_old")]
+    said = []
+    built = images.build_stacks(engine, stacks, images.BuildOptions(), jobs=2, log=said.append)
+    assert built == [(s.tag(), engine.image(s.tag())["id"]) for s in stacks]  # in the order asked
+    assert engine.running() == 2  # two at once, never three
+    events = engine.events
+    # b_venv shares a_venv's Dockerfile: it starts only once a_venv's first stage (the runtime) is done, though
+    # c_own's quicker build left a worker free before that
+    assert events.index(("start", "b_venv")) > events.index(("from2", "a_venv")) > events.index(("end", "c_own"))
+    # each build's progress, as plain lines; every build stage removed
+    assert any(line.startswith("b_venv: step 3/5 (") for line in said) and sum("built in" in x for x in said) == 4
+    assert not [ref for ref in engine.images if "stage" in ref]
+
+
+def test_up_to_date_stacks_are_said_and_one_stack_builds_as_before(many_stacks):
+    a, c = many_stacks["a_venv"], many_stacks["c_own"]
+    engine = ParallelEngine(dict(BASES, **{a.tag(): {"id": "sha256:a", "size": 1}}))
+    said = []
+    assert images.build_stacks(engine, [a, c], images.BuildOptions(), jobs=2, log=said.append) == [
+        (a.tag(), "sha256:a"), (c.tag(), engine.image(c.tag())["id"])]
+    assert f"{a.tag()} is up to date (sha256:a)" in said and [e for e in engine.events if e[0] == "start"] == [
+        ("start", "c_own")]
+
+
+def test_a_failed_build_does_not_stop_the_others_and_every_failure_is_said(many_stacks):
+    from orchestrator.errors import BuildFailed, BuildsFailed
+
+    stacks = [many_stacks[n] for n in ("a_venv", "b_venv", "c_own", "d_old")]
+    engine = ParallelEngine(BASES, fail={"b_venv"})
+    said = []
+    with pytest.raises(BuildFailed) as caught:  # one failure: the very error a single build raises
+        images.build_stacks(engine, stacks, images.BuildOptions(), jobs=2, log=said.append)
+    assert type(caught.value) is BuildFailed and caught.value.exit_code == 5
+    assert {s.name for s in stacks if engine.image(s.tag())} == {"a_venv", "c_own", "d_old"}
+    assert "b_venv: the build failed; full log: " in "\n".join(said)  # its last lines, as before ...
+    assert said[-2] == "1 of 4 stack builds failed:"  # ... and one line at the end, with its log
+    assert said[-1].startswith(f"  b_venv: building {many_stacks['b_venv'].tag()} failed: ERROR: no matching")
+    assert said[-1].endswith(".log)") and Path(said[-1].split("(log: ")[1][:-1]).is_file()
+
+    engine = ParallelEngine(BASES, fail={"a_venv", "d_old"})
+    said = []
+    with pytest.raises(BuildsFailed) as caught:
+        images.build_stacks(engine, stacks, images.BuildOptions(), force=True, jobs=2, log=said.append)
+    assert caught.value.exit_code == 5 and isinstance(caught.value, BuildFailed)
+    assert str(caught.value).startswith("2 stack builds failed: a_venv (building orchestrator/a_venv:")
+    assert "; d_old (building orchestrator/d_old:" in str(caught.value)
+    assert said[-3] == "2 of 4 stack builds failed:" and [x.split(":")[0] for x in said[-2:]] == ["  a_venv",
+                                                                                                 "  d_old"]
+    assert engine.image(many_stacks["b_venv"].tag()) and engine.image(many_stacks["c_own"].tag())
+
+
+def test_the_missing_bases_are_made_first_each_suite_once_two_at_once(many_stacks, monkeypatch):
+    import threading
+    import time
+
+    engine = ParallelEngine()
+    made, lock = [], threading.Lock()
+
+    def build_base(engine_, suite, mirror=None, from_registry=False, force=False, log=print):
+        engine.note("base start", suite)
+        time.sleep(0.3)
+        with lock:
+            made.append(suite)
+            if suite == "bullseye" and len(made) > 2:  # the second round: debootstrap fails
+                raise EnvironmentProblem("debootstrap bullseye from http://mirror.test failed: E: no network")
+            engine.images[images.base_ref(suite)] = {"id": f"sha256:{suite}"}
+        engine.note("base end", suite)
+        return f"sha256:{suite}"
+
+    monkeypatch.setattr(images, "build_base", build_base)
+    stacks = list(many_stacks.values())
+    images.build_stacks(engine, stacks, images.BuildOptions(), jobs=2, log=lambda _: None)
+    assert sorted(made) == ["bookworm", "bullseye"]  # each once, though three stacks are on bookworm
+    starts = [i for i, e in enumerate(engine.events) if e[0] == "base start"]
+    ends = [i for i, e in enumerate(engine.events) if e[0] == "base end"]
+    assert max(starts) < min(ends)  # at once
+    assert max(ends) < engine.events.index(("start", "a_venv"))  # before any stack
+
+    # a base that cannot be made fails its stacks only
+    for suite in ("bookworm", "bullseye"):
+        del engine.images[images.base_ref(suite)]
+    said = []
+    with pytest.raises(EnvironmentProblem, match="debootstrap bullseye .* failed"):
+        images.build_stacks(engine, stacks, images.BuildOptions(), force=True, jobs=2, log=said.append)
+    assert said[-2:] == ["1 of 4 stack builds failed:",
+                         "  d_old: debootstrap bullseye from http://mirror.test failed: E: no network"]
+    assert [e for e in engine.events[-12:] if e == ("start", "d_old")] == []
+
+
+def test_an_interrupt_stops_every_running_build_and_leaves_no_stage_or_lock(many_stacks, tmp_path):
+    import _thread
+    import threading
+    import time
+
+    engine = ParallelEngine(BASES, block=True)
+    stacks = [many_stacks[n] for n in ("a_venv", "c_own", "d_old")]
+
+    def interrupt():  # once both builds run their long step
+        while len(engine.gone) < 2:
+            time.sleep(0.02)
+        _thread.interrupt_main()
+
+    threading.Thread(target=interrupt, daemon=True).start()
+    said, started = [], time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        images.build_stacks(engine, stacks, images.BuildOptions(), jobs=2, log=said.append)
+    assert time.monotonic() - started < 8  # not the 10 s the steps would run on
+    assert sorted(engine.removed) == sorted(engine.gone)  # each running step's container removed
+    assert [e for e in engine.events if e[0] == "start"] == [("start", "a_venv"), ("start", "c_own")]  # no more
+    assert engine.events.count(("end", "a_venv")) == engine.events.count(("end", "c_own")) == 1
+    assert not [ref for ref in engine.images if "stage" in ref]  # a failed step's, and a stopped one's
+    assert not [s for s in stacks if engine.image(s.tag())]
+    assert list((tmp_path / "cache" / "locks").iterdir()) == []
+    assert not any("the build failed" in line for line in said)  # a stopped build's tail is not shown
+
+
+def test_a_stack_changed_while_it_builds_still_loses_its_build_stage(stack_root, tmp_path, monkeypatch):
+    monkeypatch.setenv("ORCHESTRATOR_CACHE_DIR", str(tmp_path / "cache"))
+    stack = images.discover_stacks(stack_root)["tf2"]
+    tag = stack.tag()
+
+    class EditedEngine(FakeEngine):
+        def build(self, *a, **kw):  # someone edits a step script while the build runs
+            (stack.path / "steps" / "run_model.py").write_text("# edited\n")
+            return super().build(*a, **kw)
+
+    engine = EditedEngine(images={images.base_ref("bookworm"): {"id": "sha256:base"}})
+    assert images.build_stack(engine, stack, images.BuildOptions(), log=lambda _: None)[0] == tag
+    assert stack.tag() != tag and engine.image(tag)["labels"]["org.orchestrator.content-hash"][:12] == tag[-12:]
+    assert not [ref for ref in engine.images if ref.startswith("<build stage")]
