@@ -20,6 +20,17 @@ def reports_by_default(monkeypatch):
 
 
 @pytest.fixture
+def python_sigint():
+    """Python's own Ctrl-C handler (KeyboardInterrupt) for the test, which a SIGINT it sends (signal.raise_signal,
+    _thread.interrupt_main) needs: an xdist worker, or a run started as a background job, has SIGINT ignored."""
+    import signal
+
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, before)
+
+
+@pytest.fixture
 def keras_file(tmp_path):
     p = tmp_path / "model.h5"
     p.write_bytes(H5)

@@ -533,7 +533,7 @@ def test_the_missing_bases_are_made_first_each_suite_once_two_at_once(many_stack
     assert [e for e in engine.events[-12:] if e == ("start", "d_old")] == []
 
 
-def test_an_interrupt_stops_every_running_build_and_leaves_no_stage_or_lock(many_stacks, tmp_path):
+def test_an_interrupt_stops_every_running_build_and_leaves_no_stage_or_lock(many_stacks, tmp_path, python_sigint):
     import _thread
     import threading
     import time

@@ -43,14 +43,11 @@ def test_the_output_is_checked_again_under_the_lock(tmp_path):
     assert (out / "a").read_text() == "x" and sorted(p.name for p in tmp_path.iterdir()) == ["out"]
 
 
-def test_an_interrupt_during_the_commit_acts_once_the_commit_is_whole(tmp_path, monkeypatch, request):
+def test_an_interrupt_during_the_commit_acts_once_the_commit_is_whole(tmp_path, monkeypatch, python_sigint):
     out = tmp_path / "out"
     out.mkdir()
     (out / "old.tflite").write_bytes(b"old")
     real_rename = Path.rename
-    # Python's own Ctrl-C handler, even when the test run was started with SIGINT ignored (a background job)
-    before = signal.signal(signal.SIGINT, signal.default_int_handler)
-    request.addfinalizer(lambda: signal.signal(signal.SIGINT, before))
 
     def rename_then_ctrl_c(self, target):
         # to this thread (the main one, which acts on it), between moving the old output away and the new one in
