@@ -105,6 +105,10 @@ class Server(object):
             pid = os.fork()
             if pid == 0:
                 run_step(req, rid, self.control, scratch)
+            try:  # its own process group, made here too: a kill (timeout, CONTROL/ID.kill) that comes before the
+                os.setpgid(pid, pid)  # child has made it would otherwise find no group, and the step would run on
+            except OSError:  # it made it already, or has ended
+                pass
             self.running[pid] = {"id": rid, "started": started, "timed_out": False,
                                  "scratch": None if req.get("scratch") else scratch,
                                  "oom_before": oom_kills(),
