@@ -160,18 +160,18 @@ class Images:
 
     def list(self):
         """Show every stack: tag, image id, size, built or not; then the stack images' total, as the sum of their
-        sizes and as the disk they take (the layers they share counted once)."""
+        sizes and as the disk they take (the layers they share counted once). Stacks that run in one image (stack.json
+        "image") show its tag on each row, and it is counted once."""
         from orchestrator import images
 
         engine = _engine()
         rows = images.list_images(engine)
-        built = sum(1 for r in rows if r["built"] and not r["stack"].startswith("("))
         for r in rows:
             r["size_mb"] = "-" if r["size_mb"] is None else f"{r['size_mb']} MB"
             r["built"] = "yes" if r["built"] else "no"
         totals = images.image_totals(engine)
         return (_table(rows, ["stack", "tag", "id", "size_mb", "built"]) +
-                f"\n{built} stack images: {totals['nominal'] / 1e9:.2f} GB as the sum of their sizes, "
+                f"\n{totals['images']} stack images: {totals['nominal'] / 1e9:.2f} GB as the sum of their sizes, "
                 f"{totals['on_disk'] / 1e9:.2f} GB on disk (shared layers counted once)")
 
     def save(self, file, *stacks):

@@ -16,7 +16,7 @@ import tarfile
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from orchestrator import machine, protocol
@@ -56,6 +56,41 @@ class Stack:
     compare_in: str = ""  # the stack that compares its results, when it has no compare step itself
     reads: tuple = ()  # (library, "MAJOR.MINOR-MAJOR.MINOR"): the versions of that library's files it reads
     preload: tuple = None  # stack.json "worker": the modules its warm worker imports once; None: no worker
+    image: str = ""  # stack.json "image": the stack whose image this one's steps run in (an alias of that image)
+    host: "Stack" = None  # that stack, as discover_stacks resolves it
+    aliases: tuple = ()  # the stacks whose steps run in this stack's image (their "image" names it)
+
+    @property
+    def image_stack(self):
+        """The stack whose image this one's steps run in: the one its "image" names, else itself."""
+        if not self.image:
+            return self
+        if self.host is None:
+            raise EnvironmentProblem(f"stack '{self.name}' runs in the image of stack '{self.image}', which is not "
+                                     "resolved (read the stacks with discover_stacks)")
+        return self.host
+
+    @property
+    def image_preload(self):
+        """The modules its image's bytecode step imports for the warm workers: its own preload list and its
+        aliases', each module once, in order. An alias's: its host's."""
+        if self.image:
+            return self.image_stack.image_preload
+        found = dict.fromkeys(self.preload or ())
+        for alias in self.aliases:
+            found.update(dict.fromkeys(alias.preload or ()))
+        return tuple(found)
+
+    @property
+    def image_environment(self):
+        """The environment its image's bytecode step imports under: its own and its aliases' (discover_stacks
+        refuses stacks of one image that set one name to different values). An alias's: its host's."""
+        if self.image:
+            return self.image_stack.image_environment
+        merged = dict(self.environment)
+        for alias in self.aliases:
+            merged.update(alias.environment)
+        return merged
 
     @property
     def worker(self):
@@ -76,7 +111,8 @@ class Stack:
         return producer is None or producer.library not in ranges or in_range(producer, ranges[producer.library])
 
     def has_script(self, name):
-        """Whether its image carries step script `name` (its own steps/, or a shared file it takes)."""
+        """Whether its image carries step script `name` for this stack: its own steps/, or a shared file its image
+        takes (an alias: its host's). The steps of the other stacks sharing the image are theirs, not this one's."""
         return (self.path / "steps" / name).is_file() or any(f.name == name for f in self.shared_files())
 
     @property
@@ -87,6 +123,8 @@ class Stack:
     def shared_files(self):
         """The files of images/shared/ this stack's image carries: all step helpers for a recipe stack, else
         the ones stack.json names in "shared_helpers"."""
+        if self.image:
+            return self.image_stack.shared_files()
         folder = self.path.parent / SHARED
         if self.recipe:
             return [f for f in _hashed_files(folder) if not f.name.endswith(".Dockerfile")]
@@ -94,15 +132,29 @@ class Stack:
 
     @property
     def dockerfile(self):
+        if self.image:
+            return self.image_stack.dockerfile
         if self.recipe:
             return self.path.parent / SHARED / f"{self.recipe}.Dockerfile"
         return self.path / "Dockerfile"
 
     @property
     def repository(self):
-        return f"{REPO}/{self.name}"
+        return f"{REPO}/{self.image_stack.name}"
 
     def content_hash(self):
+        """sha256 of what its image is made of: its folder, the shared files it takes, and the folder (stack.json,
+        steps/) of every alias stack whose steps run in it. An alias's is its host's."""
+        if self.image:
+            return self.image_stack.content_hash()
+        own = self._own_content_hash()
+        if not self.aliases:
+            return own
+        parts = [own] + [f"{alias.name}\0{content_hash(alias.path)}" for alias in sorted(self.aliases,
+                                                                                         key=lambda a: a.name)]
+        return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+    def _own_content_hash(self):
         if self.shared:
             extra = content_hash(self.path.parent / SHARED)
         elif self.helpers:
@@ -134,23 +186,37 @@ def content_hash(folder):
     return h.hexdigest()
 
 
+# what an alias stack (stack.json "image") leaves to the stack whose image it runs in: stack.json keys, and files
+ALIAS_KEYS = ("base", "lock", "recipe", "smoke_test", "wheelhouse", "shared_helpers")
+ALIAS_FILES = ("Dockerfile", "requirements.in", "requirements.lock", "requirements.exclude", "site-packages")
+
+
 def load_stack(path):
+    """One stack folder, checked on its own; an alias (stack.json "image") is resolved by discover_stacks."""
     path = Path(path)
     meta_file = path / "stack.json"
     try:
         meta = json.loads(meta_file.read_text())
     except (OSError, ValueError) as exc:
         raise EnvironmentProblem(f"{meta_file}: cannot read stack description ({exc})") from exc
+    image = meta.get("image") if isinstance(meta, dict) else None
+    if isinstance(image, str):  # said before the schema's more general words
+        own = [key for key in ALIAS_KEYS if key in meta] + [name for name in ALIAS_FILES if (path / name).exists()]
+        if own:
+            raise EnvironmentProblem(f"{meta_file}: its steps run in the image of stack '{image}' (\"image\"), so it "
+                                     f"has no {', '.join(own)} of its own; those of '{image}' make that image")
     why = protocol.problem("stack", meta)
     if why:
         raise EnvironmentProblem(f"{meta_file}: {why}")
     lock = meta.get("lock", "requirements.lock")
-    stack = Stack(path.name, path, meta["description"], meta["base"], tuple(meta.get("runs_formats", ())), lock,
-                  meta.get("recipe", ""), meta.get("smoke_test", ""), meta.get("wheelhouse", ""),
+    stack = Stack(path.name, path, meta["description"], meta.get("base", ""), tuple(meta.get("runs_formats", ())),
+                  lock, meta.get("recipe", ""), meta.get("smoke_test", ""), meta.get("wheelhouse", ""),
                   tuple(meta.get("shared_helpers", ())), meta.get("interpreter", "python"),
                   tuple(sorted(meta.get("environment", {}).items())), meta.get("compare_in", ""),
                   tuple(sorted(meta.get("reads", {}).items())),
-                  tuple(meta["worker"]["preload"]) if "worker" in meta else None)
+                  tuple(meta["worker"]["preload"]) if "worker" in meta else None, meta.get("image", ""))
+    if stack.image:
+        return stack  # its image's files are its host's: checked by discover_stacks once resolved
     if stack.preload is not None and not stack.has_script(WORKER_SCRIPT):
         raise EnvironmentProblem(f"{meta_file}: a stack with a \"worker\" needs images/shared/{WORKER_SCRIPT} "
                                  "(a recipe brings it; else list it in \"shared_helpers\")")
@@ -161,8 +227,52 @@ def load_stack(path):
 
 
 def discover_stacks(root=None):
+    """{name: Stack} of every folder under images/ with a stack.json, aliases resolved (_resolve_aliases)."""
     root = Path(root) if root else images_dir()
-    return {p.name: load_stack(p) for p in sorted(root.iterdir()) if (p / "stack.json").is_file()}
+    found = {p.name: load_stack(p) for p in sorted(root.iterdir()) if (p / "stack.json").is_file()}
+    return _resolve_aliases(found)
+
+
+def _resolve_aliases(stacks):
+    """Tie each alias stack (stack.json "image": another stack's name) to that stack, and that stack to its aliases.
+    Refused, in one line: a name that is no stack, is the alias itself, or is an alias too; stacks of one image whose
+    environments set one name to different values (the image's bytecode is compiled under one environment); an
+    alias with a worker whose image has no warm-worker script."""
+    aliases = {}
+    for stack in stacks.values():
+        if not stack.image:
+            continue
+        where = stack.path / "stack.json"
+        host = stacks.get(stack.image)
+        if host is None or host.name == stack.name:
+            others = ", ".join(n for n in stacks if n != stack.name) or "none"
+            raise EnvironmentProblem(f"{where}: \"image\": '{stack.image}' is " +
+                                     ("the stack itself" if host is not None else "no stack") +
+                                     f"; name the stack whose image its steps run in (stacks: {others})")
+        if host.image:
+            raise EnvironmentProblem(f"{where}: \"image\": '{host.name}' runs in the image of stack '{host.image}' "
+                                     f"itself; name '{host.image}', the stack that builds it")
+        aliases.setdefault(host.name, []).append(stack)
+    resolved = dict(stacks)
+    for host_name, members in aliases.items():
+        host = replace(stacks[host_name], aliases=tuple(members))
+        seen = dict(host.environment)
+        for alias in members:
+            for key, value in alias.environment:
+                if key in seen and seen[key] != value:
+                    raise EnvironmentProblem(
+                        f"{alias.path / 'stack.json'}: \"environment\": {key}={value!r}, but another stack in "
+                        f"the image of stack '{host.name}' sets {key}={seen[key]!r}; the image's bytecode is compiled "
+                        "under one environment, so the stacks of one image must agree on every name they both set")
+                seen[key] = value
+        resolved[host_name] = host
+        for alias in members:
+            alias = replace(alias, host=host, base=host.base)
+            if alias.preload is not None and not alias.has_script(WORKER_SCRIPT):
+                raise EnvironmentProblem(f"{alias.path / 'stack.json'}: a stack with a \"worker\" needs "
+                                         f"images/shared/{WORKER_SCRIPT} in its image (that of stack '{host.name}')")
+            resolved[alias.name] = alias
+    return resolved
 
 
 def get_stack(name, root=None):
@@ -364,9 +474,33 @@ class BuildProgress:
         self._file.close()
 
 
+def _alias_steps(stack):
+    """[(source file, its path under steps/)] of the steps of every alias stack that runs in `stack`'s image. Refused
+    in one line: a file name that the image already carries (the stack's own steps/, a shared helper it takes, or
+    another alias's step), which one of them would silently replace."""
+    taken = {f.name: f"images/{SHARED}/{f.name}" for f in stack.shared_files()}
+    own = stack.path / "steps"
+    taken.update({f.relative_to(own).as_posix(): f"images/{stack.name}/steps/{f.relative_to(own).as_posix()}"
+                  for f in _hashed_files(own)} if own.is_dir() else {})
+    found = []
+    for alias in sorted(stack.aliases, key=lambda a: a.name):
+        steps = alias.path / "steps"
+        for f in (_hashed_files(steps) if steps.is_dir() else ()):
+            rel = f.relative_to(steps).as_posix()
+            if rel in taken:
+                raise EnvironmentProblem(f"images/{alias.name}/steps/{rel} would replace {taken[rel]} in "
+                                         f"the image of stack '{stack.name}', which both run in; rename one of them")
+            taken[rel] = f"images/{alias.name}/steps/{rel}"
+            found.append((f, rel))
+    return found
+
+
 def _prepare_context(stack, opts, tmp):
     ctx = Path(tmp) / "context"
     shutil.copytree(stack.path, ctx, ignore=shutil.ignore_patterns(*HASH_IGNORE, "*.pyc"))
+    for source, rel in _alias_steps(stack):  # the steps of the stacks that run in this image, beside its own
+        (ctx / "steps" / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, ctx / "steps" / rel)
     build = ctx / "_build"
     (build / "wheelhouse").mkdir(parents=True)
     ca = Path(opts.ca_bundle) if opts.ca_bundle else machine.ca_bundle_from_env()
@@ -473,7 +607,10 @@ def build_stack(engine, stack, opts=None, force=False, log=print, position=None,
     engine's build output before it is shown (build_stacks).
 
     The stack's content hash is taken once, as the build starts: the tag, the labels and the removal of the build
-    stage all use it, even when the stack's files change while it builds."""
+    stage all use it, even when the stack's files change while it builds.
+
+    An alias stack (stack.json "image") builds the image it runs in: that of the stack it names."""
+    stack = stack.image_stack
     content_hash = stack.content_hash()
     with _build_lock(f"{stack.repository}:{content_hash[:12]}"):
         return _build_stack(engine, stack, content_hash, opts, force, log, position, watch)
@@ -481,14 +618,17 @@ def build_stack(engine, stack, opts=None, force=False, log=print, position=None,
 
 def recipe_args(stack, dockerfile_text):
     """The build arguments a Dockerfile takes from stack.json: SMOKE_TEST, and for the python-venv recipe's bytecode
-    step PRELOAD (the worker's preload list) and STACK_ENVIRONMENT (its "environment", as JSON)."""
+    step PRELOAD (the worker's preload list) and STACK_ENVIRONMENT (its "environment", as JSON). A stack whose image
+    other stacks run in (aliases) gives the union of their preload lists and environments with its own: one image,
+    one bytecode step, for every stack's workers and steps. An alias's are its host's."""
+    stack = stack.image_stack
     args = {}
     if stack.smoke_test:
         args["SMOKE_TEST"] = stack.smoke_test
-    if "PRELOAD" in dockerfile_text and stack.preload:
-        args["PRELOAD"] = ",".join(stack.preload)
-    if "STACK_ENVIRONMENT" in dockerfile_text and stack.environment:
-        args["STACK_ENVIRONMENT"] = json.dumps(dict(stack.environment), sort_keys=True)
+    if "PRELOAD" in dockerfile_text and stack.image_preload:
+        args["PRELOAD"] = ",".join(stack.image_preload)
+    if "STACK_ENVIRONMENT" in dockerfile_text and stack.image_environment:
+        args["STACK_ENVIRONMENT"] = json.dumps(stack.image_environment, sort_keys=True)
     return args
 
 
@@ -572,8 +712,15 @@ def remove_build_stages(engine, stack, log=print, content_hash=None):
     return removed
 
 
+def images_of(stacks):
+    """The stacks that build the images `stacks` run in, each once, in order: an alias stack (stack.json "image")
+    stands for the stack it names."""
+    return list({s.image_stack.name: s.image_stack for s in stacks}.values())
+
+
 def build_stacks(engine, stacks, opts=None, force=False, jobs=2, log=print):
-    """Build several stacks (`images build`), at most `jobs` at once; return [(tag, image id)] in their order.
+    """Build several stacks (`images build`), at most `jobs` at once; return [(tag, image id)] of each image once, in
+    their order (an alias stack, stack.json "image", builds the image it runs in: that of the stack it names).
 
     The base images they need are made first, each suite once (two suites at once). Builds then run in threads,
     each with its own progress bar line (or its plain "stack: step n/m" lines). Two stacks of one Dockerfile (the
@@ -583,8 +730,12 @@ def build_stacks(engine, stacks, opts=None, force=False, jobs=2, log=print):
     the error raised is the failure itself when one failed, else BuildsFailed (the first one's exit code).
     Interrupted, the running builds are stopped and their stages removed before the interrupt goes on."""
     opts = opts or BuildOptions()
-    stacks = list(stacks)
     say = _Screen(log, False if opts.verbose else None)
+    stacks = list(stacks)
+    for stack in stacks:
+        if stack.image:
+            say(f"{stack.name}: its steps run in the image of stack '{stack.image}', {stack.tag()}")
+    stacks = images_of(stacks)
     results, failures = {}, {}
     todo = [s for s in stacks if force or engine.image(s.tag()) is None]
     for stack in stacks:
@@ -801,17 +952,20 @@ def ready(engine, names, build_missing=True, opts=None, log=None):
     from orchestrator.runner import StackImage, reap_orphans
 
     reap_orphans(engine)
-    found = {}
+    found, ids = {}, {}  # ids: tag -> image id, each image found (or built) once for the stacks that run in it
     for name in names:
         if name not in found:
             stack = get_stack(name)
-            tag, image_id = ensure_image(engine, stack, build_if_missing=build_missing, opts=opts,
-                                         log=log or (lambda _line: None))
-            found[name] = StackImage.of(stack, tag, image_id)
+            tag = stack.tag()
+            if tag not in ids:
+                _, ids[tag] = ensure_image(engine, stack, build_if_missing=build_missing, opts=opts,
+                                           log=log or (lambda _line: None))
+            found[name] = StackImage.of(stack, tag, ids[tag])
     return found
 
 
 def list_images(engine, root=None):
+    """One row per stack (stacks sharing an image show the same tag and id), then the base images."""
     rows = []
     for name, stack in discover_stacks(root).items():
         tag = stack.tag()
@@ -828,14 +982,16 @@ def list_images(engine, root=None):
 
 def image_totals(engine, root=None):
     """The built stack images' bytes: `nominal`, the sum of their sizes (what `images list` shows per image, the
-    shared base and runtime layers counted in each), and `on_disk`, each layer counted once."""
-    nominal, layers = 0, {}
-    for stack in discover_stacks(root).values():
+    shared base and runtime layers counted in each), and `on_disk`, each layer counted once; `images`, how many
+    images they are. An image several stacks run in (stack.json "image") is counted once."""
+    nominal, layers, count = 0, {}, 0
+    for stack in images_of(discover_stacks(root).values()):
         info = engine.image(stack.tag())
         if info:
             nominal += info["size"]
+            count += 1
             layers.update(engine.layers(stack.tag()))
-    return {"nominal": nominal, "on_disk": sum(layers.values())}
+    return {"nominal": nominal, "on_disk": sum(layers.values()), "images": count}
 
 
 class Progress:
@@ -875,7 +1031,8 @@ def save_images(engine, path, stack_names=(), root=None, log=None):
         tag = stacks[name].tag()
         if engine.image(tag) is None:
             raise EnvironmentProblem(f"image {tag} is not built; run `orchestrator images build {name}` first")
-        refs.append(tag)
+        if tag not in refs:  # stacks sharing an image: saved once
+            refs.append(tag)
     path = Path(path)
     partial = path.with_name(path.name + ".partial")
     progress = Progress(f"images save ({path.name})", log)

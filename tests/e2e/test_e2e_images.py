@@ -49,7 +49,9 @@ def test_images_are_lean_and_builds_leave_no_stages_behind(engine, stack_images)
         "board = importlib.util.find_spec('tensorboard')",
         "unused += [os.path.join(os.path.dirname(board.origin), 'program.py')] if board else []",
         "print([(os.path.basename(f), os.path.isfile(f), os.path.exists(pyc(f))) for f in unused])"])
-    for name, stack in images.discover_stacks().items():
+    built = images.images_of(images.discover_stacks().values())  # each image once (litert_torch runs in torch's)
+    for stack in built:
+        name = stack.name
         assert engine.run(ContainerSpec(image=stack.tag(), command=["sh", "-c", probe])).stdout == "", name
         if stack.recipe == "python-venv":
             out = engine.run(ContainerSpec(image=stack.tag(), command=["python", "-c", bytecode])).stdout
@@ -59,7 +61,34 @@ def test_images_are_lean_and_builds_leave_no_stages_behind(engine, stack_images)
             assert literal_eval(unused)[1:] in ([], [("program.py", True, False)]), (name, out)
         assert engine.prune_images({"org.orchestrator.content-hash": stack.content_hash()})["images"] == 0, name
     total = cli("images", "list").stdout.strip().splitlines()[-1]
-    assert total.startswith(f"{len(images.discover_stacks())} stack images: ") and " GB on disk" in total, total
+    assert total.startswith(f"{len(built)} stack images: ") and " GB on disk" in total, total
+
+
+def test_litert_torch_runs_in_the_torch_image_with_both_stacks_steps_and_bytecode(engine, stack_images):
+    """One image for two stacks (images/litert_torch/stack.json "image": "torch"): building either builds it, `images
+    list` shows its tag on both rows, it carries both stacks' steps, both stacks' libraries import in it with the
+    litert_torch stack's environment, and the modules of both stacks' preload lists have their bytecode."""
+    from orchestrator.engine import ContainerSpec
+
+    torch, litert = images.get_stack("torch"), images.get_stack("litert_torch")
+    assert litert.tag() == torch.tag()
+    proc = cli("images", "build", "litert_torch")
+    assert proc.returncode == 0 and f"{torch.tag()} is up to date" in proc.stderr, proc.stderr[-2000:]
+    assert proc.stdout.split()[0] == torch.tag()
+    rows = {line.split()[0]: line.split() for line in cli("images", "list").stdout.splitlines() if line.strip()}
+    assert rows["litert_torch"][1:3] == rows["torch"][1:3] and rows["torch"][1] == torch.tag()
+    check = "\n".join([
+        "import importlib.util, os, sys",
+        "steps = sorted(os.listdir('/opt/steps'))",
+        "print('steps:', all(s in steps for s in ('litert_convert.py', 'run_model.py', 'export_onnx.py',",
+        "                                          'run_torch.py')))",
+        "import torch, onnx, onnxscript, litert_torch, ai_edge_litert, ai_edge_quantizer",
+        "print('bytecode:', all(os.path.exists(importlib.util.cache_from_source(sys.modules[m].__file__))",
+        "                       for m in ('torch', 'onnx', 'onnxscript', 'litert_torch', 'ai_edge_litert')))"])
+    out = engine.run(ContainerSpec(image=torch.tag(), command=["python", "-c", check],
+                                   environment=dict(litert.environment)))
+    said = [line for line in out.stdout.splitlines() if line.startswith(("steps:", "bytecode:"))]
+    assert said == ["steps: True", "bytecode: True"], (out.stdout, out.stderr[-2000:])
 
 
 def test_no_extra_ca_or_index_is_left_in_the_image(engine, stack_images):

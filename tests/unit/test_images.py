@@ -210,9 +210,9 @@ def test_image_totals_count_shared_layers_once(stack_root):
         stacks["tf2"].tag(): {"id": "sha256:a", "size": 600, "layers": [("base", 100), ("runtime", 200), ("a", 300)]},
         stacks["keras3"].tag(): {"id": "sha256:b", "size": 700, "layers": [("base", 100), ("runtime", 200),
                                                                           ("b", 400)]}})
-    assert images.image_totals(engine, stack_root) == {"nominal": 1300, "on_disk": 1000}
+    assert images.image_totals(engine, stack_root) == {"nominal": 1300, "on_disk": 1000, "images": 2}
     del engine.images[stacks["keras3"].tag()]  # not built: not counted
-    assert images.image_totals(engine, stack_root) == {"nominal": 600, "on_disk": 600}
+    assert images.image_totals(engine, stack_root) == {"nominal": 600, "on_disk": 600, "images": 1}
 
 
 def test_a_debootstrapped_base_keeps_no_docs_translations_or_apt_caches(tmp_path):
@@ -575,3 +575,182 @@ def test_a_stack_changed_while_it_builds_still_loses_its_build_stage(stack_root,
     assert images.build_stack(engine, stack, images.BuildOptions(), log=lambda _: None)[0] == tag
     assert stack.tag() != tag and engine.image(tag)["labels"]["org.orchestrator.content-hash"][:12] == tag[-12:]
     assert not [ref for ref in engine.images if ref.startswith("<build stage")]
+
+
+# -- stacks that run in another stack's image (stack.json "image": an alias of that image) ------------------------
+@pytest.fixture
+def alias_root(stack_root, tmp_path, monkeypatch):
+    """tf2 and `buddy`, whose steps run in tf2's image, with their own runner, worker and environment."""
+    monkeypatch.setenv("ORCHESTRATOR_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(machine, "pip_index_urls", lambda: (None, []))
+    buddy = stack_root / "buddy"
+    (buddy / "steps").mkdir(parents=True)
+    (buddy / "steps" / "buddy_convert.py").write_text("import buddy_lib\n")
+    (buddy / "stack.json").write_text(json.dumps({
+        "description": "a stack whose steps run in tf2's image", "image": "tf2", "runs_formats": ["onnx"],
+        "worker": {"preload": ["buddy_lib", "numpy"]}, "environment": {"BUDDY": "1"}}))
+    return stack_root
+
+
+def _meta(folder, **changes):
+    meta = json.loads((folder / "stack.json").read_text())
+    meta.update(changes)
+    (folder / "stack.json").write_text(json.dumps({k: v for k, v in meta.items() if v is not None}))
+
+
+def test_an_alias_stack_has_its_hosts_tag_and_its_folder_is_part_of_it(alias_root):
+    stacks = images.discover_stacks(alias_root)
+    host, buddy = stacks["tf2"], stacks["buddy"]
+    assert buddy.image_stack == buddy.host == host and host.image_stack == host
+    assert [a.name for a in host.aliases] == ["buddy"] and buddy.aliases == ()
+    assert buddy.tag() == host.tag() and buddy.tag().startswith("orchestrator/tf2:")
+    assert buddy.repository == host.repository and buddy.content_hash() == host.content_hash()
+    assert buddy.base == "bookworm" and buddy.dockerfile == host.dockerfile
+    before = host.tag()
+    (alias_root / "buddy" / "steps" / "buddy_convert.py").write_text("import buddy_lib  # edited\n")
+    assert images.discover_stacks(alias_root)["tf2"].tag() != before  # an alias's step: a new image
+    edited = images.discover_stacks(alias_root)["tf2"].tag()
+    _meta(alias_root / "buddy", worker={"preload": ["buddy_lib"]})
+    assert images.discover_stacks(alias_root)["buddy"].tag() != edited  # its stack.json too (PRELOAD)
+    shutil.rmtree(alias_root / "buddy")
+    assert images.discover_stacks(alias_root)["tf2"].tag() not in (before, edited)  # without it: tf2's own hash
+
+
+def test_an_alias_has_its_own_scripts_runner_worker_and_environment(alias_root):
+    from orchestrator import runner, workers
+
+    stacks = images.discover_stacks(alias_root)
+    host, buddy = stacks["tf2"], stacks["buddy"]
+    assert buddy.has_script("buddy_convert.py") and buddy.has_script("compare.py")  # its own, the image's shared
+    assert buddy.has_script(images.WORKER_SCRIPT) and not buddy.has_script("to_tflite.py")
+    assert not host.has_script("buddy_convert.py")  # each stack's routes name its own scripts
+    assert buddy.runs_formats == ("onnx",) and buddy.worker[-1] == "buddy_lib,numpy"
+    specs = {}
+    for stack in (host, buddy):
+        image = runner.StackImage.of(stack, stack.tag(), "sha256:one")
+        run = runner.StepRun("s", image, "x.py", out_dir=alias_root.parent / "out")
+        specs[stack.name] = runner.container_spec(run)
+    assert specs["tf2"].image == specs["buddy"].image
+    assert specs["buddy"].environment["BUDDY"] == "1" and "BUDDY" not in specs["tf2"].environment
+    assert specs["tf2"].environment["TF_ENABLE_ONEDNN_OPTS"] == "0"
+    assert "TF_ENABLE_ONEDNN_OPTS" not in specs["buddy"].environment
+    assert workers.worker_key(specs["tf2"]) != workers.worker_key(specs["buddy"])  # warm workers of their own
+
+
+def test_the_host_image_carries_the_aliases_steps_preloads_and_environments(alias_root):
+    stacks = images.discover_stacks(alias_root)
+    engine = FakeEngine(images={images.base_ref("bookworm"): {"id": "sha256:base"}})
+    tag, _ = images.build_stack(engine, stacks["buddy"], images.BuildOptions(), log=lambda _: None)
+    assert tag == stacks["tf2"].tag() and len(engine.builds) == 1
+    build = engine.builds[0]
+    assert "steps/buddy_convert.py" in build["files"] and "steps/to_tflite.py" in build["files"]
+    assert "stack.json" in build["files"] and "requirements.lock" in build["files"]  # tf2's
+    args = build["buildargs"]
+    tf2_preload = json.loads((alias_root / "tf2" / "stack.json").read_text())["worker"]["preload"]
+    assert args["PRELOAD"].split(",") == tf2_preload + ["buddy_lib"]  # each module once
+    assert json.loads(args["STACK_ENVIRONMENT"]) == {"TF_ENABLE_ONEDNN_OPTS": "0", "BUDDY": "1"}
+    assert args["SMOKE_TEST"] == stacks["tf2"].smoke_test and args["CONTENT_HASH"] == stacks["tf2"].content_hash()
+    assert build["labels"]["org.orchestrator.stack"] == "tf2"
+    assert images.recipe_args(stacks["buddy"], "PRELOAD STACK_ENVIRONMENT") == images.recipe_args(
+        stacks["tf2"], "PRELOAD STACK_ENVIRONMENT")
+
+
+@pytest.mark.parametrize("name, clash", [("to_tflite.py", "images/tf2/steps/to_tflite.py"),
+                                         ("compare.py", "images/shared/compare.py")])
+def test_a_step_file_name_both_stacks_have_is_refused_in_one_line(alias_root, name, clash):
+    (alias_root / "buddy" / "steps" / name).write_text("# the alias's own\n")
+    stack = images.discover_stacks(alias_root)["buddy"]
+    engine = FakeEngine(images={images.base_ref("bookworm"): {"id": "sha256:base"}})
+    with pytest.raises(EnvironmentProblem) as caught:
+        images.build_stack(engine, stack, images.BuildOptions(), log=lambda _: None)
+    message = str(caught.value)
+    assert message == (f"images/buddy/steps/{name} would replace {clash} in the image of stack 'tf2', which both "
+                       "run in; rename one of them")
+    assert "\n" not in message and engine.builds == []
+
+
+def test_two_aliases_with_one_step_name_are_refused(alias_root):
+    shutil.copytree(alias_root / "buddy", alias_root / "pal")
+    stack = images.discover_stacks(alias_root)["tf2"]
+    with pytest.raises(EnvironmentProblem, match=r"^images/pal/steps/buddy_convert.py would replace "
+                                                 r"images/buddy/steps/buddy_convert.py in the image of stack 'tf2'"):
+        images.build_stack(FakeEngine(images={images.base_ref("bookworm"): {"id": "b"}}), stack, log=lambda _: None)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"image": "nope"}, r"buddy/stack.json: \"image\": 'nope' is no stack; name the stack whose image its steps "
+                        r"run in \(stacks: tf2\)"),
+    ({"image": "buddy"}, r"buddy/stack.json: \"image\": 'buddy' is the stack itself"),
+    ({"base": "bookworm"}, r"buddy/stack.json: its steps run in the image of stack 'tf2' \(\"image\"\), so it has "
+                           r"no base of its own; those of 'tf2' make that image"),
+    ({"recipe": "python-venv", "lock": "x.lock"}, r"so it has no lock, recipe of its own"),
+    ({"smoke_test": "import x"}, r"so it has no smoke_test of its own"),
+    ({"environment": {"TF_ENABLE_ONEDNN_OPTS": "1"}}, r"buddy/stack.json: \"environment\": TF_ENABLE_ONEDNN_OPTS='1', "
+                                                      r"but another stack in the image of stack 'tf2' sets "
+                                                      r"TF_ENABLE_ONEDNN_OPTS='0'; the image's bytecode is compiled "
+                                                      r"under one environment"),
+])
+def test_an_alias_is_validated(alias_root, change, message):
+    _meta(alias_root / "buddy", **change)
+    with pytest.raises(EnvironmentProblem, match=message):
+        images.discover_stacks(alias_root)
+
+
+@pytest.mark.parametrize("name", ["Dockerfile", "requirements.lock", "requirements.in", "requirements.exclude"])
+def test_an_alias_with_its_own_build_files_is_refused(alias_root, name):
+    (alias_root / "buddy" / name).write_text("x\n")
+    with pytest.raises(EnvironmentProblem, match=rf"so it has no {name} of its own"):
+        images.discover_stacks(alias_root)
+
+
+def test_an_alias_of_an_alias_is_refused(alias_root):
+    shutil.copytree(alias_root / "buddy", alias_root / "pal")
+    _meta(alias_root / "pal", image="buddy")
+    with pytest.raises(EnvironmentProblem, match=r"pal/stack.json: \"image\": 'buddy' runs in the image of stack 'tf2' "
+                                                 r"itself; name 'tf2', the stack that builds it"):
+        images.discover_stacks(alias_root)
+
+
+def test_the_schema_says_what_an_alias_leaves_out():
+    from orchestrator import protocol
+
+    alias = {"description": "x", "image": "torch"}
+    assert protocol.problem("stack", alias) is None
+    assert protocol.problem("stack", dict(alias, base="bookworm")) is not None
+    assert protocol.problem("stack", dict(alias, lock="x.lock")) is not None
+    assert protocol.problem("stack", {"description": "x"}) == "'base' is a required property"
+
+
+def test_build_list_totals_and_save_count_a_shared_image_once(alias_root, tmp_path):
+    stacks = images.discover_stacks(alias_root)
+    host, buddy = stacks["tf2"], stacks["buddy"]
+    engine = ParallelEngine({ref: dict(info, size=75) for ref, info in BASES.items()}, rest=0.01)
+    said = []
+    built = images.build_stacks(engine, [buddy, host], images.BuildOptions(), jobs=2, log=said.append)
+    assert built == [(host.tag(), engine.image(host.tag())["id"])]  # one image, built once
+    assert [e for e in engine.events if e[0] == "start"] == [("start", "tf2")]
+    assert f"buddy: its steps run in the image of stack 'tf2', {host.tag()}" in said
+    assert images.build_stacks(engine, [buddy], images.BuildOptions(), jobs=2, log=said.append) == built
+    assert said[-1] == f"{host.tag()} is up to date ({built[0][1][:19]})"
+
+    engine.images[host.tag()].update(size=700, layers=[("base", 100), ("own", 600)])
+    rows = images.list_images(engine, alias_root)
+    by = {r["stack"]: r for r in rows}
+    assert by["buddy"]["tag"] == by["tf2"]["tag"] == host.tag() and by["buddy"]["id"] == by["tf2"]["id"] != "-"
+    assert images.image_totals(engine, alias_root) == {"nominal": 700, "on_disk": 700, "images": 1}
+    refs = images.save_images(engine, tmp_path / "s.tar", ["buddy", "tf2"], root=alias_root)
+    assert refs == [host.tag()]
+    assert images.save_images(engine, tmp_path / "all.tar", root=alias_root) == [host.tag()]
+
+
+def test_ready_gives_each_stack_its_own_settings_in_the_one_image(alias_root, monkeypatch):
+    monkeypatch.setenv("ORCHESTRATOR_IMAGES_DIR", str(alias_root))
+    engine = FakeEngine(images={images.base_ref("bookworm"): {"id": "sha256:base"}})
+    found = images.ready(engine, ["buddy", "tf2", "buddy"])
+    assert len(engine.builds) == 1 and set(found) == {"buddy", "tf2"}
+    assert found["buddy"].tag == found["tf2"].tag and found["buddy"].id == found["tf2"].id
+    assert found["buddy"].stack == "buddy" and dict(found["buddy"].environment) == {"BUDDY": "1"}
+    assert found["buddy"].worker[-1] == "buddy_lib,numpy" and found["tf2"].worker[-1] != "buddy_lib,numpy"
+    with pytest.raises(EnvironmentProblem, match=r"for stack 'buddy' is missing; run `orchestrator images build "
+                                                 r"buddy`"):
+        images.ensure_image(FakeEngine(), images.get_stack("buddy"), build_if_missing=False)
