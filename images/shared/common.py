@@ -47,7 +47,7 @@ def run_forked(body, what, log_path):
 
         end_process(child)
     _, status = os.waitpid(pid, 0)
-    code = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+    code = os.waitstatus_to_exitcode(status)  # -N for signal N, as Popen says it
     stop_if_killed(code, what, before)
     return code
 

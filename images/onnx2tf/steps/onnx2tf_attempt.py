@@ -106,7 +106,7 @@ class AttemptForker:
             replies.write(json.dumps({"pid": pid}) + "\n")
             replies.flush()
             _, status = os.waitpid(pid, 0)
-            code = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+            code = os.waitstatus_to_exitcode(status)  # -N for signal N, as Popen says it
             replies.write(json.dumps({"status": code}) + "\n")
             replies.flush()
 
