@@ -56,6 +56,7 @@ class Stack:
     compare_in: str = ""  # the stack that compares its results, when it has no compare step itself
     reads: tuple = ()  # (library, "MAJOR.MINOR-MAJOR.MINOR"): the versions of that library's files it reads
     preload: tuple = None  # stack.json "worker": the modules its warm worker imports once; None: no worker
+    preload_skip: tuple = ()  # stack.json "worker" "skip": modules that preload goes without
     image: str = ""  # stack.json "image": the stack whose image this one's steps run in (an alias of that image)
     host: "Stack" = None  # that stack, as discover_stacks resolves it
     aliases: tuple = ()  # the stacks whose steps run in this stack's image (their "image" names it)
@@ -97,7 +98,8 @@ class Stack:
         """The command of its warm worker (orchestrator/workers.py), or None."""
         if self.preload is None:
             return None
-        return (self.interpreter, f"{protocol.STEPS_DIR}/{WORKER_SCRIPT}", "--preload", ",".join(self.preload))
+        skip = ("--skip", ",".join(self.preload_skip)) if self.preload_skip else ()
+        return (self.interpreter, f"{protocol.STEPS_DIR}/{WORKER_SCRIPT}", "--preload", ",".join(self.preload), *skip)
 
     @property
     def shared(self):
@@ -214,7 +216,8 @@ def load_stack(path):
                   tuple(meta.get("shared_helpers", ())), meta.get("interpreter", "python"),
                   tuple(sorted(meta.get("environment", {}).items())), meta.get("compare_in", ""),
                   tuple(sorted(meta.get("reads", {}).items())),
-                  tuple(meta["worker"]["preload"]) if "worker" in meta else None, meta.get("image", ""))
+                  tuple(meta["worker"]["preload"]) if "worker" in meta else None,
+                  tuple(meta.get("worker", {}).get("skip", ())), image=meta.get("image", ""))
     if stack.image:
         return stack  # its image's files are its host's: checked by discover_stacks once resolved
     if stack.preload is not None and not stack.has_script(WORKER_SCRIPT):

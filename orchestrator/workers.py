@@ -197,10 +197,14 @@ class Worker:
         deadline = time.monotonic() + READY_TIMEOUT
         if not self._launched.wait(READY_TIMEOUT) or self.container is None or self.dead:
             return False
+        asked = 0.0  # the engine is asked now and then; the control folder, often (the import takes seconds)
         while not (self.control / "ready").exists():
-            running, state = self.alive()
-            if not running or time.monotonic() > deadline:
-                return False
+            now = time.monotonic()
+            if now - asked > STATE_EVERY:
+                asked = now
+                running, _ = self.alive()
+                if not running or now > deadline:
+                    return False
             time.sleep(POLL_SECONDS)
         return True
 

@@ -48,12 +48,23 @@ def write_json(path, doc):
     os.rename(tmp, path)
 
 
-def preload(names):
-    for name in names:
-        try:
-            __import__(name)
-        except Exception as exc:  # the step that needs it fails on its own, with its own message
-            print("step_server: could not preload %s: %s" % (name, exc), file=sys.stderr)
+def preload(names, skip=()):
+    """Import `names` once. Modules in `skip` are kept out meanwhile: a preloaded library that imports one only if
+    it can (TensorFlow imports JAX when it is installed, for an API no step uses) goes without it, and a step that
+    needs it imports it itself, since it is importable again afterwards."""
+    hidden = [name for name in skip if name not in sys.modules]
+    for name in hidden:
+        sys.modules[name] = None  # `import name` raises ImportError while this stands
+    try:
+        for name in names:
+            try:
+                __import__(name)
+            except Exception as exc:  # the step that needs it fails on its own, with its own message
+                print("step_server: could not preload %s: %s" % (name, exc), file=sys.stderr)
+    finally:
+        for name in hidden:
+            if sys.modules.get(name, 0) is None:
+                del sys.modules[name]
 
 
 def run_step(req, rid, control, scratch):
@@ -186,11 +197,13 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--control", required=True, help="the folder requests and results pass through")
     parser.add_argument("--preload", default="", help="modules to import once, comma-separated")
+    parser.add_argument("--skip", default="", help="modules the preload goes without, comma-separated (a step that "
+                        "needs one imports it itself)")
     parser.add_argument("--scratch", default=tempfile.gettempdir(), help="where each step's working folder goes")
     parser.add_argument("--heartbeat", type=float, default=60.0, help="exit when CONTROL/alive is older than this")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
-    preload([m for m in args.preload.split(",") if m])
+    preload([m for m in args.preload.split(",") if m], [m for m in args.skip.split(",") if m])
     with open(os.path.join(args.control, "ready"), "w") as fh:
         fh.write(str(os.getpid()))
     Server(args.control, args.scratch).serve(args.heartbeat)

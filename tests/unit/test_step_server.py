@@ -142,6 +142,30 @@ def test_a_failed_preload_is_said_once_and_the_server_still_serves(server):
     assert "could not preload no_such_mod" in err
 
 
+def test_skipped_modules_stay_out_of_the_preload_and_a_step_can_still_import_them(tmp_path):
+    """--skip: a preloaded library's optional import (TensorFlow's of JAX) is not made, and a step imports it."""
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    (lib / "heavy_opt.py").write_text("LOADED = True\n")
+    (lib / "wants_opt.py").write_text("try:\n    import heavy_opt\nexcept ImportError:\n    heavy_opt = None\n")
+    control, scratch = tmp_path / "ctl", tmp_path / "scratch"
+    control.mkdir()
+    scratch.mkdir()
+    (control / "alive").touch()
+    proc = subprocess.Popen([sys.executable, str(SERVER), "--control", str(control), "--preload", "wants_opt",
+                             "--skip", "heavy_opt", "--scratch", str(scratch), "--heartbeat", "5"],
+                            env=dict(os.environ, PYTHONPATH=str(lib)), stderr=subprocess.PIPE, text=True)
+    try:
+        step = script(tmp_path, "import sys\nimport wants_opt\nprint('preloaded without it', wants_opt.heavy_opt is None,"
+                                " 'heavy_opt' in sys.modules)\nimport heavy_opt\nprint('imported', heavy_opt.LOADED)\n")
+        done, out, err = run(control, ["python", step])
+        assert done["exit_code"] == 0, err
+        assert "preloaded without it True False" in out and "imported True" in out
+    finally:
+        proc.kill()
+        proc.communicate()
+
+
 def test_the_worker_exits_when_the_host_stops_its_heartbeat(tmp_path):
     control = tmp_path / "ctl"
     control.mkdir()

@@ -70,6 +70,8 @@ def test_worker_specs_keep_the_step_hardening_and_mount_only_the_session_roots(b
     assert "no-new-privileges" in spec.security_opt and spec.memory == "16g" and spec.user
     assert workers.SLOTS == 2 and workers.scaled_memory("512m", 3) == "1536m" and workers.scaled_memory("1g", 1) == "1g"
     assert spec.command[1:2] == ["/opt/steps/step_server.py"] and "--preload" in spec.command
+    # tf2's worker imports TensorFlow without JAX (stack.json "skip"): TensorFlow's import of it serves no step
+    assert spec.command[spec.command.index("--skip") + 1] == "jax"
     mounts = {m.target: m for m in spec.mounts}
     assert mounts["/w/0"].read_only is False and Path(mounts["/w/0"].source).name == ".work"
     assert mounts["/w/1/model.h5"].read_only is True and mounts["/w/1/model.h5"].source == str(keras_file.resolve())
