@@ -10,7 +10,8 @@ generated models, small and MobileNetV2-sized (3.5 M parameters), each round mea
   the converter, loads the model and converts it;
 - (c) a cache hit: the same conversion again with the cache holding it.
 Then a batch of JOBS small conversions, with their reports (each its own quantization, so none is a cache hit) at
--j 1 and -j 2.
+-j 1 and -j 2, with the cores each kept busy (/proc/stat): -j 1 already keeps more than one busy, which bounds what
+-j 2 can gain.
 Images must be built (`make images`). Nothing is timed in the tests; this is where the numbers live."""
 
 import argparse
@@ -82,6 +83,15 @@ def direct(model, stack, command, out):
     return seconds
 
 
+def cpu_ticks():
+    """(busy, total) clock ticks of all cores since boot (/proc/stat): a run's busy cores are d(busy)/d(total) x
+    cores. The whole host's: the bench wants a quiet machine anyway."""
+    with open("/proc/stat") as fh:
+        fields = [int(v) for v in fh.readline().split()[1:]]
+    idle = fields[3] + fields[4]  # idle, iowait
+    return sum(fields) - idle, sum(fields)
+
+
 def median(values):
     return round(statistics.median(values), 2)
 
@@ -130,9 +140,14 @@ def main():
             jobs = "".join(f"  - {{name: j{i}, input: {model}, output_dir: out{i}, "
                            f"flags: {{quantize: {MODES[i % len(MODES)]}}}}}\n" for i in range(args.jobs))
             (folder / "jobs.yaml").write_text(f"defaults: {{from: keras}}\njobs:\n{jobs}")
+            busy0, total0 = cpu_ticks()
             seconds, _ = orch(dict(env, ORCHESTRATOR_NO_CACHE="1"), "batch", folder / "jobs.yaml", "-j", workers,
                               "--quiet")
-            throughput[workers] = {"seconds": round(seconds, 2), "jobs_per_minute": round(args.jobs * 60 / seconds, 2)}
+            busy1, total1 = cpu_ticks()
+            cores = os.cpu_count()
+            busy = cores * (busy1 - busy0) / max(1, total1 - total0)
+            throughput[workers] = {"seconds": round(seconds, 2), "jobs_per_minute": round(args.jobs * 60 / seconds, 2),
+                                   "busy_cores": round(busy, 2), "cpu_seconds": round(busy * seconds, 1)}
     cases = {}
     for name in chosen:
         failed = [d["failed"] for d in times[name]["direct"] if isinstance(d, dict)]
@@ -148,10 +163,13 @@ def main():
                     "cache_hit_at_most_1.5s": m["cache_hit"] <= 1.5}
         cases[name] = m
     speedup = round(throughput[2]["jobs_per_minute"] / throughput[1]["jobs_per_minute"], 2)
+    # -j 2 cannot beat every core busy with -j 1's CPU work: its ceiling is cores / -j 1's busy cores (one job at a
+    # time already keeps more than one core busy: a job's verification source run goes beside its conversion)
+    ceiling = round(os.cpu_count() / throughput[1]["busy_cores"], 2) if throughput[1]["busy_cores"] else None
     result = {"host": {"machine": platform.machine(), "python": platform.python_version(), "cpus": os.cpu_count()},
               "date": time.strftime("%Y-%m-%d"), "repeat": args.repeat, "cases": cases,
               "batch": {"jobs": args.jobs, **{f"j{k}": v for k, v in throughput.items()},
-                        "j2_over_j1": speedup, "met": speedup >= 1.6},
+                        "j2_over_j1": speedup, "j2_over_j1_ceiling": ceiling, "met": speedup >= 1.6},
               "targets": {"no_verify_minus_direct_at_most": 1.0, "convert_over_direct_at_most": 1.5,
                           "cache_hit_seconds_at_most": 1.5, "j2_over_j1_at_least": 1.6}}
     (HERE / "speed.json").write_text(json.dumps(result, indent=2) + "\n")
@@ -171,7 +189,10 @@ def main():
                      f"{yes(met['cache_hit_at_most_1.5s'])} |")
     lines += ["", f"Batch of {args.jobs} small Keras conversions: -j 1 {throughput[1]['seconds']} s "
               f"({throughput[1]['jobs_per_minute']} jobs/min), -j 2 {throughput[2]['seconds']} s "
-              f"({throughput[2]['jobs_per_minute']} jobs/min): {speedup}x (target at least 1.6x: {yes(speedup >= 1.6)})."]
+              f"({throughput[2]['jobs_per_minute']} jobs/min): {speedup}x (target at least 1.6x: {yes(speedup >= 1.6)}).",
+              "", f"Busy cores: -j 1 {throughput[1]['busy_cores']} ({throughput[1]['cpu_seconds']} CPU seconds), -j 2 "
+              f"{throughput[2]['busy_cores']} ({throughput[2]['cpu_seconds']} CPU seconds), of {os.cpu_count()}. "
+              f"With -j 1's CPU work on every core, -j 2 would be {ceiling}x: the ceiling of the ratio."]
     (HERE / "speed.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -96,10 +96,19 @@ class Stack:
     @property
     def worker(self):
         """The command of its warm worker (orchestrator/workers.py), or None."""
+        return self.worker_command(self.preload)
+
+    @property
+    def bare_worker(self):
+        """The command of a warm worker of its image that imports nothing ahead (for steps that need none of the
+        preloaded libraries, e.g. a Graphviz call), or None when the stack has no worker."""
+        return self.worker_command(())
+
+    def worker_command(self, preload):
         if self.preload is None:
             return None
-        skip = ("--skip", ",".join(self.preload_skip)) if self.preload_skip else ()
-        return (self.interpreter, f"{protocol.STEPS_DIR}/{WORKER_SCRIPT}", "--preload", ",".join(self.preload), *skip)
+        skip = ("--skip", ",".join(self.preload_skip)) if self.preload_skip and preload else ()
+        return (self.interpreter, f"{protocol.STEPS_DIR}/{WORKER_SCRIPT}", "--preload", ",".join(preload), *skip)
 
     @property
     def shared(self):

@@ -7,7 +7,6 @@ rendered to SVG by the stack that has Graphviz (the one whose steps/ holds rende
 rendered here from a Jinja2 template, self-contained: inline CSS and SVG, no script, nothing fetched.
 """
 
-import dataclasses
 import html
 import os
 import re
@@ -90,8 +89,10 @@ def render(engine, dot_dir, out_dir, memory, timeout, log):
         ready = images.ready(engine, [stack], build_missing=False)
     except EnvironmentProblem:
         return {"graph_note": f"the picture needs the {stack} image (Graphviz): orchestrator images build {stack}"}
-    # a fresh container: `dot` needs nothing a warm worker would have loaded (tf1's imports TensorFlow 1.15)
-    run = StepRun("render_graph", dataclasses.replace(ready[stack], worker=None), RENDER_SCRIPT, ["--input", "/dot"], {str(dot_dir): "/dot"}, out_dir)
+    # `dot` needs nothing the stack's worker preloads (tf1's imports TensorFlow 1.15): a bare worker of its image,
+    # which a batch's jobs share
+    run = StepRun("render_graph", ready[stack].bare(), RENDER_SCRIPT, ["--input", "/dot"], {str(dot_dir): "/dot"},
+                  out_dir)
     try:
         meta, _ = execute(engine, run, memory=memory, timeout=timeout, log=log)
     except (StepFailed, StepRejectedInput) as exc:

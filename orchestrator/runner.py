@@ -5,7 +5,7 @@ import os
 import shutil
 import signal
 import socket
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from orchestrator import protocol
@@ -33,10 +33,15 @@ class StackImage:
     interpreter: str = "python"
     environment: tuple = ()  # (name, value) pairs from stack.json
     worker: tuple = None  # the command of its warm worker (stack.json "worker"), or None
+    bare_worker: tuple = None  # the command of a worker of its image that preloads nothing, or None
 
     @classmethod
     def of(cls, stack, tag, image_id):
-        return cls(stack.name, tag, image_id, stack.interpreter, stack.environment, stack.worker)
+        return cls(stack.name, tag, image_id, stack.interpreter, stack.environment, stack.worker, stack.bare_worker)
+
+    def bare(self):
+        """The same image whose steps run in its bare worker: one that imports nothing ahead."""
+        return replace(self, worker=self.bare_worker)
 
 
 @dataclass

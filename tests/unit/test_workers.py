@@ -48,17 +48,18 @@ def test_a_conversion_runs_every_step_of_a_stack_in_its_workers_and_removes_them
     started = [s for s in built_engine.specs if s.command and "step_server.py" in " ".join(map(str, s.command))]
     assert started == []  # workers are started, not run
     steps = [s.command for s in built_engine.specs]
-    # to_tflite, the reference run, the result run, compare, the report's facts: inside workers; the report's picture
-    # in a fresh container of the Graphviz stack (nothing for a worker to keep warm)
+    # to_tflite, the reference run, the result run, compare, the report's facts: inside tf2's worker; the report's
+    # picture in a bare worker of the Graphviz stack (one that imports nothing ahead: `dot` needs none of it)
     assert sorted(Path(c[1]).name for c in steps) == ["compare.py", "render_graph.py", "report_model.py",
                                                       "run_model.py", "run_model.py", "to_tflite.py"]
-    assert all(s.worker is None for s in built_engine.specs if "render_graph.py" in s.command[1])
     stacks = {images.get_stack(r["stack"]).name for r in manifest["steps"] + manifest["verification"]["steps"]}
     assert len(built_engine.boxes) == 0  # every worker was removed when the conversion ended
     assert stacks == {"tf2"}
-    assert 1 <= len(built_engine.started) <= 2  # one stack: one worker, and one for the overlapping source run
+    preloads = sorted((s.image.split(":")[0], s.command[s.command.index("--preload") + 1])
+                      for s in built_engine.started)
+    assert preloads == [("orchestrator/tf1", ""), ("orchestrator/tf2", "tensorflow,numpy,h5py")]  # and tf1's bare one
     # each step works in its own /scratch folder, made by the host beside its output folder, gone once it ended
-    assert len(built_engine.scratches) == 5 and all(existed for _, existed in built_engine.scratches)
+    assert len(built_engine.scratches) == 6 and all(existed for _, existed in built_engine.scratches)
     assert all(folder.endswith(".scratch") and not Path(folder).exists() for folder, _ in built_engine.scratches)
 
 
@@ -163,7 +164,8 @@ def test_a_batch_reuses_its_workers_job_after_job(built_engine, tmp_path, keras_
         pool = workers.WorkerPool(built_engine, slots=workers.SLOTS * j)
         records = batch.run_batch(lambda: pool, batch.read_jobs(tmp_path / "jobs.yaml"), workers=j)
         assert all(r["passed"] for r in records), records
-        assert len(built_engine.started) == 1  # 4 jobs x 4 runs in tf2, J of them at once: one worker
+        # 4 jobs x 4 runs in tf2, J of them at once: one worker; the 4 report pictures: one bare worker of tf1
+        assert sorted(s.image.split(":")[0] for s in built_engine.started) == ["orchestrator/tf1", "orchestrator/tf2"]
         assert built_engine.boxes == {}
         assert all((tmp_path / f"o{i}" / "model.tflite").is_file() for i in range(4))
 
