@@ -38,7 +38,10 @@ ONNX_DIRECT = ("import numpy, onnx2tf, os, shutil\n"  # the API call the step ma
                "os.chdir('/tmp')  # onnx2tf downloads its sample images unless they are here: no network, so write them\n"
                "numpy.save('calibration_image_sample_data_20x128x128x3_float32.npy', "
                "numpy.random.default_rng(0).uniform(0, 1, (20, 128, 128, 3)).astype('float32'))\n"
-               "onnx2tf.convert(input_onnx_file_path='/in/model.onnx', output_folder_path='/tmp/o', "
+               # a writable copy, as a user's own file is: onnx2tf simplifies the model in place (onnxsim, three
+               # times), and on the read-only mount that fails and is skipped, which is not the same conversion
+               "shutil.copy('/in/model.onnx', '/tmp/model.onnx')\n"
+               "onnx2tf.convert(input_onnx_file_path='/tmp/model.onnx', output_folder_path='/tmp/o', "
                "output_signaturedefs=True, copy_onnx_input_output_names_to_tflite=True, non_verbose=True)\n"
                "shutil.copy('/tmp/o/model_float32.tflite', '/out/model.tflite')\n")
 LITERT_DIRECT = ("import torch, litert_torch\n"

@@ -71,3 +71,35 @@ def test_the_forker_exits_when_the_step_closes_it(monkeypatch):
     f.close()
     with pytest.raises(ChildProcessError):  # it exited, and close() reaped it
         os.waitpid(f.pid, os.WNOHANG)
+
+
+STATE = {"set_in_parent": False}  # changed at run time here: a fork sees the change, a fresh interpreter would not
+
+
+def fake_cli():
+    import argparse
+
+    args = argparse.ArgumentParser().add_argument_group()  # noqa: F841 (a CLI reads sys.argv, as onnxsim's does)
+    print("argv", sys.argv[1:], "forked", STATE["set_in_parent"], "pid", os.getpid())
+    print("to stderr", file=sys.stderr)
+    return 3 if "--fail" in sys.argv else 0
+
+
+def test_a_command_onnx2tf_runs_is_a_fork_with_its_output_and_status_and_others_run_as_before(monkeypatch):
+    import subprocess
+
+    STATE["set_in_parent"] = True
+    calls = []
+    real = lambda args, *a, **kw: calls.append(args) or b"real"  # noqa: E731
+    check_output = onnx2tf_attempt.forking(real, "onnxsim", fake_cli)
+    out = check_output(["onnxsim", "in.onnx", "in.onnx"], stderr=subprocess.PIPE)
+    words = out.decode().split()
+    assert words[:4] == ["argv", "['in.onnx',", "'in.onnx']", "forked"] and words[4] == "True"
+    assert int(words[-1]) != os.getpid() and calls == []  # its own process, not this one
+    assert check_output(["onnxsim", "a", "b"], text=True).startswith("argv ['a', 'b']")
+    with pytest.raises(subprocess.CalledProcessError) as failed:
+        check_output(["onnxsim", "a", "b", "--fail"], stderr=subprocess.PIPE)
+    assert failed.value.returncode == 3 and b"to stderr" in failed.value.stderr and b"argv" in failed.value.output
+    assert check_output(["sng4onnx", "x"]) == b"real" and calls == [["sng4onnx", "x"]]  # any other command: as before
+    code, _, err = onnx2tf_attempt.run_main_forked(lambda: os.kill(os.getpid(), signal.SIGKILL), ["x"])
+    assert code == -signal.SIGKILL

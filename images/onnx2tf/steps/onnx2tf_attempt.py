@@ -5,7 +5,8 @@ The process is forked, not started afresh (which imported TensorFlow and onnx2tf
 not forked from the step as it runs either: the step's reference runs onnxruntime meanwhile, and a child forked
 from it inherited onnxruntime's state mid-use (it deadlocked an int8 calibration's conversion). So the step makes an
 AttemptForker before it does anything else: a process that imports onnx2tf once and forks a child of itself for
-each attempt, a copy of the step as it was before any of its work.
+each attempt, a copy of the step as it was before any of its work. Inside an attempt, onnx2tf's own `onnxsim`
+subprocesses are forks of the attempt too (`forking`).
 
     onnx2tf_attempt.py PARAMS.json      (the same conversion in a fresh interpreter, by hand)
 PARAMS.json holds onnx2tf.convert keyword arguments; calibration entries carry mean/std as lists.
@@ -14,7 +15,9 @@ PARAMS.json holds onnx2tf.convert keyword arguments; calibration entries carry m
 import json
 import os
 import signal
+import subprocess
 import sys
+import tempfile
 
 import numpy as np
 
@@ -30,7 +33,59 @@ def convert(params_file):
                                                        for n, p, m, s in cind]
     import onnx2tf
 
+    onnxsim_main = _onnxsim_main()
+    if onnxsim_main is not None:  # this process is the attempt's own (a fork): the change goes with it
+        subprocess.check_output = forking(subprocess.check_output, "onnxsim", onnxsim_main)
     onnx2tf.convert(**params)
+
+
+def _onnxsim_main():
+    try:
+        from onnxsim import main
+    except Exception:  # onnx2tf's own `onnxsim` call then fails as it would, and onnx2tf goes on without it
+        return None
+    return main
+
+
+def forking(check_output, command, main):
+    """subprocess.check_output, except that `COMMAND ARGS...` runs main() (that command's Python entry point) in
+    a fork of this process with sys.argv set, not in a fresh interpreter. onnx2tf runs `onnxsim IN OUT` three times
+    a conversion in a process of its own; each fresh one imported onnx and onnxsim again, about 0.3 s. A fork is
+    still a process of its own (its crash, exit or memory is not this one's), and what it prints and its exit
+    status come back as check_output gives them: stdout returned, CalledProcessError when it fails."""
+    def check_output_forking(args, *rest, **kwargs):
+        if rest or not isinstance(args, (list, tuple)) or not args or args[0] != command:
+            return check_output(args, *rest, **kwargs)
+        code, out, err = run_main_forked(main, [str(a) for a in args])
+        text = kwargs.get("text") or kwargs.get("universal_newlines") or kwargs.get("encoding")
+        if text:
+            out, err = out.decode(kwargs.get("encoding") or "utf-8", "replace"), err.decode("utf-8", "replace")
+        if code != 0:
+            raise subprocess.CalledProcessError(code, list(args), output=out, stderr=err)
+        return out
+
+    return check_output_forking
+
+
+def run_main_forked(main, argv):
+    """(exit status, stdout bytes, stderr bytes) of main() run in a fork with sys.argv = argv (-N for signal N)."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:
+            def body():
+                os.dup2(out.fileno(), 1)
+                os.dup2(err.fileno(), 2)
+                sys.stdout, sys.stderr = open(1, "w", closefd=False), open(2, "w", closefd=False)
+                sys.argv = argv
+                sys.exit(main())
+
+            end_process(body)
+        _, status = os.waitpid(pid, 0)
+        out.seek(0)
+        err.seek(0)
+        return os.waitstatus_to_exitcode(status), out.read(), err.read()
 
 
 class Attempt:
@@ -96,6 +151,7 @@ class AttemptForker:
     def _serve(requests, replies):
         try:
             import onnx2tf  # noqa: F401  (once, here: every attempt forked after this has it)
+            import onnxsim  # noqa: F401  (and onnx2tf's `onnxsim` calls, forked from the attempt: `forking`)
         except Exception:  # the attempt says why, in its own log
             pass
         for line in requests:
