@@ -190,8 +190,9 @@ def run_preludes(engine, job, ready, work, memory="8g", timeout=3600.0, log=None
 
 
 # -- run the chain ---------------------------------------------------------------------------------------------
-def step_run(i, step, model, values, ready, work):
-    """The StepRun of step i on `model` (an inputs.Mounted: the user's input or the previous step's output)."""
+def step_run(i, step, model, values, ready, work, report=False):
+    """The StepRun of step i on `model` (an inputs.Mounted: the user's input or the previous step's output);
+    `report`: its result is the one report.html reads."""
     inputs = dict(model.mounts)
     option_inputs, mounted = opts_mod.mounts(step.options, values)
     inputs.update(option_inputs)
@@ -201,6 +202,8 @@ def step_run(i, step, model, values, ready, work):
         given_inputs, given = verification_mod.plan_mounts(values)
         inputs.update(given_inputs)
         args += ["--plan", json.dumps(verification_mod.input_plan(values, given, mode="none"))]
+    if step.float_reference:  # the twin only serves the report: without one, no second conversion
+        args += ["--float_reference", "true" if report else "false"]
     return StepRun(step.name, ready[step.stack], step.script, args, inputs, work / f"{i}-{step.name}")
 
 
@@ -209,11 +212,12 @@ def as_input(produced):
     return Mounted({str(produced.folder): protocol.MODEL_DIR}, f"{protocol.MODEL_DIR}/{produced.artifact}")
 
 
-def run_chain(engine, chain, values, first, ready, work, memory="8g", timeout=3600.0, log=None):
-    """Run every step in its stack; return (the manifest's step records, {format: Produced})."""
+def run_chain(engine, chain, values, first, ready, work, memory="8g", timeout=3600.0, log=None, report=False):
+    """Run every step in its stack; return (the manifest's step records, {format: Produced}). `report`: the last
+    step's result is read for report.html."""
     records, produced, model = [], {}, first
     for i, step in enumerate(chain, 1):
-        run = step_run(i, step, model, values, ready, work)
+        run = step_run(i, step, model, values, ready, work, report=report and i == len(chain))
         if log:
             log(f"step {i}/{len(chain)}: {step.name} ({step.source} -> {step.target}) in {run.image.tag}")
         meta, result = execute(engine, run, memory=memory, timeout=timeout, log=log)
@@ -340,7 +344,8 @@ def run_job(engine, job, work, keep_dir, ready, memory="8g", timeout=3600.0, log
         engine = stack.enter_context(engine.session(rw=[work], ro=read_only_roots(first, job.values)))
         source = start_source_run(engine, job, first, ready, work, memory, timeout, log, background)
         translated, values = run_preludes(engine, job, ready, work, memory, timeout, log)
-        steps, produced = run_chain(engine, job.chain, values, first, ready, work, memory, timeout, log)
+        steps, produced = run_chain(engine, job.chain, values, first, ready, work, memory, timeout, log,
+                                    report=job.report)
         converted_at = time.monotonic()
         verification = verify_stage(engine, job, first, produced, ready, work, keep_dir, memory, timeout, log,
                                     source)

@@ -59,6 +59,8 @@ class Step:
     #                               layout); a chain that goes on past the step has no runner for its result
     reads_newer: str = ""  # why it also takes files newer than its stack reads (stack.json "reads"); the input's
     #                        verification run is still in a stack that reads it
+    float_reference: bool = False  # a quantized result also gets its float twin, for the report's per-layer errors,
+    #                                only when a report is made (gets --float_reference true|false)
 
     @property
     def args(self):
@@ -194,28 +196,30 @@ LITERT_TORCH_OPTIONS = ("input_shape", "model_code", "model_args", "input_names"
                         "quantize", "calibration", "quantizer", "allow_flex_ops")
 ONNX2TF_TFLITE_OPTIONS = ONNX2TF_OPTIONS + ("quantize", "calibration", "mean", "std", "allow_flex_ops")
 
+TO_TFLITE = {"choices": TFLITE_CHOICES, "float_reference": True}  # the TFLite converter's steps (to_tflite.py)
+
 STEPS = (
     Step("keras_to_tflite", "keras", "tflite", "tf2", "to_tflite.py", ("--from",), TFLITE_OPTIONS,
-         choices=TFLITE_CHOICES),
+         **TO_TFLITE),
     Step("keras_saved_model_to_tflite", "keras_saved_model", "tflite", "tf2", "to_tflite.py",
-         ("--from",), TFLITE_OPTIONS, choices=TFLITE_CHOICES),
+         ("--from",), TFLITE_OPTIONS, **TO_TFLITE),
     Step("tf_saved_model_to_tflite", "tf_saved_model", "tflite", "tf2", "to_tflite.py", ("--from",),
-         TFLITE_OPTIONS + ("signature_name", "saved_model_tags"), choices=TFLITE_CHOICES),
+         TFLITE_OPTIONS + ("signature_name", "saved_model_tags"), **TO_TFLITE),
     Step("tf_hub_to_tflite", "tf_hub", "tflite", "tf2", "to_tflite.py", ("--from",),
-         TFLITE_OPTIONS + ("signature_name", "saved_model_tags"), choices=TFLITE_CHOICES),
+         TFLITE_OPTIONS + ("signature_name", "saved_model_tags"), **TO_TFLITE),
     Step("tf_frozen_model_to_tflite", "tf_frozen_model", "tflite", "tf2", "to_tflite.py",
          ("--from",), TFLITE_OPTIONS + ("input_arrays", "output_arrays", "input_shapes"),
-         choices=TFLITE_CHOICES, required=("input_arrays", "output_arrays")),
+         **TO_TFLITE, required=("input_arrays", "output_arrays")),
     # Keras 3 (.keras, .h5) and tf_keras 2.16+ files, and SavedModels of TF 2.16+: TF 2.21's converter in the
     # keras3 stack (stack.json "reads")
     Step("keras3_to_tflite", "keras", "tflite", "keras3", "to_tflite.py", ("--from",), TFLITE_OPTIONS,
-         choices=TFLITE_CHOICES),
+         **TO_TFLITE),
     Step("keras3_keras_saved_model_to_tflite", "keras_saved_model", "tflite", "keras3", "to_tflite.py", ("--from",),
-         TFLITE_OPTIONS, choices=TFLITE_CHOICES),
+         TFLITE_OPTIONS, **TO_TFLITE),
     Step("keras3_tf_saved_model_to_tflite", "tf_saved_model", "tflite", "keras3", "to_tflite.py", ("--from",),
-         TFLITE_OPTIONS + ("signature_name", "saved_model_tags"), choices=TFLITE_CHOICES),
+         TFLITE_OPTIONS + ("signature_name", "saved_model_tags"), **TO_TFLITE),
     Step("keras3_tf_hub_to_tflite", "tf_hub", "tflite", "keras3", "to_tflite.py", ("--from",),
-         TFLITE_OPTIONS + ("signature_name", "saved_model_tags"), choices=TFLITE_CHOICES),
+         TFLITE_OPTIONS + ("signature_name", "saved_model_tags"), **TO_TFLITE),
     # ... and to a SavedModel (Keras 3's model.export), which tf2's TF.js converter reads for graph models
     Step("keras3_to_tf_saved_model", "keras", "tf_saved_model", "keras3", "export_saved_model.py"),
     # ... and to a TF.js layers model: the config translated into Keras 2's grammar and the weights copied (keras3),

@@ -34,6 +34,8 @@ def arguments():
     p.add_argument("--input_shapes")
     p.add_argument("--allow_custom_ops", default="false")
     p.add_argument("--allow_flex_ops", default="false")
+    p.add_argument("--float_reference", default="true",
+                   help="for a quantized conversion, also write its float twin (the report's per-layer errors)")
     return p.parse_args()
 
 
@@ -151,7 +153,7 @@ def convert(converter, args, samples, make_float=None, **info):
     with open(path, "wb") as fh:
         fh.write(flatbuffer)
     tfl = TFLiteModel(path, logits=False)
-    if make_float is not None and args.quantize != "none":
+    if make_float is not None and args.quantize != "none" and boolean(getattr(args, "float_reference", "true")):
         note = float_reference(make_float, args)
         if note:
             info["float_reference"] = note

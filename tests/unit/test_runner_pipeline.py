@@ -400,9 +400,10 @@ def test_a_step_in_a_worker_past_the_write_limit_takes_its_worker_down(built_eng
 
 
 def test_a_quantized_conversions_float_twin_feeds_the_report_and_is_not_placed(built_engine, keras_file, tmp_path):
-    def with_twin(spec, out):
+    def with_twin(spec, out):  # as tflite_convert.py: the twin only when told (--float_reference true)
         result = ok_step(spec, out)
-        (out / "float_reference.tflite").write_bytes(b"\x00\x00\x00\x00TFL3twin")
+        if spec.command[spec.command.index("--float_reference") + 1] == "true":
+            (out / "float_reference.tflite").write_bytes(b"\x00\x00\x00\x00TFL3twin")
         return result
 
     built_engine.behaviours["to_tflite.py"] = with_twin
@@ -411,3 +412,10 @@ def test_a_quantized_conversions_float_twin_feeds_the_report_and_is_not_placed(b
     assert report[report.index("--float_reference") + 1] == "/model/float_reference.tflite"
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["manifest.json", "model.tflite", "report.html",
                                                                     "verification"]
+    # without a report nothing reads the twin: the step is told not to make it (a second conversion)
+    built_engine.specs.clear()
+    m = pipeline.convert(built_engine, "keras", keras_file, tmp_path / "bare", options={"quantize": "dynamic"},
+                         report=False)
+    convert = next(s.command for s in built_engine.specs if s.command[1].endswith("to_tflite.py"))
+    assert convert[convert.index("--float_reference") + 1] == "false"
+    assert m["steps"][0]["command"][-2:] == ["--float_reference", "false"]  # its cache key differs from a report's
