@@ -38,6 +38,13 @@ def test_a_repeated_conversion_comes_from_the_cache(samples, tmp_path):
     assert not any(r["cached"] for r in runs(third))
     dynamic, _ = convert("dynamic", quantize="dynamic")
     assert not dynamic["steps"][0]["cached"] and dynamic["verification"]["steps"][0]["cached"]
+    # the float twin (a second conversion) is made for the report only: under --no-report the step is not the same
+    # (no cache hit), and what it stored holds no twin
+    twins = lambda: sorted((tmp_path / "cache").rglob("float_reference.tflite"))  # noqa: E731
+    assert len(twins()) == 2  # float16 and dynamic, each with its report
+    bare, _ = convert("bare", "--no-report", quantize="dynamic")
+    assert not bare["steps"][0]["cached"] and bare["steps"][0]["command"][-2:] == ["--float_reference", "false"]
+    assert len(twins()) == 2 and (tmp_path / "bare" / "model.tflite").is_file()
     pruned = cli("cache", "prune", "--all", env=env)
     assert pruned.returncode == 0 and pruned.stdout.startswith("removed ")
     assert "0 entries" in cli("cache", "list", env=env).stdout
