@@ -137,20 +137,24 @@ def main():
         model = tmp / "samples" / "keras-cnn" / "model.h5"
         if not model.exists():
             orch(env, "sample", "keras", model.parent)
-        for workers in (1, 2):
-            folder = tmp / f"batch-j{workers}"
-            folder.mkdir()
-            jobs = "".join(f"  - {{name: j{i}, input: {model}, output_dir: out{i}, "
-                           f"flags: {{quantize: {MODES[i % len(MODES)]}}}}}\n" for i in range(args.jobs))
-            (folder / "jobs.yaml").write_text(f"defaults: {{from: keras}}\njobs:\n{jobs}")
-            busy0, total0 = cpu_ticks()
-            seconds, _ = orch(dict(env, ORCHESTRATOR_NO_CACHE="1"), "batch", folder / "jobs.yaml", "-j", workers,
-                              "--quiet")
-            busy1, total1 = cpu_ticks()
-            cores = os.cpu_count()
-            busy = cores * (busy1 - busy0) / max(1, total1 - total0)
+        runs = {1: [], 2: []}
+        for r in range(args.repeat):  # interleaved too: -j 1, -j 2, -j 1, -j 2, ...
+            for workers in (1, 2):
+                folder = tmp / f"batch-j{workers}-{r}"
+                folder.mkdir()
+                jobs = "".join(f"  - {{name: j{i}, input: {model}, output_dir: out{i}, "
+                               f"flags: {{quantize: {MODES[i % len(MODES)]}}}}}\n" for i in range(args.jobs))
+                (folder / "jobs.yaml").write_text(f"defaults: {{from: keras}}\njobs:\n{jobs}")
+                busy0, total0 = cpu_ticks()
+                seconds, _ = orch(dict(env, ORCHESTRATOR_NO_CACHE="1"), "batch", folder / "jobs.yaml", "-j",
+                                  workers, "--quiet")
+                busy1, total1 = cpu_ticks()
+                runs[workers].append((seconds, os.cpu_count() * (busy1 - busy0) / max(1, total1 - total0)))
+        for workers, measured in runs.items():
+            seconds, busy = statistics.median(m[0] for m in measured), statistics.median(m[1] for m in measured)
             throughput[workers] = {"seconds": round(seconds, 2), "jobs_per_minute": round(args.jobs * 60 / seconds, 2),
-                                   "busy_cores": round(busy, 2), "cpu_seconds": round(busy * seconds, 1)}
+                                   "busy_cores": round(busy, 2), "cpu_seconds": round(busy * seconds, 1),
+                                   "runs": [round(m[0], 2) for m in measured]}
     cases = {}
     for name in chosen:
         failed = [d["failed"] for d in times[name]["direct"] if isinstance(d, dict)]
