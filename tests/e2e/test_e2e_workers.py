@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from clihelp import assert_hardened, cli, manifest, worker_starts
+from clihelp import REPORT_ON, assert_hardened, cli, cli_env, manifest, worker_starts
 from orchestrator import images, protocol, workers
 from orchestrator.runner import StackImage, StepRun, container_spec, scratch_dir
 
@@ -167,7 +167,7 @@ def test_a_conversion_starts_its_workers_once_and_records_them(samples, tmp_path
     session_id = f"workers-count-{os.getpid()}-{time.monotonic_ns()}"
     with worker_starts(session_id) as started:
         proc = cli("convert", "keras", samples[("keras", "cnn")] / "model.h5", tmp_path / "out",
-                   env=dict(os.environ, ORCHESTRATOR_SESSION=session_id))
+                   env=cli_env(ORCHESTRATOR_SESSION=session_id, **REPORT_ON))
         assert proc.returncode == 0, proc.stderr[-2000:]
     m = manifest(tmp_path / "out")
     runs = m["steps"] + m["verification"]["steps"]
