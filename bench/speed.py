@@ -159,6 +159,7 @@ def main():
     for name in chosen:
         failed = [d["failed"] for d in times[name]["direct"] if isinstance(d, dict)]
         m = {k: median(v) for k, v in times[name].items() if not (k == "direct" and failed)}
+        m["runs"] = {k: [round(x, 2) if not isinstance(x, dict) else x for x in v] for k, v in times[name].items()}
         if failed:
             m["direct"], m["direct_failed"] = None, failed[0]
             m["no_verify_minus_direct"] = m["convert_over_direct"] = None
