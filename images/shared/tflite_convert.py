@@ -16,6 +16,7 @@ import os
 import re
 
 from common import boolean, fail, load_array_file, reject, step_done
+from keras_savedmodel import quick_keras_saves
 
 
 def arguments():
@@ -131,8 +132,10 @@ def float_reference(make_converter, args):
         if boolean(args.allow_flex_ops):
             converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS, tf.lite.OpsSet.SELECT_TF_OPS]
         converter.allow_custom_ops = boolean(args.allow_custom_ops)
+        with quick_keras_saves():
+            flatbuffer = converter.convert()
         with open(os.path.join(args.out, FLOAT_REFERENCE), "wb") as fh:
-            fh.write(converter.convert())
+            fh.write(flatbuffer)
         return None
     except Exception as exc:  # the quantized model is the result; its float twin is only for the report
         return "no float reference for the per-layer errors: " + str(exc).strip().splitlines()[0][:200]
@@ -144,7 +147,8 @@ def convert(converter, args, samples, make_float=None, **info):
     from tflite_runtime import TFLiteModel, op_set
 
     try:
-        flatbuffer = converter.convert()
+        with quick_keras_saves():
+            flatbuffer = converter.convert()
     except Exception as exc:  # the converter's own message is the useful part
         msg = str(exc).strip().splitlines()
         detail = next((ln.strip() for ln in msg if "error" in ln.lower()), msg[0] if msg else type(exc).__name__)

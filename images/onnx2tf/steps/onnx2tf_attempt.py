@@ -6,7 +6,8 @@ not forked from the step as it runs either: the step's reference runs onnxruntim
 from it inherited onnxruntime's state mid-use (it deadlocked an int8 calibration's conversion). So the step makes an
 AttemptForker before it does anything else: a process that imports onnx2tf once and forks a child of itself for
 each attempt, a copy of the step as it was before any of its work. Inside an attempt, onnx2tf's own `onnxsim`
-subprocesses are forks of the attempt too (`forking`).
+subprocesses are forks of the attempt too (`forking`), and the TFLite converter's saves of onnx2tf's Keras model
+are quick ones (keras_savedmodel.py).
 
     onnx2tf_attempt.py PARAMS.json      (the same conversion in a fresh interpreter, by hand)
 PARAMS.json holds onnx2tf.convert keyword arguments; calibration entries carry mean/std as lists.
@@ -21,6 +22,7 @@ import tempfile
 
 import numpy as np
 
+import keras_savedmodel
 from common import end_process, output_to
 
 
@@ -36,6 +38,7 @@ def convert(params_file):
     onnxsim_main = _onnxsim_main()
     if onnxsim_main is not None:  # this process is the attempt's own (a fork): the change goes with it
         subprocess.check_output = forking(subprocess.check_output, "onnxsim", onnxsim_main)
+    keras_savedmodel.install()  # onnx2tf's TFLite conversions (float32, float16) save its Keras model quickly
     onnx2tf.convert(**params)
 
 
