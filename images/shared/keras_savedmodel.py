@@ -11,7 +11,7 @@ training=False, returning {output name: tensor}), and the variables it captures.
 Inside `quick_keras_saves()` that save writes just that: the same signature function, made by Keras's own
 `default_save_signature`, on a plain tf.Module holding the model's variables. The converter reads the same
 signature and variables, so the flatbuffer is the same byte for byte (tests/e2e/test_e2e_keras_savedmodel.py checks
-it on generated models in the tf2 and onnx2tf images); MobileNetV2's conversion took 15.5 s and takes 4.0 s.
+it on generated models in the tf2, keras3 and onnx2tf images); MobileNetV2's conversion took 15.5 s and takes 4.0 s.
 A model this cannot save (a captured resource such as a lookup table, a call that cannot be traced) is saved the
 usual way, as is every other save: a Keras 3 model (the converter exports those itself), a save given its own
 signatures, any save outside the converter.
