@@ -16,7 +16,7 @@ import os
 import re
 
 from common import boolean, fail, load_array_file, reject, step_done
-from keras_savedmodel import quick_keras_saves
+from keras_savedmodel import COUNTS, quick_keras_saves
 
 
 def arguments():
@@ -143,9 +143,11 @@ def float_reference(make_converter, args):
 
 def convert(converter, args, samples, make_float=None, **info):
     """Run the converter, write model.tflite and step.json (with the model's tensors); return its path.
-    `make_float`: makes a fresh converter of the same model, for a quantized conversion's float twin."""
+    `make_float`: makes a fresh converter of the same model, for a quantized conversion's float twin. A Keras 2
+    model's saves inside the converter (keras_savedmodel.py) are counted in step.json's "keras_saves"."""
     from tflite_runtime import TFLiteModel, op_set
 
+    COUNTS.update(quick=0, usual=0)
     try:
         with quick_keras_saves():
             flatbuffer = converter.convert()
@@ -161,6 +163,8 @@ def convert(converter, args, samples, make_float=None, **info):
         note = float_reference(make_float, args)
         if note:
             info["float_reference"] = note
+    if COUNTS["quick"] or COUNTS["usual"]:  # how the converter saved a Keras 2 model: "usual" is the slow way
+        info["keras_saves"] = dict(COUNTS)
     step_done(args.out, ["model.tflite"], quantize=args.quantize, size_bytes=len(flatbuffer),
               calibration_samples=len(samples), tflite=tfl.details(), op_set=op_set(tfl.op_counts()), **info)
     return path

@@ -49,6 +49,8 @@ def test_keras_h5_to_tflite(samples, engine, tmp_path, mode, tolerance):
     m = check_common(out, src / "model.h5", ("keras", "tflite"), engine)
     assert m["verification"]["mode"] == mode and m["verification"]["tolerance"] == tolerance
     assert m["options"]["quantize"] == mode
+    # the converter saved the Keras model the quick way (images/shared/keras_savedmodel.py), once: no report, no twin
+    assert m["steps"][0]["info"]["keras_saves"] == {"quick": 1, "usual": 0}
     tensors = m["steps"][0]["info"]["tflite"]
     if mode == "int8":
         assert tensors["inputs"]["image"]["dtype"] == "int8" and tensors["inputs"]["image"]["scale"] > 0

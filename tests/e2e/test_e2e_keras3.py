@@ -34,6 +34,7 @@ def test_keras3_archive_to_tflite(new_keras, tmp_path):
     assert m["input"]["producer"]["saved_by"] == "Keras 3.15.1" and m["input"]["producer"]["container"] == "keras"
     assert m["steps"][0]["info"]["producer"]["loaded_with"] == "keras 3.15.1"
     assert m["verification"]["mode"] == "none"
+    assert "keras_saves" not in m["steps"][0]["info"]  # the converter exports a Keras 3 model itself
 
 
 def test_keras3_h5_to_int8(new_keras, tmp_path):
@@ -49,6 +50,8 @@ def test_tf_keras_h5_to_dynamic_range(new_keras, tmp_path):
     m = converted("keras", new_keras["tf-keras"] / "model.h5", tmp_path / "out", "--quantize", "dynamic")
     assert m["input"]["producer"]["saved_by"] == "tf_keras 2.21.0"
     assert m["steps"][0]["info"]["producer"]["loaded_with"] == "tf_keras 2.21.0"
+    # a tf_keras model is saved the quick way inside the converter (images/shared/keras_savedmodel.py)
+    assert m["steps"][0]["info"]["keras_saves"] == {"quick": 1, "usual": 0}
 
 
 def test_keras3_to_tfjs_graph_model_through_its_saved_model(new_keras, tmp_path):
